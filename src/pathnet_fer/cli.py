@@ -1,0 +1,47 @@
+"""The ``pathnet-fer`` command. Each pipeline stage registers its own sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pathnet_fer import __version__
+
+# Each module exposes ``register(subparsers)``; it adds parsers whose ``func`` runs them.
+COMMAND_MODULES = (
+    "pathnet_fer.data.commands",
+    "pathnet_fer.faces.commands",
+    "pathnet_fer.experiments.commands",
+    "pathnet_fer.baselines.commands",
+    "pathnet_fer.predict.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pathnet-fer",
+        description="PathNet transfer learning for facial emotion recognition on video.",
+    )
+    parser.add_argument("--version", action="version", version=f"pathnet-fer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset adapters: a folder on disk -> a table of labelled samples."""

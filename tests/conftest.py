@@ -1,0 +1,37 @@
+"""Shared fixtures: real data is found through one setting ($PATHNET_FER_DATA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pathnet_fer.paths import DATA_ENV, data_root
+
+
+def _require(sub: str) -> Path:
+    path = data_root() / sub
+    if not path.exists():
+        pytest.skip(f"real data {sub!r} not found under {data_root()} (set ${DATA_ENV})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data root; skips the test when absent."""
+    root = data_root()
+    if not root.is_dir():
+        pytest.skip(f"shared data root {root} not found (set ${DATA_ENV})")
+    return root
+
+
+@pytest.fixture(scope="session")
+def require_data():
+    """``require_data("jaffe")`` -> path, or skip with the reason."""
+    return _require
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session caches face crops in its own temp dir, never in ~/.cache."""
+    monkeypatch.setenv("PATHNET_FER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
