@@ -19,7 +19,14 @@ import pandas as pd
 from pathnet_fer.data.emotions import BASIC_EMOTIONS, NEUTRAL, canonical_emotion, class_names
 
 SAMPLE_COLUMNS: tuple[str, ...] = (
-    "path", "dataset", "subject", "clip", "emotion", "label", "media", "split",
+    "path",
+    "dataset",
+    "subject",
+    "clip",
+    "emotion",
+    "label",
+    "media",
+    "split",
 )
 SKIPPED_COLUMNS: tuple[str, ...] = ("path", "reason")
 
@@ -229,9 +236,7 @@ class ScanBuilder:
                 f"no samples found under {self.root}; expected layout: {self.adapter.layout}"
             )
         else:
-            expected = [
-                e for e in self.adapter.emotions if e in class_names(self.keep_neutral)
-            ]
+            expected = [e for e in self.adapter.emotions if e in class_names(self.keep_neutral)]
             present = set(samples["emotion"])
             missing = [e for e in expected if e not in present]
             if missing:

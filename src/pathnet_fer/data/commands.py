@@ -16,8 +16,15 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("name", "media", "pre-cropped", "default root", "description")]
     for adapter in ADAPTERS.values():
         default = str(data_root() / adapter.default_folder) if adapter.default_folder else "-"
-        rows.append((adapter.name, adapter.media, "yes" if adapter.pre_cropped else "no",
-                     default, adapter.description))
+        rows.append(
+            (
+                adapter.name,
+                adapter.media,
+                "yes" if adapter.pre_cropped else "no",
+                default,
+                adapter.description,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
@@ -26,8 +33,10 @@ def _list(args: argparse.Namespace) -> int:
         for adapter in ADAPTERS.values():
             print(f"{adapter.name}: {adapter.layout}")
     else:
-        print("\n`pathnet-fer datasets --layouts` shows each folder layout; "
-              "`pathnet-fer datasets inspect NAME --root DIR` scans one.")
+        print(
+            "\n`pathnet-fer datasets --layouts` shows each folder layout; "
+            "`pathnet-fer datasets inspect NAME --root DIR` scans one."
+        )
     return 0
 
 
@@ -41,8 +50,11 @@ def _inspect(args: argparse.Namespace) -> int:
     root = args.root
     if root is None:
         if adapter.default_folder is None:
-            print(f"error: {adapter.name} has no copy under the shared data root; pass --root "
-                  f"DIR (layout: {adapter.layout})", file=sys.stderr)
+            print(
+                f"error: {adapter.name} has no copy under the shared data root; pass --root "
+                f"DIR (layout: {adapter.layout})",
+                file=sys.stderr,
+            )
             return 2
         root = data_root() / adapter.default_folder
     try:
@@ -76,16 +88,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Scan a dataset folder with its adapter and report what it found.",
     )
     inspect.add_argument("name", help=f"adapter name: {', '.join(ADAPTERS)}")
-    inspect.add_argument("--root", type=Path, default=None,
-                         help="dataset folder (default: the shared data copy, if any)")
-    inspect.add_argument("--keep-neutral", action="store_true",
-                         help="keep neutral as a 7th class (contempt/calm stay excluded)")
-    inspect.add_argument("--max-subjects", type=int, default=40,
-                         help="print the subject x emotion table up to this many subjects")
-    inspect.add_argument("--max-skipped", type=int, default=10,
-                         help="list this many skipped files (all reasons are always counted)")
-    inspect.add_argument("--samples-csv", type=Path, default=None,
-                         help="also write the samples table to this CSV")
-    inspect.add_argument("--skipped-csv", type=Path, default=None,
-                         help="also write the skipped table (path, reason) to this CSV")
+    inspect.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="dataset folder (default: the shared data copy, if any)",
+    )
+    inspect.add_argument(
+        "--keep-neutral",
+        action="store_true",
+        help="keep neutral as a 7th class (contempt/calm stay excluded)",
+    )
+    inspect.add_argument(
+        "--max-subjects",
+        type=int,
+        default=40,
+        help="print the subject x emotion table up to this many subjects",
+    )
+    inspect.add_argument(
+        "--max-skipped",
+        type=int,
+        default=10,
+        help="list this many skipped files (all reasons are always counted)",
+    )
+    inspect.add_argument(
+        "--samples-csv", type=Path, default=None, help="also write the samples table to this CSV"
+    )
+    inspect.add_argument(
+        "--skipped-csv",
+        type=Path,
+        default=None,
+        help="also write the skipped table (path, reason) to this CSV",
+    )
     inspect.set_defaults(func=_inspect)

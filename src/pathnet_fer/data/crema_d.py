@@ -9,8 +9,14 @@ from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, walk_files
 
 # <actor>_<sentence>_<EMO>_<level>, e.g. 1001_DFA_ANG_XX
 _NAME = re.compile(r"^(\d+)_([A-Za-z]+)_([A-Za-z]+)_([A-Za-z0-9]+)$")
-_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness",
-          "SAD": "sadness", "NEU": "neutral"}
+_CODES = {
+    "ANG": "anger",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happiness",
+    "SAD": "sadness",
+    "NEU": "neutral",
+}
 
 
 class CremaDAdapter(DatasetAdapter):
@@ -24,7 +30,9 @@ class CremaDAdapter(DatasetAdapter):
     media = "video"
     pre_cropped = False
     description = "CREMA-D: 91 actors, 12 sentences, 6 emotions (no surprise), 480x360 FLV"
-    layout = "<root>/VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv (EMO in ANG DIS FEA HAP NEU SAD)"
+    layout = (
+        "<root>/VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv (EMO in ANG DIS FEA HAP NEU SAD)"
+    )
     default_folder = "crema-d-sample"
     emotions = ("anger", "disgust", "fear", "happiness", "sadness", "neutral")
 

@@ -13,8 +13,14 @@ _SEP = r"[\s_.\-]*"
 _NAME = re.compile(rf"^s{_SEP}(\d+){_SEP}([a-z]+){_SEP}(\d+)$", re.IGNORECASE)
 _SUBJECT_DIR = re.compile(rf"^subject{_SEP}(\d+)$", re.IGNORECASE)
 _SENTENCE_DIR = re.compile(rf"^sentence{_SEP}(\d+)$", re.IGNORECASE)
-_CODES = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness",
-          "sa": "sadness", "su": "surprise"}
+_CODES = {
+    "an": "anger",
+    "di": "disgust",
+    "fe": "fear",
+    "ha": "happiness",
+    "sa": "sadness",
+    "su": "surprise",
+}
 
 
 def _folder_emotion(name: str) -> str | None:
@@ -46,7 +52,9 @@ class EnterfaceAdapter(DatasetAdapter):
     media = "video"
     pre_cropped = False
     description = "eNTERFACE'05: 42-44 subjects x 6 emotions x 5 sentences, 720x576 AVI"
-    layout = "<root>/subject <s>/<emotion>/sentence <k>/s<s>_<code>_<k>.avi (code an di fe ha sa su)"
+    layout = (
+        "<root>/subject <s>/<emotion>/sentence <k>/s<s>_<code>_<k>.avi (code an di fe ha sa su)"
+    )
     emotions = BASIC_EMOTIONS
 
     def _scan(self, root: Path, out: ScanBuilder) -> None:
@@ -59,12 +67,15 @@ class EnterfaceAdapter(DatasetAdapter):
             if not match:
                 out.skip(path, "file name does not match s<subject>_<code>_<sentence>")
                 continue
-            file_subject, code, sentence = int(match.group(1)), match.group(2).lower(), int(
-                match.group(3)
+            file_subject, code, sentence = (
+                int(match.group(1)),
+                match.group(2).lower(),
+                int(match.group(3)),
             )
             if code not in _CODES:
-                out.skip(path, f"unknown label {match.group(2)!r} (eNTERFACE codes: "
-                               f"{' '.join(_CODES)})")
+                out.skip(
+                    path, f"unknown label {match.group(2)!r} (eNTERFACE codes: {' '.join(_CODES)})"
+                )
                 continue
             parts = path.relative_to(root).parts[:-1]
             subject, folder_emotion, folder_sentence = file_subject, None, None
@@ -79,16 +90,28 @@ class EnterfaceAdapter(DatasetAdapter):
                 elif folder_emotion is None:
                     folder_emotion = _folder_emotion(part)
             if folder_emotion is not None and folder_emotion != _CODES[code]:
-                out.skip(path, f"file code {code!r} ({_CODES[code]}) disagrees with its "
-                               f"emotion folder ({folder_emotion})")
+                out.skip(
+                    path,
+                    f"file code {code!r} ({_CODES[code]}) disagrees with its "
+                    f"emotion folder ({folder_emotion})",
+                )
                 continue
             if folder_sentence is not None and folder_sentence != sentence:
                 sentence_clash.append(str(path))
-            out.add(path, subject=f"s{subject}", clip=f"s{subject}_{code}_{sentence}",
-                    label=code, emotion_label=_CODES[code])
+            out.add(
+                path,
+                subject=f"s{subject}",
+                clip=f"s{subject}_{code}_{sentence}",
+                label=code,
+                emotion_label=_CODES[code],
+            )
         if subject_clash:
-            out.warn(f"{len(subject_clash)} file(s) name a subject other than their "
-                     f"'subject <s>' folder; the folder was used (e.g. {subject_clash[0]})")
+            out.warn(
+                f"{len(subject_clash)} file(s) name a subject other than their "
+                f"'subject <s>' folder; the folder was used (e.g. {subject_clash[0]})"
+            )
         if sentence_clash:
-            out.warn(f"{len(sentence_clash)} file(s) name a sentence other than their "
-                     f"'sentence <k>' folder; the file name was used (e.g. {sentence_clash[0]})")
+            out.warn(
+                f"{len(sentence_clash)} file(s) name a sentence other than their "
+                f"'sentence <k>' folder; the file name was used (e.g. {sentence_clash[0]})"
+            )

@@ -41,8 +41,9 @@ class GenericAdapter(DatasetAdapter):
                 below = path.relative_to(class_dir).parts
                 subject = below[0] if len(below) > 1 else path.stem
                 clip = path.relative_to(root).with_suffix("").as_posix()
-                out.add(path, subject=subject, clip=clip, label=class_dir.name,
-                        media=media_of(path))
+                out.add(
+                    path, subject=subject, clip=clip, label=class_dir.name, media=media_of(path)
+                )
             if not found:
                 reason = f"empty class folder {class_dir.name!r}: no image or video inside"
                 out.skip(class_dir, reason)

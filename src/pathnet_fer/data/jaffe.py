@@ -9,8 +9,15 @@ from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, walk_files
 
 # <poser>.<EXPR><n>.<id>, e.g. KA.AN1.39
 _NAME = re.compile(r"^([A-Za-z]+)\.([A-Za-z]+)(\d+)\.(\d+)$")
-_CODES = {"AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happiness",
-          "SA": "sadness", "SU": "surprise", "NE": "neutral"}
+_CODES = {
+    "AN": "anger",
+    "DI": "disgust",
+    "FE": "fear",
+    "HA": "happiness",
+    "SA": "sadness",
+    "SU": "surprise",
+    "NE": "neutral",
+}
 
 
 class JaffeAdapter(DatasetAdapter):

@@ -9,8 +9,16 @@ from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, walk_files
 
 # <modality>-<vocal channel>-<emotion>-<intensity>-<statement>-<repetition>-<actor>
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
-_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
-             "06": "fearful", "07": "disgust", "08": "surprised"}
+_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
 _MODALITIES = {"01": "audio-video", "02": "video-only", "03": "audio-only"}
 _ACTOR_DIR = re.compile(r"^actor[\s_-]*(\d+)$", re.IGNORECASE)
 
@@ -56,11 +64,18 @@ class RavdessAdapter(DatasetAdapter):
                 continue
             folder = _ACTOR_DIR.match(path.parent.name)
             if folder and int(folder.group(1)) != int(actor):
-                out.skip(path, f"actor {actor} in the file name disagrees with folder "
-                               f"{path.parent.name!r}")
+                out.skip(
+                    path,
+                    f"actor {actor} in the file name disagrees with folder {path.parent.name!r}",
+                )
                 continue
             if code not in _EMOTIONS:
                 out.skip(path, f"unknown label {code!r} (RAVDESS emotions 01-08)")
                 continue
-            out.add(path, subject=f"Actor_{actor}", clip=path.stem, label=code,
-                    emotion_label=_EMOTIONS[code])
+            out.add(
+                path,
+                subject=f"Actor_{actor}",
+                clip=path.stem,
+                label=code,
+                emotion_label=_EMOTIONS[code],
+            )

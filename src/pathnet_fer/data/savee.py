@@ -8,8 +8,15 @@ from pathlib import Path
 from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, sorted_dirs, walk_files
 
 # Two-letter codes first so that "sa3" is sadness, never "s" + "a3".
-_CODES = {"sa": "sadness", "su": "surprise", "a": "anger", "d": "disgust", "f": "fear",
-          "h": "happiness", "n": "neutral"}
+_CODES = {
+    "sa": "sadness",
+    "su": "surprise",
+    "a": "anger",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happiness",
+    "n": "neutral",
+}
 _NAME = re.compile(r"^(sa|su|a|d|f|h|n)(\d+)$", re.IGNORECASE)
 _ANY_CODE = re.compile(r"^([A-Za-z]+)[\s_-]*(\d+)$")
 
@@ -44,11 +51,18 @@ class SaveeAdapter(DatasetAdapter):
                 if not match:
                     other = _ANY_CODE.match(path.stem)
                     if other:
-                        out.skip(path, f"unknown label {other.group(1)!r} (SAVEE codes: "
-                                       f"{' '.join(_CODES)})")
+                        out.skip(
+                            path,
+                            f"unknown label {other.group(1)!r} (SAVEE codes: {' '.join(_CODES)})",
+                        )
                     else:
                         out.skip(path, "file name does not match <code><n> (e.g. sa3.avi)")
                     continue
                 code, number = match.group(1).lower(), int(match.group(2))
-                out.add(path, subject=speaker, clip=f"{speaker}_{code}{number:02d}",
-                        label=code, emotion_label=_CODES[code])
+                out.add(
+                    path,
+                    subject=speaker,
+                    clip=f"{speaker}_{code}{number:02d}",
+                    label=code,
+                    emotion_label=_CODES[code],
+                )
