@@ -1,9 +1,186 @@
-"""CLI sub-commands of the ``predict`` stage."""
+"""CLI sub-commands of the ``predict`` stage: ``pathnet-fer predict``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # model refused, or no input could be processed
+EXIT_SOME_SKIPPED = 3  # results written, but some inputs were skipped (listed on stderr)
+
+EPILOG = """\
+output: one CSV row per analysed frame and face (columns: file, frame, timestamp,
+face_x, face_y, face_w, face_h, detection, p_<emotion>..., emotion; see docs/predict.md).
+A frame without a face keeps its row with an empty box and empty probabilities.
+A per-file summary (mean probabilities, majority emotion) is printed and written to
+OUT with suffix .summary.csv.
+
+exit status: 0 all inputs processed; 3 results written but some inputs skipped
+(listed on stderr); 1 the model was refused or no input could be processed.
+
+examples:
+  pathnet-fer predict --model runs/demo/models/ckplus48-jaffe.pt clip.mp4
+  pathnet-fer predict --model model.pt videos/ 'more/*.flv' --out preds.csv --every 2
+  pathnet-fer predict --model model.pt talk.mp4 --annotate talk_annotated.mp4
+  pathnet-fer predict --model model.pt --info
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands (filled in by the stage's issue)."""
+    """Add ``predict``."""
+    p = sub.add_parser(
+        "predict",
+        help="predict emotions per frame in videos and images with a trained model file",
+        description=(
+            "Run a trained PathNet model file on videos, images, folders or globs: "
+            "decode, detect faces (Viola-Jones, previous-face fallback), classify every "
+            "analysed frame in batches, write one row per frame and face."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="video or image files, folders (searched recursively) or quoted globs",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="model file exported by a training run (e.g. <run>/models/*.pt)",
+    )
+    p.add_argument(
+        "--out",
+        default="predictions.csv",
+        metavar="CSV",
+        help="per-frame predictions CSV (default: %(default)s; overwritten)",
+    )
+    p.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="analyse every K-th frame (frame indices stay those of the clip; default 1)",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="VIDEO",
+        help="also write an H.264 video with boxes and labels; with several input "
+        "videos, one file per input (<stem>_<input>.mp4, or into a folder)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="B",
+        help="face crops per network call (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="inputs are already face crops: use whole frames, no face detector",
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default %(default)s)")
+    p.add_argument(
+        "--info",
+        action="store_true",
+        help="print what the model file holds (classes, input, settings, metadata) and exit",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.set_defaults(func=run_predict)
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from pathnet_fer.predict.model_file import ModelFileError, load_model, read_header
+    from pathnet_fer.predict.predictor import Predictor
+    from pathnet_fer.predict.summary import summarise
+
+    if args.every < 1 or args.batch_size < 1:
+        print("error: --every and --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if args.info:
+            print(json.dumps(read_header(args.model), indent=2))
+            return EXIT_OK
+        model = load_model(args.model, device=_device(args.device))
+        predictor = Predictor(model, batch_size=args.batch_size, detect=not args.no_detect)
+    except ModelFileError as error:
+        print(f"error: model refused: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.inputs:
+        print("error: give at least one INPUT (video, image, folder or glob)", file=sys.stderr)
+        return EXIT_FAILED
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    state = {"header": True, "started": time.perf_counter()}
+
+    def on_file(path: str, table: pd.DataFrame) -> None:
+        table.to_csv(out, mode="w" if state["header"] else "a", header=state["header"], index=False)
+        state["header"] = False
+        if not args.quiet:
+            seconds = time.perf_counter() - state["file_started"]
+            frames = table["frame"].nunique()
+            faces = int(table["detection"].ne("none").sum())
+            print(
+                f"  {frames} frames, {faces} with a face, {frames / max(seconds, 1e-9):.1f} frames/s",
+                file=sys.stderr,
+            )
+
+    def progress(path: str) -> None:
+        state["file_started"] = time.perf_counter()
+        if not args.quiet:
+            print(f"{path}", file=sys.stderr)
+
+    result = predictor.predict_paths(
+        args.inputs, every=args.every, annotate=args.annotate, on_file=on_file, progress=progress
+    )
+    for problem in result.problems:
+        kept = f" ({problem.rows_kept} rows kept)" if problem.rows_kept else ""
+        print(f"skipped: {problem.file}: {problem.reason}{kept}", file=sys.stderr)
+    if not result.files:
+        print("error: no input could be processed", file=sys.stderr)
+        return EXIT_FAILED
+    summary = summarise(result.predictions, predictor.class_names)
+    summary_path = out.with_name(out.stem + ".summary.csv")
+    summary.to_csv(summary_path, index=False)
+    _print_summary(summary, predictor.class_names)
+    seconds = time.perf_counter() - state["started"]
+    print(
+        f"\n{len(result.predictions)} rows from {len(result.files)} file(s) in {seconds:.1f} s "
+        f"-> {out}, summary -> {summary_path}"
+        + (f"; {len(result.problems)} input(s) skipped" if result.problems else "")
+    )
+    return EXIT_SOME_SKIPPED if result.problems else EXIT_OK
+
+
+def _print_summary(summary: pd.DataFrame, class_names: list[str]) -> None:
+    show = pd.DataFrame(
+        {
+            "file": summary["file"].map(lambda f: Path(str(f)).name),
+            "frames": summary["frames"],
+            "with_face": summary["frames_with_face"],
+            "majority": summary["emotion_majority"].astype(object).fillna("-"),
+            "share": summary["majority_share"].round(2),
+            "mean_vote": summary["emotion_mean"].astype(object).fillna("-"),
+            "p_max": summary[[f"p_{c}" for c in class_names]].max(axis=1).round(2),
+        }
+    )
+    print(show.to_string(index=False))

@@ -1,0 +1,394 @@
+"""One self-describing file per trained model: weights, path, readout, classes, settings.
+
+A model file is what a user carries from a training run to their own videos, so it holds
+everything prediction needs (no config files, no run directory) and is checked on load:
+a file from an incompatible format version, a corrupt or truncated file, or one whose
+input size does not match its face settings is refused with a message saying what to do.
+
+Layout (a ``torch.save`` dict, read back with ``weights_only=True`` so loading a file
+never executes code): ``format``, ``format_version``, ``package_version``,
+``torch_version``, ``created``, ``model_kind``, ``model_config`` (the PathModel's
+``config_dict()``: sizes and the path), ``state_dict`` (the path's fixed and trained
+modules and the task's readout), ``weights_sha256``, ``class_names``, ``face_settings``
+(``FaceSettings.to_dict()``), ``input`` (size, colour, channels, input_dim, scaling),
+``dataset``, ``metadata`` (free JSON-like dict: run dir, fold, generation, scores).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pathnet_fer import __version__
+
+FORMAT = "pathnet-fer-model"
+FORMAT_VERSION = 1
+"""Bump when the layout changes incompatibly; loaders refuse other versions clearly."""
+MODEL_KIND = "pathnet-path"
+INPUT_SCALING = "uint8/255"
+"""How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
+exactly as ``FaceDataset.features()`` builds training inputs."""
+
+_REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "package_version",
+    "model_kind",
+    "model_config",
+    "state_dict",
+    "weights_sha256",
+    "class_names",
+    "face_settings",
+    "input",
+)
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: unreadable, corrupt, incompatible or inconsistent."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: a ``size`` x ``size`` crop in ``colour``, flattened."""
+
+    size: int
+    colour: str
+    input_dim: int
+    scaling: str = INPUT_SCALING
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.colour == "rgb" else 1
+
+    def describe(self) -> str:
+        return f"{self.size}x{self.size} {self.colour} crops ({self.input_dim} inputs)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "colour": self.colour,
+            "channels": self.channels,
+            "input_dim": self.input_dim,
+            "scaling": self.scaling,
+        }
+
+
+def input_spec_for(face_settings: Any) -> InputSpec:
+    """The input a network trained on crops made with these face settings receives."""
+    size, colour = int(face_settings.size), str(face_settings.colour)
+    if colour not in ("grey", "rgb"):
+        raise ModelFileError(f"unknown crop colour {colour!r} in face settings (grey | rgb)")
+    channels = 3 if colour == "rgb" else 1
+    return InputSpec(size=size, colour=colour, input_dim=size * size * channels)
+
+
+def check_compatible(expected: InputSpec, face_settings: Any, *, what: str = "model") -> None:
+    """Refuse face settings whose crops do not fit the network's input layer."""
+    got = input_spec_for(face_settings)
+    if (got.size, got.colour) != (expected.size, expected.colour):
+        raise ModelFileError(
+            f"the {what} expects {expected.describe()}, but the face settings give "
+            f"{got.describe()}; predict with the model's own face settings "
+            f"(size={expected.size}, colour={expected.colour}) or use a model trained on "
+            f"{got.size}x{got.size} {got.colour} crops"
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A checked model file, ready to classify face crops."""
+
+    model: nn.Module
+    class_names: tuple[str, ...]
+    face_settings: Any
+    input: InputSpec
+    dataset: str
+    metadata: dict[str, Any]
+    package_version: str
+    format_version: int
+    path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:  # pragma: no cover - a model always has a readout
+            return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        self.model.to(device)
+        return self
+
+    def features(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 crops ``(n, size, size[, 3])`` -> float inputs ``(n, input_dim)`` in [0, 1]."""
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8, got {crops.dtype}")
+        n = crops.shape[0]
+        if crops[0:1].size and crops.reshape(n, -1).shape[1] != self.input.input_dim:
+            raise ModelFileError(
+                f"crops of shape {crops.shape[1:]} do not fit a model that expects "
+                f"{self.input.describe()}"
+            )
+        x = torch.from_numpy(crops.reshape(n, -1)).to(self.device, torch.float32)
+        return x.div_(255.0)
+
+    @torch.inference_mode()
+    def predict_proba(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, C)`` (float64) for uint8 face crops."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.class_names)))
+        logits = self.model(self.features(crops))
+        return torch.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_model(
+    path: str | os.PathLike,
+    *,
+    net: Any,
+    task: Any,
+    run: int,
+    class_names: Sequence[str],
+    face_settings: Any,
+    dataset: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Export the best path of ``task`` (run ``run`` of a batched PathNet) to one file.
+
+    ``net.path_model(task, run)`` gives the standalone module (the path's fixed and
+    trained modules plus the task's readout); this writes it with everything prediction
+    needs. Written atomically: a crash mid-write never leaves a half file under ``path``.
+    """
+    model = net.path_model(task, run=run)
+    return save_path_model(
+        path,
+        model,
+        class_names=class_names,
+        face_settings=face_settings,
+        dataset=dataset,
+        metadata=metadata,
+    )
+
+
+def save_path_model(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    class_names: Sequence[str],
+    face_settings: Any,
+    dataset: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write an already extracted PathModel (see ``save_model``)."""
+    class_names = [str(c) for c in class_names]
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
+    spec = input_spec_for(face_settings)
+    config = _jsonable(model.config_dict())
+    _check_model_shapes(model, spec, len(class_names), where="the model being saved")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model_kind": MODEL_KIND,
+        "model_config": config,
+        "state_dict": state,
+        "weights_sha256": _weights_digest(state),
+        "class_names": class_names,
+        "face_settings": _jsonable(face_settings.to_dict()),
+        "input": spec.to_dict(),
+        "dataset": str(dataset),
+        "metadata": _jsonable(dict(metadata or {})),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Read and check a model file; raise ``ModelFileError`` saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise ModelFileError(
+            f"{path} is not a readable pathnet-fer model file (corrupt, truncated, or "
+            f"another kind of file): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from exc
+    return _from_payload(payload, path, device)
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """Everything in a model file except the weights (for ``--info``-style listings)."""
+    loaded = load_model(path)
+    return {
+        "file": str(path),
+        "format_version": loaded.format_version,
+        "package_version": loaded.package_version,
+        "dataset": loaded.dataset,
+        "class_names": list(loaded.class_names),
+        "input": loaded.input.to_dict(),
+        "face_settings": loaded.face_settings.to_dict(),
+        "model_config": loaded.config,
+        "metadata": loaded.metadata,
+    }
+
+
+def _from_payload(payload: Any, path: Path, device: str | torch.device) -> LoadedModel:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{path} is not a pathnet-fer model file (no '{FORMAT}' header); export one with "
+            "pathnet_fer.predict.save_model or use the model.pt an experiment run writes"
+        )
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        written = payload.get("package_version", "?")
+        hint = (
+            "upgrade pathnet-fer to read it"
+            if isinstance(version, int) and version > FORMAT_VERSION
+            else "re-export the model with this version of pathnet-fer"
+        )
+        raise ModelFileError(
+            f"{path} is model format v{version} (written by pathnet-fer {written}); this "
+            f"pathnet-fer {__version__} reads format v{FORMAT_VERSION} only: {hint}"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ModelFileError(f"{path} is incomplete (missing {', '.join(missing)}): corrupt file?")
+    if payload["model_kind"] != MODEL_KIND:
+        raise ModelFileError(
+            f"{path} holds a {payload['model_kind']!r} model; this version predicts with "
+            f"{MODEL_KIND!r} models only"
+        )
+    state = payload["state_dict"]
+    if _weights_digest(state) != payload["weights_sha256"]:
+        raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
+
+    from pathnet_fer.faces.settings import FaceSettings
+
+    try:
+        face_settings = FaceSettings.from_dict(payload["face_settings"])
+    except Exception as exc:
+        raise ModelFileError(f"{path}: face settings unreadable by this version: {exc}") from exc
+    spec_dict = payload["input"]
+    spec = InputSpec(
+        size=int(spec_dict["size"]),
+        colour=str(spec_dict["colour"]),
+        input_dim=int(spec_dict["input_dim"]),
+        scaling=str(spec_dict.get("scaling", INPUT_SCALING)),
+    )
+    if spec.scaling != INPUT_SCALING:
+        raise ModelFileError(f"{path}: unknown input scaling {spec.scaling!r}")
+    check_compatible(spec, face_settings, what=f"model in {path}")
+    if spec.size * spec.size * spec.channels != spec.input_dim:
+        raise ModelFileError(f"{path}: input size {spec.describe()} is inconsistent: corrupt file?")
+    class_names = tuple(str(c) for c in payload["class_names"])
+    model = _rebuild(payload["model_config"], path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the stored model config: {exc}") from exc
+    _check_model_shapes(model, spec, len(class_names), where=str(path))
+    model.to(device)
+    return LoadedModel(
+        model=model,
+        class_names=class_names,
+        face_settings=face_settings,
+        input=spec,
+        dataset=str(payload.get("dataset", "")),
+        metadata=dict(payload.get("metadata") or {}),
+        package_version=str(payload["package_version"]),
+        format_version=int(version),
+        path=path,
+        config=dict(payload["model_config"]),
+    )
+
+
+def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
+    """A fresh PathModel from its ``config_dict()``, weights loaded by the caller."""
+    from pathnet_fer.pathnet import PathModel
+
+    try:
+        return PathModel.from_config(config)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot rebuild the model from its config: {exc}") from exc
+
+
+def _check_model_shapes(model: nn.Module, spec: InputSpec, n_classes: int, *, where: str) -> None:
+    """The network's input width and readout size must match the crops and the classes."""
+    probe = torch.zeros(1, spec.input_dim, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = model(probe)
+    except RuntimeError as exc:
+        raise ModelFileError(
+            f"{where}: the network does not take {spec.describe()}: {str(exc).splitlines()[0]}"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (1, n_classes):
+        raise ModelFileError(
+            f"{where}: the network outputs {tuple(out.shape[1:])} scores for {n_classes} class "
+            "names"
+        )
+
+
+def _weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over names, shapes, dtypes and bytes: detects bit rot in the stored tensors."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types only, so the file loads with ``weights_only=True`` anywhere."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a model file's metadata")

@@ -1,0 +1,363 @@
+"""Streaming prediction: decode -> detect/track -> crop -> classify in batches -> table.
+
+Memory stays flat in video length: frames are decoded one at a time, only the face crops
+(and, when annotating, the frames) of the current batch are held, and each batch goes
+through the network in one call. Crops are made exactly as in training (same decoder
+pixel format, detector, tracker and crop code as ``faces.extract``), so a model sees
+at prediction time what it saw in training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pathnet_fer.faces.crop import crop_face
+from pathnet_fer.faces.detector import FaceDetector
+from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.faces.tracking import FaceTracker
+from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
+from pathnet_fer.predict.annotate import VideoAnnotator, annotation_label, draw_face
+from pathnet_fer.predict.columns import build_frame, empty_frame
+from pathnet_fer.predict.inputs import expand_inputs
+from pathnet_fer.predict.model_file import LoadedModel, check_compatible, load_model
+from pathnet_fer.predict.summary import summarise
+
+DEFAULT_BATCH_SIZE = 64
+ARRAY_NAME = "<array>"
+
+# Frame sink for annotation: (rgb frames, their rows of the prediction table).
+FrameSink = Callable[[list[np.ndarray], pd.DataFrame], None]
+
+
+@dataclass
+class Problem:
+    """An input that could not be (fully) processed, and what was kept of it."""
+
+    file: str
+    reason: str
+    rows_kept: int = 0
+
+
+@dataclass
+class PredictionResult:
+    """What ``predict_paths`` returns: the table, the per-file summary, the problems."""
+
+    predictions: pd.DataFrame
+    summary: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """Frames of the current batch awaiting classification (struct of lists)."""
+
+    frame: list[int] = field(default_factory=list)
+    timestamp: list[float] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    detection: list[str] = field(default_factory=list)
+    crop_slot: list[int] = field(default_factory=list)  # index into crops, -1 = no face
+    images: list[np.ndarray] = field(default_factory=list)  # rgb frames (annotation only)
+    crops: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+_NO_BOX = (np.nan, np.nan, np.nan, np.nan)
+
+
+class Predictor:
+    """Classify the faces in videos and images with a PathNet model file.
+
+    ``detect=False`` treats each whole frame as the face (inputs that are already face
+    crops, like CK+48). ``face_settings`` overrides the model's crop settings (margin,
+    detector parameters); a size or colour the network was not trained on is refused.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        detect: bool = True,
+        face_settings: FaceSettings | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = int(batch_size)
+        settings = face_settings if face_settings is not None else model.face_settings
+        check_compatible(model.input, settings)
+        self.face_settings: FaceSettings = replace(settings, detect=detect, every=1)
+        self.detect = detect
+        self._detector = FaceDetector(self.face_settings) if detect else None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "cpu", **kwargs: Any) -> Predictor:
+        """Load and check a model file (see ``model_file.load_model``)."""
+        return cls(load_model(path, device=device), **kwargs)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.model.class_names)
+
+    @property
+    def _pixel_format(self) -> str:
+        # Same decoder output as training crops (faces.extract): grey models decode grey.
+        return "gray" if self.face_settings.colour == "grey" else "rgb24"
+
+    # ------------------------------------------------------------------ public API
+    def predict_video(
+        self, path: str | os.PathLike, every: int = 1, annotate: str | os.PathLike | None = None
+    ) -> pd.DataFrame:
+        """One row per analysed frame (every ``every``-th); NaN rows where no face.
+
+        Raises ``MediaError`` for a file that cannot be decoded. A truncated clip raises
+        after its decodable frames were processed; ``predict_paths`` keeps those rows
+        and reports the problem instead.
+        """
+        return self._concat(list(self.iter_video(path, every=every, annotate=annotate)))
+
+    def predict_image(
+        self, image: np.ndarray | str | os.PathLike, name: str | None = None
+    ) -> pd.DataFrame:
+        """Rows for one image (array RGB/grey uint8, or a path): one per detected face.
+
+        Unlike video frames (one tracked face per frame, the paper's rule), a still image
+        reports every face the detector finds, largest first; no face -> one NaN row.
+        """
+        if isinstance(image, str | os.PathLike):
+            file = str(Path(image).resolve())
+            array = read_image(image, self._pixel_format)
+        else:
+            file = name or ARRAY_NAME
+            array = self._as_pixel_format(np.asarray(image))
+        return self._predict_still(array, file)
+
+    def predict_paths(
+        self,
+        inputs: Iterable[str | os.PathLike],
+        every: int = 1,
+        annotate: str | os.PathLike | None = None,
+        on_file: Callable[[str, pd.DataFrame], None] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PredictionResult:
+        """Predict on files, folders and globs; bad inputs are skipped and reported.
+
+        ``annotate``: an output video path (one video input) or folder / path template
+        (several videos: ``<stem>_<input stem>.mp4`` beside it). ``on_file`` receives each
+        file's rows as soon as they are done (the CLI appends them to the CSV), so a long
+        run keeps what it did when a later file fails.
+        """
+        expanded = expand_inputs(inputs)
+        problems = [Problem(arg, reason) for arg, reason in expanded.problems]
+        videos = [p for p in expanded.files if not is_image(p)]
+        tables: list[pd.DataFrame] = []
+        done: list[str] = []
+        for path in expanded.files:
+            if progress:
+                progress(str(path))
+            target = _annotation_target(annotate, path, len(videos)) if annotate else None
+            chunks: list[pd.DataFrame] = []
+            try:
+                if is_image(path):
+                    chunks.append(self.predict_image(path))
+                else:
+                    chunks.extend(self.iter_video(path, every=every, annotate=target))
+            except MediaError as error:
+                kept = sum(len(c) for c in chunks)
+                problems.append(Problem(str(path), str(error), kept))
+                if not kept:
+                    continue
+            table = self._concat(chunks)
+            tables.append(table)
+            done.append(str(path))
+            if on_file:
+                on_file(str(path), table)
+        predictions = self._concat(tables)
+        return PredictionResult(
+            predictions=predictions,
+            summary=summarise(predictions, self.class_names),
+            problems=problems,
+            files=done,
+        )
+
+    # ------------------------------------------------------------------ streaming core
+    def iter_video(
+        self,
+        path: str | os.PathLike,
+        every: int = 1,
+        annotate: str | os.PathLike | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Yield the prediction table in chunks of at most ``batch_size`` frames."""
+        file = str(Path(path).resolve())
+        frames = iter_frames(path, every, self._pixel_format)
+        if annotate is None:
+            yield from self._stream(file, ((i, t, f, None) for i, t, f in frames))
+            return
+        # Two decoders in lockstep: the model gets exactly the training pixel format, the
+        # annotation gets colour (decoding is cheap next to detection).
+        colour = iter_frames(path, every, "rgb24", check_complete=False)
+        fps = _frame_rate(path) / every
+        with VideoAnnotator(annotate, fps) as writer:
+            sink = _annotation_sink(writer, self.class_names)
+            paired = ((i, t, f, c) for (i, t, f), (_, _, c) in zip(frames, colour, strict=False))
+            yield from self._stream(file, paired, sink)
+
+    def _stream(
+        self,
+        file: str,
+        frames: Iterable[tuple[int, float, np.ndarray, np.ndarray | None]],
+        sink: FrameSink | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        tracker = FaceTracker(self.face_settings, self._detector) if self.detect else None
+        pending = _Pending()
+        for index, timestamp, frame, colour_frame in frames:
+            if tracker is None:
+                box, detection = None, "fresh"
+                region = _whole_frame(frame)
+            else:
+                box, fresh = tracker.update(frame)
+                detection = "none" if box is None else ("fresh" if fresh else "fallback")
+                region = box
+            pending.frame.append(index)
+            pending.timestamp.append(timestamp)
+            if region is None:
+                pending.boxes.append(_NO_BOX)
+                pending.crop_slot.append(-1)
+            else:
+                pending.boxes.append(tuple(float(v) for v in region))
+                pending.crop_slot.append(len(pending.crops))
+                pending.crops.append(crop_face(frame, box, self.face_settings))
+            pending.detection.append(detection)
+            if colour_frame is not None:
+                pending.images.append(colour_frame)
+            if len(pending) >= self.batch_size:
+                yield self._flush(file, pending, sink)
+                pending = _Pending()
+        if len(pending):
+            yield self._flush(file, pending, sink)
+
+    def _flush(self, file: str, pending: _Pending, sink: FrameSink | None) -> pd.DataFrame:
+        n = len(pending)
+        proba = np.full((n, len(self.class_names)), np.nan)
+        if pending.crops:
+            slots = np.asarray(pending.crop_slot)
+            proba[slots >= 0] = self.model.predict_proba(np.stack(pending.crops))
+        table = build_frame(
+            self.class_names,
+            file=[file] * n,
+            frame=np.asarray(pending.frame),
+            timestamp=np.asarray(pending.timestamp),
+            boxes=np.asarray(pending.boxes),
+            detection=pending.detection,
+            proba=proba,
+        )
+        if sink is not None:
+            sink(pending.images, table)
+        return table
+
+    def _predict_still(self, image: np.ndarray, file: str) -> pd.DataFrame:
+        if self._detector is None:
+            boxes: np.ndarray = np.asarray([_whole_frame(image)], dtype=np.float64)
+            crops = [crop_face(image, None, self.face_settings)]
+        else:
+            boxes = self._detector.detect(image).astype(np.float64)
+            crops = [crop_face(image, tuple(int(v) for v in b), self.face_settings) for b in boxes]
+        n = max(1, len(boxes))
+        proba = np.full((n, len(self.class_names)), np.nan)
+        box_array = np.full((n, 4), np.nan)
+        if crops:
+            proba[:] = self.model.predict_proba(np.stack(crops))
+            box_array[:] = boxes
+        return build_frame(
+            self.class_names,
+            file=[file] * n,
+            frame=np.zeros(n, np.int64),
+            timestamp=np.zeros(n),
+            boxes=box_array,
+            detection=["fresh" if crops else "none"] * n,
+            proba=proba,
+        )
+
+    def _as_pixel_format(self, image: np.ndarray) -> np.ndarray:
+        """An in-memory image (RGB or grey uint8) in the decoder format used for training."""
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(
+                f"expected a uint8 (h, w) or (h, w, 3) image, got {image.dtype} {image.shape}"
+            )
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if self._pixel_format == "gray" and image.ndim == 3:
+            import cv2
+
+            return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return image
+
+    def _concat(self, tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+        if not tables:
+            return empty_frame(self.class_names)
+        if len(tables) == 1:
+            return tables[0].reset_index(drop=True)
+        return pd.concat(tables, ignore_index=True)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _whole_frame(frame: np.ndarray) -> tuple[int, int, int, int]:
+    return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
+
+
+def _frame_rate(path: str | os.PathLike) -> float:
+    """The container's average frame rate (25 when it announces none)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate else 25.0
+    except (av.FFmpegError, OSError, IndexError) as error:
+        raise MediaError(f"cannot open video {path}: {error}") from error
+
+
+def _annotation_target(annotate: str | os.PathLike, video: Path, n_videos: int) -> Path:
+    """Where the annotated copy of ``video`` goes (see ``predict_paths``)."""
+    target = Path(annotate)
+    if target.is_dir() or (not target.suffix and n_videos > 1):
+        return target / f"{video.stem}_annotated.mp4"
+    if n_videos > 1:
+        return target.with_name(f"{target.stem}_{video.stem}{target.suffix}")
+    return target
+
+
+def _annotation_sink(writer: VideoAnnotator, class_names: Sequence[str]) -> FrameSink:
+    """Draw each frame's box and label from its table rows, then encode it."""
+    pcols = [f"p_{c}" for c in class_names]
+
+    def sink(images: list[np.ndarray], table: pd.DataFrame) -> None:
+        boxes = table[["face_x", "face_y", "face_w", "face_h"]].to_numpy(
+            np.float64, na_value=np.nan
+        )
+        proba = table[pcols].to_numpy(np.float64)
+        detection = table["detection"].astype(str).to_numpy()
+        for image, box, p, det in zip(images, boxes, proba, detection, strict=True):
+            frame = np.array(image, copy=True)
+            if np.isnan(box).any():
+                draw_face(frame, None, det, "no face")
+            else:
+                k = int(np.argmax(p))
+                label = annotation_label(class_names[k], float(p[k]), det)
+                draw_face(frame, tuple(box), det, label)
+            writer.write(frame)
+
+    return sink
