@@ -1,0 +1,304 @@
+"""Dataset on disk -> cached face crops (FaceDataset), in parallel over clips, resumable."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pathnet_fer.data.emotions import class_names as emotion_class_names
+from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
+from pathnet_fer.faces.dataset import MANIFEST_COLUMNS, BuildReport, FaceDataset
+from pathnet_fer.faces.detector import FaceDetector
+from pathnet_fer.faces.extract import ClipFaces, extract_faces
+from pathnet_fer.faces.settings import FaceSettings
+
+_worker_state: dict = {}
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(
+    settings: FaceSettings, cache_directory: str, name: str, single_thread: bool = True
+) -> None:
+    if single_thread:
+        import cv2
+
+        cv2.setNumThreads(1)  # parallelism comes from the processes; avoid oversubscription
+    _worker_state["settings"] = settings
+    _worker_state["cache"] = FaceCache(Path(cache_directory), settings, name)
+    _worker_state["detector"] = FaceDetector(settings) if settings.detect else None
+
+
+def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
+    """Extract one clip and write its cache entry (atomically) before reporting it."""
+    position, path, key = task
+    settings: FaceSettings = _worker_state["settings"]
+    cache: FaceCache = _worker_state["cache"]
+    try:
+        faces = extract_faces(path, settings, _worker_state["detector"])
+    except Exception as error:  # noqa: BLE001 - one bad clip must not end the run
+        from pathnet_fer.faces.extract import _empty
+
+        faces = _empty(settings, "skipped", f"unexpected error: {type(error).__name__}: {error}")
+    cache.write_clip(key, path, faces)
+    return position, faces
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # fork starts workers in milliseconds and works from scripts without a __main__ guard.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _run(
+    tasks: list[tuple[int, str, str]],
+    settings: FaceSettings,
+    cache: FaceCache,
+    name: str,
+    workers: int,
+    progress: bool,
+) -> Iterator[tuple[int, ClipFaces]]:
+    bar = tqdm(
+        total=len(tasks),
+        desc=f"faces {name}",
+        unit="clip",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            _init_worker(settings, str(cache.directory), name, single_thread=False)
+            for task in tasks:
+                yield _process(task)
+                bar.update()
+            return
+        chunk = max(1, min(32, len(tasks) // (workers * 8)))
+        with _mp_context().Pool(
+            workers, initializer=_init_worker, initargs=(settings, str(cache.directory), name)
+        ) as pool:
+            for result in pool.imap_unordered(_process, tasks, chunksize=chunk):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
+
+
+def preprocess_dataset(
+    name: str,
+    root: str | Path,
+    settings: FaceSettings | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    keep_neutral: bool = False,
+    progress: bool = True,
+) -> FaceDataset:
+    """Scan dataset ``name`` under ``root`` with its adapter and return its face crops.
+
+    Reads the cache when the same files were processed with the same settings before;
+    only new or changed files are decoded. ``settings.detect=None`` takes the dataset's
+    default (no detection for pre-cropped datasets). ``workers`` defaults to all cores.
+    """
+    from pathnet_fer.data.registry import get_adapter
+
+    adapter = get_adapter(name)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist or is not a folder")
+    scan = adapter.scan(root, keep_neutral=keep_neutral)
+    settings = (settings or FaceSettings()).resolved(bool(adapter.pre_cropped))
+    dataset = preprocess_samples(
+        scan.samples,
+        adapter.name,
+        settings,
+        skipped=scan.skipped,
+        cache_dir=cache_dir,
+        workers=workers,
+        keep_neutral=keep_neutral,
+        progress=progress,
+    )
+    dataset.report.warnings = list(getattr(scan, "warnings", []) or [])
+    return dataset
+
+
+def preprocess_samples(
+    samples: pd.DataFrame,
+    name: str,
+    settings: FaceSettings,
+    skipped: pd.DataFrame | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    keep_neutral: bool = False,
+    progress: bool = True,
+) -> FaceDataset:
+    """Face crops of a sample table (the adapters' ``ScanResult.samples`` columns).
+
+    ``skipped`` (columns ``path, reason``) are files the scan already rejected; they are
+    carried into the manifest so every problem is reported in one place.
+    """
+    started = time.perf_counter()
+    if settings.detect is None:
+        raise ValueError("settings.detect is None: resolve it with settings.resolved(pre_cropped)")
+    names = emotion_class_names(keep_neutral)
+    samples = samples.reset_index(drop=True)
+    skipped = skipped if skipped is not None else pd.DataFrame(columns=["path", "reason"])
+    cache = FaceCache(dataset_cache_dir(name, settings, cache_dir), settings, name)
+    paths = samples["path"].astype(str).tolist()
+    keys = [file_key(p) for p in paths]
+    fingerprint = cache.fingerprint(
+        [
+            settings.key(),
+            ",".join(names),
+            samples[["path", "clip", "subject", "emotion"]].to_csv(index=False),
+            *keys,
+            skipped[["path", "reason"]].to_csv(index=False),
+        ]
+    )
+    images_path, manifest_path = cache.consolidated_paths(fingerprint)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    report = BuildReport(cache_dir=str(cache.directory), workers=workers)
+    if images_path.exists() and manifest_path.exists():
+        try:
+            dataset = FaceDataset.load(images_path, manifest_path, settings, name)
+        except (OSError, ValueError, KeyError, EOFError):
+            dataset = None  # damaged consolidated file: rebuild it from the clip entries
+        if dataset is not None:
+            report.consolidated = True
+            report.from_cache = len(samples)
+            report.seconds = time.perf_counter() - started
+            dataset.report = report
+            return dataset
+
+    cache.prepare()
+    results: dict[int, ClipFaces] = {}
+    label_ok = samples["emotion"].isin(names).to_numpy()
+    todo: list[tuple[int, str, str]] = []
+    queued: set[str] = set()
+    for position, (path, key) in enumerate(zip(paths, keys, strict=True)):
+        if not label_ok[position]:
+            continue
+        cached = cache.read_clip(key) if cache.has(key) else None
+        if cached is not None:
+            results[position] = cached
+            report.from_cache += 1
+        elif key not in queued:
+            queued.add(key)
+            todo.append((position, path, key))
+    for position, faces in _run(todo, settings, cache, name, workers, progress):
+        results[position] = faces
+        report.processed += 1
+    # the same file listed twice: read its entry once it exists
+    for position, key in enumerate(keys):
+        if label_ok[position] and position not in results:
+            results[position] = cache.read_clip(key)
+
+    dataset = _assemble(samples, skipped, results, label_ok, names, settings, name)
+    dataset.save(images_path, manifest_path)
+    report.seconds = time.perf_counter() - started
+    dataset.report = report
+    return dataset
+
+
+def _assemble(
+    samples: pd.DataFrame,
+    skipped: pd.DataFrame,
+    results: dict[int, ClipFaces],
+    label_ok: np.ndarray,
+    names: tuple[str, ...],
+    settings: FaceSettings,
+    name: str,
+) -> FaceDataset:
+    """Stack per-clip crops in sample order; build the frame table and the manifest."""
+    rows = []
+    image_blocks: list[np.ndarray] = []
+    counts: list[int] = []
+    frame_index: list[np.ndarray] = []
+    fallback: list[np.ndarray] = []
+    for position, sample in enumerate(samples.itertuples(index=False)):
+        faces = results.get(position)
+        row = {
+            "path": sample.path,
+            "clip": sample.clip,
+            "subject": sample.subject,
+            "emotion": sample.emotion,
+        }
+        if not label_ok[position]:
+            row.update(
+                status="skipped",
+                reason=f"emotion {sample.emotion!r} is not one of the classes {list(names)}",
+                n_frames=0,
+                n_detections=0,
+                n_fallback=0,
+                n_crops=0,
+                n_multi=0,
+            )
+        else:
+            ok = faces.status == "ok" and faces.n_crops > 0
+            row.update(
+                status="ok" if ok else "skipped",
+                reason=faces.reason if not ok else "",
+                n_frames=faces.n_frames,
+                n_detections=faces.n_detections,
+                n_fallback=faces.n_fallback if ok else 0,
+                n_crops=faces.n_crops if ok else 0,
+                n_multi=faces.n_multi,
+            )
+            if ok:
+                image_blocks.append(faces.images)
+                counts.append(faces.n_crops)
+                frame_index.append(faces.frame_index)
+                fallback.append(faces.fallback)
+        rows.append(row)
+    for item in skipped.itertuples(index=False):
+        rows.append(
+            {
+                "path": str(item.path),
+                "clip": "",
+                "subject": "",
+                "emotion": "",
+                "status": "skipped",
+                "reason": str(item.reason),
+                "n_frames": 0,
+                "n_detections": 0,
+                "n_fallback": 0,
+                "n_crops": 0,
+                "n_multi": 0,
+            }
+        )
+    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "n_multi"])
+
+    ok_rows = manifest.iloc[: len(samples)]
+    ok_rows = ok_rows[ok_rows["status"] == "ok"]
+    repeat = np.asarray(counts, dtype=np.int64)
+    frames = pd.DataFrame(
+        {
+            "clip": np.repeat(ok_rows["clip"].to_numpy(dtype=str), repeat),
+            "subject": np.repeat(ok_rows["subject"].to_numpy(dtype=str), repeat),
+            "emotion": np.repeat(ok_rows["emotion"].to_numpy(dtype=str), repeat),
+            "label": np.repeat(
+                np.array([names.index(e) for e in ok_rows["emotion"]], dtype=np.int64), repeat
+            ),
+            "frame_index": np.concatenate(frame_index) if frame_index else np.zeros(0, np.int32),
+            "fallback": np.concatenate(fallback) if fallback else np.zeros(0, bool),
+        }
+    )
+    if image_blocks:
+        images = np.concatenate(image_blocks)
+    else:
+        shape = (0, settings.size, settings.size) + ((3,) if settings.colour == "rgb" else ())
+        images = np.zeros(shape, dtype=np.uint8)
+    return FaceDataset(images, frames, manifest, names, settings, name)

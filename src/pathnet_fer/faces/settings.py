@@ -1,0 +1,105 @@
+"""Face-pipeline settings: one frozen dataclass, serialisable, with a stable cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+# Bump when a change to the pipeline alters crops made from the same settings, so that
+# every cache built by older code is rebuilt instead of silently reused.
+PIPELINE_VERSION = 1
+
+COLOURS = ("grey", "rgb")
+MULTI_FACE_POLICIES = ("previous", "nearest", "largest")
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How faces are found and cropped.
+
+    - ``size``: side of the square crop in pixels (48 matches CK+48 and FER-2013).
+    - ``colour``: ``"grey"`` (1 channel) or ``"rgb"``.
+    - ``margin``: fraction of the detected box's side added on each side before cropping
+      (0 = the Haar box itself, which is already about as tight as CK+48/FER-2013 crops).
+    - ``every``: keep every k-th decoded frame (1 = every frame, the paper's setting).
+    - ``detect``: run the face detector; ``None`` = the dataset's default (off for
+      pre-cropped datasets such as CK+48 and FER-2013, on otherwise).
+    - ``multi_face``: what to do when a frame shows several faces. ``"previous"`` (the
+      paper's rule: reuse the previous frame's face, like a frame with no face),
+      ``"nearest"`` (the face closest to the previous one; the largest when there is no
+      previous face) or ``"largest"``.
+    - ``detect_side``: frames are downscaled so that their longer side is at most this
+      many pixels before detection (0 = detect at full resolution). Boxes are mapped back
+      to full resolution; crops are always cut from the full-resolution frame.
+    - ``min_face``: smallest face searched for, as a fraction of the frame's shorter side
+      (0 = the cascade's own 24 px minimum in the detection image).
+    - ``scale_factor``, ``min_neighbors``: passed to ``detectMultiScale`` (OpenCV defaults).
+    """
+
+    size: int = 48
+    colour: str = "grey"
+    margin: float = 0.0
+    every: int = 1
+    detect: bool | None = None
+    multi_face: str = "previous"
+    detect_side: int = 320
+    min_face: float = 0.0
+    scale_factor: float = 1.1
+    min_neighbors: int = 3
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
+        if not 0.0 <= self.margin <= 2.0:
+            raise ValueError(
+                f"margin must be within [0, 2] (fraction of the box), got {self.margin}"
+            )
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.multi_face not in MULTI_FACE_POLICIES:
+            raise ValueError(
+                f"multi_face must be one of {MULTI_FACE_POLICIES}, got {self.multi_face!r}"
+            )
+        if self.detect_side != 0 and self.detect_side < 48:
+            raise ValueError(
+                f"detect_side must be 0 (full resolution) or >= 48, got {self.detect_side}"
+            )
+        if not 0.0 <= self.min_face < 1.0:
+            raise ValueError(f"min_face must be within [0, 1), got {self.min_face}")
+        if self.scale_factor <= 1.0:
+            raise ValueError(f"scale_factor must be > 1, got {self.scale_factor}")
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.colour == "rgb" else 1
+
+    def resolved(self, pre_cropped: bool) -> FaceSettings:
+        """These settings with ``detect`` decided for a dataset (None -> not pre-cropped)."""
+        if self.detect is not None:
+            return self
+        return replace(self, detect=not pre_cropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FaceSettings:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not be ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown face settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def key(self) -> str:
+        """Stable short hash of everything that changes the crops (cache directory name).
+
+        ``detect`` must be resolved first (see :meth:`resolved`), so that "default" and the
+        explicit equivalent share one cache.
+        """
+        payload = json.dumps({"v": PIPELINE_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
