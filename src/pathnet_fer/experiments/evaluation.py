@@ -74,10 +74,12 @@ def clip_vote(
         np.add.at(votes, (inverse, proba.argmax(1)), 1.0)
         # Ties between top-voted classes go to the one with the higher mean probability.
         pred = (votes + mean_proba * 1e-6).argmax(1)
-    true = np.full(n_clips, -1, dtype=np.int64)
-    true[inverse] = labels
-    mixed = np.zeros(n_clips, dtype=bool)
-    mixed[inverse] = true[inverse] != labels
+    low = np.full(n_clips, np.iinfo(np.int64).max)
+    high = np.full(n_clips, -1, dtype=np.int64)
+    np.minimum.at(low, inverse, labels)
+    np.maximum.at(high, inverse, labels)
+    true = high
+    mixed = low != high
     if mixed.any():
         raise ValueError(f"clips with frames of different labels: {list(ids[mixed][:5])}")
     return ids, true, pred

@@ -1,0 +1,440 @@
+"""Experiment configuration: YAML files -> typed dataclasses, with checked overrides.
+
+Every setting has a default here (and is documented in docs/experiments.md); a YAML file
+states only what differs. ``extends: other.yaml`` merges a file over another (demo.yaml is
+a short ckplus-jaffe.yaml). ``--set a.b=c`` overrides any key without editing files; values
+are parsed as YAML and type-checked, unknown keys are refused with the list of known ones.
+The face, PathNet and evolution sections are checked against the dataclasses of the stages
+that own them (``FaceSettings``, ``PathNetConfig``, ``EvolutionConfig``), so a typo fails
+before hours of compute rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pathnet_fer.paths import REPO_ROOT, data_root
+
+CONFIG_DIR = REPO_ROOT / "configs"
+ITERATION_MODES = ("repeat", "chained")
+CLIP_VOTES = ("majority", "mean_proba")
+FOLD_KINDS = ("subjects", "clips", "fixed")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset: which adapter reads it and where it lives."""
+
+    adapter: str
+    root: str = ""  # relative to the data root, or absolute; "" = the adapter's name
+    keep_neutral: bool = False
+    # subjects: grouped by subject (honest) | clips: grouped by clip only (subjects leak;
+    # for datasets with too few subjects) | fixed: the dataset's own train/test split
+    folds: str = "subjects"
+    n_folds: int | None = None  # None = protocol.folds (e.g. 4 for SAVEE's 4 speakers)
+    faces: dict[str, Any] = field(default_factory=dict)  # overrides of the global face settings
+
+
+@dataclass
+class SetSpec:
+    """One experiment set: a source task, then a destination task (transfer vs scratch)."""
+
+    source: str
+    destination: str
+    name: str = ""  # default "<source>-><destination>"
+
+
+@dataclass
+class ProtocolSpec:
+    """How sets are run: folds, iterations, budgets, held-out checks."""
+
+    folds: int = 6
+    iterations: int = 4
+    # repeat: independent repetitions with different seeds (default).
+    # chained: iteration i's trained destination is the source of iteration i+1.
+    iteration_mode: str = "repeat"
+    source_generations: int | None = None  # None = evolution.generations
+    destination_generations: int | None = None  # None = evolution.generations
+    eval_every: int = 50  # held-out check every K generations (and always at the end)
+    clip_vote: str = "majority"  # majority | mean_proba
+    stratify: bool = True  # stratify folds by emotion where class counts allow
+    max_source_frames: int | None = None  # cap on source training samples (None = all)
+
+
+@dataclass
+class ExecutorSpec:
+    """Where runs execute. ``local``: this machine, batched runs over worker processes."""
+
+    kind: str = "local"
+    workers: int = 0  # processes; 0 = one per CPU core
+    threads: int = 1  # torch threads per worker
+    batch_runs: bool = True  # folds x iterations of a set share one batched PathNet
+    checkpoint_every: int = 100  # generations between checkpoints (resume granularity)
+
+
+@dataclass
+class LoggingSpec:
+    """Where evolution events go besides metrics.csv."""
+
+    progress: bool = True  # tqdm bars: one per job and one overall
+    console_every: int = 0  # print a line every N generations (0 = off)
+    tensorboard: bool = False  # needs the tensorboard package
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole study: datasets, sets, and the settings of every stage."""
+
+    name: str = "experiment"
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda
+    data_root: str | None = None  # None = pathnet_fer.paths.data_root()
+    cache_dir: str | None = None  # None = pathnet_fer.paths.cache_root()
+    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
+    sets: list[SetSpec] = field(default_factory=list)
+    faces: dict[str, Any] = field(default_factory=dict)  # FaceSettings fields
+    pathnet: dict[str, Any] = field(default_factory=dict)  # PathNetConfig fields (no input_dim)
+    evolution: dict[str, Any] = field(default_factory=dict)  # EvolutionConfig fields
+    protocol: ProtocolSpec = field(default_factory=ProtocolSpec)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    logging: LoggingSpec = field(default_factory=LoggingSpec)
+    save_models: bool = True
+
+    # ----------------------------------------------------------------- derived values
+    def resolved_data_root(self) -> Path:
+        return Path(self.data_root).expanduser().resolve() if self.data_root else data_root()
+
+    def dataset_root(self, name: str) -> Path:
+        spec = self.datasets[name]
+        root = Path(spec.root or spec.adapter).expanduser()
+        return root if root.is_absolute() else self.resolved_data_root() / root
+
+    def n_folds(self, dataset: str) -> int:
+        """Fold count of a dataset (its own setting, else the protocol's)."""
+        spec = self.datasets[dataset]
+        if spec.folds == "fixed":
+            return 1
+        return spec.n_folds if spec.n_folds is not None else self.protocol.folds
+
+    def generations(self, role: str) -> int:
+        """Generation budget of the ``source`` or ``destination`` task."""
+        value = (
+            self.protocol.source_generations if role == "source"
+            else self.protocol.destination_generations
+        )
+        return int(value if value is not None else self.evolution["generations"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+# ---------------------------------------------------------------------- type checking
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp`` where lossless (int -> float), else raise."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} is not {' or '.join(map(_type_name, args))}")
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _check(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (vt, *_) = typing.get_args(tp) or (Any,)
+        return [_check(v, vt, f"{where}[{i}]") for i, v in enumerate(value)]
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} not one of {typing.get_args(tp)}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    module = __import__(cls.__module__, fromlist=["_"])
+    return typing.get_type_hints(cls, globalns=vars(module))
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known keys{' of ' + where if where else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _check(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."))
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _check_section(values: dict[str, Any], cls: type, where: str, skip=()) -> dict[str, Any]:
+    """Validate a foreign stage's settings against its dataclass; return them with defaults."""
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        msg = f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; known: {', '.join(names)}"
+        if set(unknown) & set(skip):
+            msg += f" ({', '.join(skip)} is derived by the experiment, not set)"
+        raise ConfigError(msg)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.name in values:
+            out[f.name] = _check(values[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, enums -> values: YAML-safe, round-trippable."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and type(value).__module__ != "builtins":
+        return value.value
+    return value
+
+
+def _foreign_classes() -> dict[str, tuple[type, tuple[str, ...]]]:
+    from pathnet_fer.evolution.config import EvolutionConfig
+    from pathnet_fer.faces.settings import FaceSettings
+    from pathnet_fer.pathnet.config import PathNetConfig
+
+    return {
+        "faces": (FaceSettings, ()),
+        "pathnet": (PathNetConfig, ("input_dim",)),
+        "evolution": (EvolutionConfig, ()),
+    }
+
+
+# ---------------------------------------------------------------------- loading
+def find_config(name_or_path: str | Path) -> Path:
+    """A config path as given, else ``configs/<name>[.yaml]`` of the checkout."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.resolve()
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none"
+    raise ConfigError(f"config {str(name_or_path)!r} not found (shipped configs: {shipped})")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config, following ``extends:`` chains."""
+    path = find_config(path)
+    if path in _seen:
+        raise ConfigError(f"config extends itself in a loop: {' -> '.join(map(str, _seen))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent:
+        parent_path = Path(parent)
+        if not parent_path.is_absolute():
+            parent_path = path.parent / parent_path
+        data = _merge(load_raw(parent_path, (*_seen, path)), data)
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"evolution.generations=200"`` -> (["evolution", "generations"], 200)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config mapping (validation happens on build)."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, part, where)]
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {text!r}: {where} is a value, not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, ".".join(parts))] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def _list_index(node: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{where}: list index must be 0..{len(node) - 1}, got {part!r}")
+    return int(part)
+
+
+def build_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a raw mapping into an ``ExperimentConfig`` (foreign sections with defaults)."""
+    config = _from_dict(ExperimentConfig, raw, "")
+    for section, (cls, skip) in _foreign_classes().items():
+        setattr(config, section, _check_section(getattr(config, section), cls, section, skip))
+    for name, spec in config.datasets.items():
+        cls, skip = _foreign_classes()["faces"]
+        spec.faces = _check_section_partial(spec.faces, cls, f"datasets.{name}.faces")
+        if spec.folds not in FOLD_KINDS:
+            raise ConfigError(f"datasets.{name}.folds must be one of {FOLD_KINDS}")
+    _validate(config)
+    return config
+
+
+def _check_section_partial(values: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
+    full = _check_section(values, cls, where)
+    return {k: full[k] for k in values}
+
+
+def _validate(config: ExperimentConfig) -> None:
+    p = config.protocol
+    if p.iteration_mode not in ITERATION_MODES:
+        raise ConfigError(f"protocol.iteration_mode must be one of {ITERATION_MODES}")
+    if p.clip_vote not in CLIP_VOTES:
+        raise ConfigError(f"protocol.clip_vote must be one of {CLIP_VOTES}")
+    if p.folds < 2:
+        raise ConfigError("protocol.folds must be >= 2")
+    for name, spec in config.datasets.items():
+        if spec.n_folds is not None and spec.n_folds < 2:
+            raise ConfigError(f"datasets.{name}.n_folds must be >= 2 or null")
+    for key in ("iterations", "eval_every"):
+        if getattr(p, key) < 1:
+            raise ConfigError(f"protocol.{key} must be >= 1")
+    for key in ("source_generations", "destination_generations"):
+        value = getattr(p, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"protocol.{key} must be >= 1 or null")
+    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
+    if config.executor.kind not in ("local", "inline"):
+        raise ConfigError(
+            f"executor.kind {config.executor.kind!r} unknown (available: local, inline)"
+        )
+    if not config.sets:
+        raise ConfigError("the config defines no experiment sets (key: sets)")
+    names = set()
+    for i, s in enumerate(config.sets):
+        for role in ("source", "destination"):
+            ds = getattr(s, role)
+            if ds not in config.datasets:
+                raise ConfigError(
+                    f"sets[{i}].{role}: dataset {ds!r} is not defined under datasets "
+                    f"(defined: {', '.join(config.datasets) or 'none'})"
+                )
+        s.name = s.name or f"{s.source}->{s.destination}"
+        if s.name in names:
+            raise ConfigError(f"two experiment sets are named {s.name!r}")
+        names.add(s.name)
+    from pathnet_fer.data.registry import ADAPTERS
+
+    for name, spec in config.datasets.items():
+        if spec.adapter not in ADAPTERS:
+            raise ConfigError(
+                f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
+            )
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load, merge ``extends``, apply overrides, validate."""
+    return build_config(apply_overrides(load_raw(path), list(overrides or [])))

@@ -1,0 +1,144 @@
+"""Figures from the metrics table: learning curves (paper Figs. 3-8) and confusion matrices.
+
+Everything is drawn from DataFrames (metrics.csv, confusion.csv), so a report can be
+re-drawn from a finished run directory without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ARM_COLOURS = {"transfer": "tab:blue", "scratch": "tab:orange", "source": "tab:grey"}
+PANELS = (
+    ("train", "minibatch", "accuracy", "training accuracy (paper-style)"),
+    ("train", "minibatch", "loss", "training loss"),
+    ("test", "frame", "accuracy", "held-out accuracy (frame)"),
+    ("test", "frame", "macro_f1", "held-out macro-F1 (frame)"),
+)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of an experiment name (``ckplus48->jaffe`` -> ``ckplus48-to-jaffe``)."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text.replace("->", "-to-")).strip("-")
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def learning_curves(
+    metrics: pd.DataFrame, experiment: str, path: str | Path,
+    arms: tuple[str, ...] = ("transfer", "scratch"), smooth: int | None = None,
+) -> Path:
+    """Accuracy and loss per generation for one set: one line per iteration (mean over
+    folds), transfer vs scratch. Training curves are smoothed by a running mean (window
+    ``smooth``, default 2% of the generations) because single generations are noisy."""
+    data = metrics[(metrics.experiment == experiment) & metrics.arm.isin(arms)]
+    if data.empty:
+        raise ValueError(f"no metrics for experiment {experiment!r} and arms {arms}")
+    panels = [p for p in PANELS if ((data.split == p[0]) & (data.level == p[1])
+                                    & (data.metric == p[2])).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    iterations = sorted(data.iteration.unique())
+    styles = ["-", "--", ":", "-."]
+    for ax, (split, level, metric, title) in zip(axes[0], panels, strict=True):
+        sel = data[(data.split == split) & (data.level == level) & (data.metric == metric)]
+        for arm in arms:
+            for k, it in enumerate(iterations):
+                curve = (sel[(sel.arm == arm) & (sel.iteration == it)]
+                         .groupby("generation")["value"].mean())
+                if curve.empty:
+                    continue
+                y = curve.to_numpy()
+                if split == "train":
+                    y = _smooth(y, smooth or max(1, len(y) // 50))
+                ax.plot(curve.index, y, styles[k % len(styles)],
+                        color=ARM_COLOURS.get(arm), alpha=0.9, lw=1.2,
+                        label=f"{arm}, iteration {it}",
+                        marker="o" if split == "test" and len(y) < 30 else None, ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("generation")
+        ax.grid(alpha=0.3)
+        if metric != "loss":
+            ax.set_ylim(0, 1)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+               frameon=False)
+    n_folds = data.fold.nunique()
+    fig.suptitle(f"{experiment}: transfer vs scratch (mean over {n_folds} folds per iteration)",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(labels) - 1) // 4), 1, 0.95))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_figure(
+    matrix: np.ndarray, class_names: list[str], title: str, path: str | Path
+) -> Path:
+    """Row-normalised confusion matrix with counts, true classes down, predictions across."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    n = len(class_names)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(matrix[i, j])})", ha="center", va="center",
+                    fontsize=7, color="white" if rates[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """One figure per experiment set, arm and level, summed over folds and iterations.
+
+    ``confusions`` columns: experiment, arm, task, iteration, fold, level, true, pred, count
+    (class names, not indices).
+    """
+    paths = []
+    keys = ["experiment", "arm", "task", "level"]
+    for (experiment, arm, task, level), part in confusions.groupby(keys, sort=False):
+        names = list(dict.fromkeys(part["true"].tolist() + part["pred"].tolist()))
+        table = part.pivot_table(index="true", columns="pred", values="count", aggfunc="sum",
+                                 fill_value=0).reindex(index=names, columns=names, fill_value=0)
+        runs = part.groupby(["iteration", "fold"]).ngroups
+        title = f"{experiment} / {arm} on {task}: {level} level\n(sum over {runs} runs)"
+        paths.append(confusion_figure(table.to_numpy(), names, title, Path(out_dir) /
+                                      f"confusion_{slug(experiment)}_{arm}_{level}.png"))
+    return paths
+
+
+def all_learning_curves(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """A learning-curve figure per experiment set that has transfer or scratch rows."""
+    paths = []
+    for experiment in metrics.experiment.unique():
+        arms = tuple(a for a in ("transfer", "scratch")
+                     if ((metrics.experiment == experiment) & (metrics.arm == a)).any())
+        if arms:
+            paths.append(learning_curves(metrics, experiment, Path(out_dir) /
+                                         f"learning_curves_{slug(experiment)}.png", arms))
+    return paths

@@ -1,0 +1,166 @@
+"""Tables from metrics.csv: summary.csv, paired tests, and a Markdown report.
+
+Held-out (test-subject) figures come first; the paper's training figures sit beside them,
+labelled as such, so nobody mistakes one for the other.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pathnet_fer.experiments.metrics_log import final_values, read_metrics, summarise
+
+PAIRED_TEST = (
+    "Wilcoxon signed-rank test (two-sided) on per-fold differences, each fold's value being "
+    "the mean over its iterations (folds are the independent units: iterations of one fold "
+    "share its test subjects); paired t-test p given beside it"
+)
+# (split, level, metric, column title) in table order.
+TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("test", "frame", "accuracy", "test acc (frame)"),
+    ("test", "frame", "macro_f1", "test macro-F1 (frame)"),
+    ("test", "frame", "uar", "test UAR (frame)"),
+    ("test", "clip", "accuracy", "test acc (clip)"),
+    ("test", "clip", "macro_f1", "test macro-F1 (clip)"),
+    ("train", "minibatch", "accuracy", "train acc (paper-style)"),
+    ("train", "minibatch", "loss", "train loss (paper-style)"),
+    ("train", "minibatch", "train_seconds", "train seconds"),
+    ("train", "minibatch", "parameters", "parameters"),
+)
+COMPARED = (("test", "frame", "accuracy"), ("test", "frame", "macro_f1"),
+            ("test", "frame", "uar"), ("test", "clip", "accuracy"),
+            ("train", "minibatch", "accuracy"), ("train", "minibatch", "loss"))
+ARM_ORDER = ("source", "transfer", "scratch")
+
+
+def paired_comparison(
+    metrics: pd.DataFrame, experiment: str, arm_a: str = "transfer", arm_b: str = "scratch",
+    split: str = "test", level: str = "frame", metric: str = "accuracy",
+) -> dict[str, object] | None:
+    """``arm_a`` minus ``arm_b`` on one final metric, paired by fold; None if not both arms."""
+    final = final_values(metrics)
+    sel = final[(final.experiment == experiment) & (final.split == split)
+                & (final.level == level) & (final.metric == metric)]
+    per_fold = sel.groupby(["arm", "fold"])["value"].mean().unstack("arm")
+    if arm_a not in per_fold or arm_b not in per_fold:
+        return None
+    pairs = per_fold[[arm_a, arm_b]].dropna()
+    diff = (pairs[arm_a] - pairs[arm_b]).to_numpy()
+    n = len(diff)
+    p_w = p_t = math.nan
+    if n >= 2:
+        if np.allclose(diff, 0):
+            p_w = p_t = 1.0
+        else:
+            with warnings.catch_warnings():  # near-constant differences: p is still valid
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p_w = float(stats.wilcoxon(diff, zero_method="zsplit").pvalue)
+                p_t = float(stats.ttest_rel(pairs[arm_a], pairs[arm_b]).pvalue)
+    return {
+        "experiment": experiment, "comparison": f"{arm_a} - {arm_b}", "split": split,
+        "level": level, "metric": metric, "mean_a": float(pairs[arm_a].mean()) if n else math.nan,
+        "mean_b": float(pairs[arm_b].mean()) if n else math.nan,
+        "mean_diff": float(diff.mean()) if n else math.nan,
+        "std_diff": float(diff.std(ddof=1)) if n > 1 else math.nan,
+        "n_folds": n, "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()),
+        "p_wilcoxon": p_w, "p_ttest": p_t,
+    }
+
+
+def comparisons(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Transfer minus scratch for each experiment set and each compared metric."""
+    out = []
+    for experiment in metrics["experiment"].unique():
+        for split, level, metric in COMPARED:
+            row = paired_comparison(metrics, experiment, split=split, level=level, metric=metric)
+            if row is not None:
+                out.append(row)
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, std: float, n: int, metric: str) -> str:
+    if metric == "parameters":
+        return f"{mean:,.0f}"
+    if metric == "train_seconds":
+        return f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def _arm_key(arm: str) -> tuple[int, str]:
+    return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
+
+
+def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
+    """One table per experiment set (rows: arms) plus its transfer-minus-scratch tests."""
+    lines: list[str] = []
+    for experiment in summary["experiment"].unique():
+        part = summary[summary.experiment == experiment]
+        cols = [c for c in TABLE_COLUMNS
+                if ((part.split == c[0]) & (part.level == c[1]) & (part.metric == c[2])).any()]
+        lines += [f"## {experiment}", "",
+                  "| arm | task | runs | folds | " + " | ".join(c[3] for c in cols) + " |",
+                  "|---|---|---|---|" + "---|" * len(cols)]
+        for (arm, task), rows in sorted(part.groupby(["arm", "task"], sort=False),
+                                        key=lambda kv: _arm_key(kv[0][0])):
+            cells = []
+            for split, level, metric, _ in cols:
+                r = rows[(rows.split == split) & (rows.level == level) & (rows.metric == metric)]
+                cells.append(_fmt(r["mean"].iloc[0], r["std"].iloc[0], int(r["n"].iloc[0]),
+                                  metric) if len(r) else "")
+            n = int(rows["n"].max())
+            folds = int(rows["n_folds"].max())
+            lines.append(f"| {arm} | {task} | {n} | {folds} | " + " | ".join(cells) + " |")
+        lines.append("")
+        c = comp[comp.experiment == experiment] if len(comp) else comp
+        if len(c):
+            lines += ["Transfer minus scratch, paired by fold:", "",
+                      "| metric | transfer | scratch | difference | folds (wins/losses) "
+                      "| Wilcoxon p | paired t p |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in c.itertuples():
+                lines.append(
+                    f"| {r.split} {r.level} {r.metric} | {r.mean_a:.3f} | {r.mean_b:.3f} | "
+                    f"{r.mean_diff:+.3f} ± {r.std_diff:.3f} | {r.n_folds} ({r.wins}/{r.losses}) | "
+                    f"{r.p_wilcoxon:.3g} | {r.p_ttest:.3g} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(
+    run_dir: str | Path, metrics: pd.DataFrame | None = None, header: str = ""
+) -> dict[str, Path]:
+    """Write ``summary.csv``, ``paired_tests.csv`` and ``summary.md`` into ``run_dir``."""
+    run_dir = Path(run_dir)
+    if metrics is None:
+        metrics = read_metrics(run_dir / "metrics.csv")
+    if metrics.empty:
+        raise ValueError(f"{run_dir}: metrics.csv has no rows; nothing to report")
+    summary = summarise(metrics)
+    comp = comparisons(metrics)
+    paths = {
+        "summary_csv": run_dir / "summary.csv",
+        "paired_csv": run_dir / "paired_tests.csv",
+        "summary_md": run_dir / "summary.md",
+    }
+    summary.to_csv(paths["summary_csv"], index=False)
+    comp.to_csv(paths["paired_csv"], index=False)
+    text = [header.rstrip(), ""] if header else []
+    text += [
+        "Values are mean ± std over folds x iterations of the FINAL generation. `test` = "
+        "held-out subjects of each fold (subject-independent); `train (paper-style)` = the "
+        "fraction of training minibatch samples the tournament winner classified correctly "
+        "in its last generation, the figure the paper reports.",
+        "",
+        f"Paired test: {PAIRED_TEST}.",
+        "",
+        markdown_tables(summary, comp),
+    ]
+    paths["summary_md"].write_text("\n".join(text))
+    return paths
