@@ -242,7 +242,7 @@ def test_cli_lists_and_inspects(require_data, capsys, tmp_path):
         main(["datasets", "inspect", "jaffe", "--root", str(root), "--samples-csv", str(csv)]) == 0
     )
     report = capsys.readouterr().out
-    assert "183 samples" in report and "10 subjects" in report and "30 skipped" in report
+    assert "183 samples" in report and "10 subject(s)" in report and "30 skipped" in report
     assert "keep_neutral=False" in report and "KA" in report
     assert len(pd.read_csv(csv)) == 183
     assert main(["datasets", "inspect", "jaffe", "--root", str(root), "--keep-neutral"]) == 0

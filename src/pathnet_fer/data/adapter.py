@@ -9,6 +9,7 @@ reports what it left out, and why, in the same words.
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ def _ordered_counts(values: pd.Series, order: tuple[str, ...] = ()) -> pd.Series
     """Value counts with a known order first (e.g. class order), the rest sorted by name."""
     counts = values.value_counts()
     known = [k for k in order if k in counts.index]
-    rest = sorted(k for k in counts.index if k not in order)
+    rest = sorted((k for k in counts.index if k not in order), key=natural_key)
     return counts.reindex(known + rest).astype(int)
 
 
@@ -94,6 +95,7 @@ class ScanResult:
     def crosstab(self, rows: str = "subject", columns: str = "emotion") -> pd.DataFrame:
         """Sample counts per ``rows`` x ``columns`` (default subject x emotion), with totals."""
         table = pd.crosstab(self.samples[rows], self.samples[columns])
+        table = table.reindex(sorted(table.index, key=natural_key))
         if columns == "emotion":
             table = table.reindex(columns=[c for c in self.class_names if c in table.columns])
         table["total"] = table.sum(axis=1)
@@ -105,10 +107,12 @@ class ScanResult:
 
     def summary(self, max_subjects: int = 40, max_skipped: int = 10) -> str:
         """A human-readable report: counts per emotion and subject, skips and warnings."""
+        n_clips = self.samples["clip"].nunique()
+        clips = f"{n_clips} clips, " if n_clips != len(self.samples) else ""
         lines = [
             f"dataset {self.dataset}: {len(self.samples)} samples "
             f"({', '.join(f'{k} {v}' for k, v in self.counts_by('media').items()) or 'none'}), "
-            f"{self.samples['subject'].nunique()} subjects, {len(self.skipped)} skipped "
+            f"{clips}{self.samples['subject'].nunique()} subject(s), {len(self.skipped)} skipped "
             f"(root {self.root}, classes: {', '.join(self.class_names)})",
             "",
             "per emotion:",
@@ -280,6 +284,8 @@ class DatasetAdapter(ABC):
             )
         if not root.is_dir():
             raise DatasetRootError(f"{self.name}: root {root} is not a folder")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise DatasetRootError(f"{self.name}: root folder {root} is not readable")
         root = root.resolve()
         out = ScanBuilder(self, root, keep_neutral, unique_clips=self.unique_clips)
         self._scan(root, out)
@@ -310,6 +316,23 @@ def walk_files(root: Path, out: ScanBuilder) -> Iterator[Path]:
             yield base / name
 
 
-def sorted_dirs(folder: Path) -> list[Path]:
-    """Sub-folders of ``folder`` sorted by name."""
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+def list_dir(folder: Path, out: ScanBuilder) -> tuple[list[Path], list[Path]]:
+    """(files, sub-folders) of ``folder``, each sorted by name; an unreadable folder is
+    recorded as skipped and reads as empty."""
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as err:
+        out.skip(folder, f"cannot read folder: {err.strerror or err}")
+        return [], []
+    dirs = [p for p in entries if p.is_dir()]
+    files = [p for p in entries if not p.is_dir()]
+    return files, dirs
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders ``s2`` before ``s10`` (digit runs compare as numbers)."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+        for part in re.split(r"(\d+)", str(text))
+        if part
+    )

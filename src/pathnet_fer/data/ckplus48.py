@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, sorted_dirs, walk_files
+from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, list_dir, walk_files
 from pathnet_fer.data.emotions import BASIC_EMOTIONS
 
 _NAME = re.compile(r"^(S\d+)_(\d+)_(\d+)$", re.IGNORECASE)
@@ -28,10 +28,10 @@ class CKPlus48Adapter(DatasetAdapter):
     unique_clips = False
 
     def _scan(self, root: Path, out: ScanBuilder) -> None:
-        for item in sorted(root.iterdir(), key=lambda p: p.name):
-            if item.is_file():
-                out.skip(item, "file outside a class folder")
-        for folder in sorted_dirs(root):
+        files, folders = list_dir(root, out)
+        for item in files:
+            out.skip(item, "file outside a class folder")
+        for folder in folders:
             label = folder.name
             for path in walk_files(folder, out):
                 if out.stray(path):

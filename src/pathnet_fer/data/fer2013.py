@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, sorted_dirs, walk_files
+from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, list_dir, walk_files
 from pathnet_fer.data.emotions import canonical_emotion
 
 
@@ -33,10 +33,14 @@ class Fer2013Adapter(DatasetAdapter):
     default_folder = "fer2013"
 
     def _scan(self, root: Path, out: ScanBuilder) -> None:
-        for item in sorted(root.iterdir(), key=lambda p: p.name):
-            if item.is_file():
-                out.skip(item, "file outside a <split>/<class> folder")
-        tops = sorted_dirs(root)
+        files, tops = list_dir(root, out)
+        for item in files:
+            hint = (
+                " (the CSV form of FER-2013 is not read: use the image-folder layout)"
+                if item.suffix.lower() == ".csv"
+                else ""
+            )
+            out.skip(item, f"file outside a <split>/<class> folder{hint}")
         if tops and all(_is_label(t.name) for t in tops):
             self._scan_split(root, root, "", out)
             return
@@ -44,10 +48,10 @@ class Fer2013Adapter(DatasetAdapter):
             self._scan_split(root, top, top.name.lower(), out)
 
     def _scan_split(self, root: Path, folder: Path, split: str, out: ScanBuilder) -> None:
-        for item in sorted(folder.iterdir(), key=lambda p: p.name):
-            if item.is_file() and split:
-                out.skip(item, f"file outside a class folder of split {split!r}")
-        for class_dir in sorted_dirs(folder):
+        files, class_dirs = list_dir(folder, out)
+        for item in files if split else []:  # split-less: the root's files are done already
+            out.skip(item, f"file outside a class folder of split {split!r}")
+        for class_dir in class_dirs:
             label = class_dir.name
             for path in walk_files(class_dir, out):
                 if out.stray(path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, media_of, sorted_dirs, walk_files
+from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, list_dir, media_of, walk_files
 
 
 class GenericAdapter(DatasetAdapter):
@@ -29,10 +29,10 @@ class GenericAdapter(DatasetAdapter):
     emotions = ()  # unknown: empty class folders are reported instead
 
     def _scan(self, root: Path, out: ScanBuilder) -> None:
-        for item in sorted(root.iterdir(), key=lambda p: p.name):
-            if item.is_file():
-                out.skip(item, "file outside an emotion folder")
-        for class_dir in sorted_dirs(root):
+        files, folders = list_dir(root, out)
+        for item in files:
+            out.skip(item, "file outside an emotion folder")
+        for class_dir in folders:
             found = 0
             for path in walk_files(class_dir, out):
                 if out.stray(path):

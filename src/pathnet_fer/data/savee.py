@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, sorted_dirs, walk_files
+from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, list_dir, walk_files
 
 # Two-letter codes first so that "sa3" is sadness, never "s" + "a3".
 _CODES = {
@@ -39,10 +39,10 @@ class SaveeAdapter(DatasetAdapter):
             if root.name.lower() != "audiovisualclip":
                 out.warn(f"no AudioVisualClip/ folder under {root}: scanning {root} itself")
             clips = root
-        for item in sorted(clips.iterdir(), key=lambda p: p.name):
-            if item.is_file():
-                out.skip(item, "file outside a speaker folder")
-        for folder in sorted_dirs(clips):
+        files, folders = list_dir(clips, out)
+        for item in files:
+            out.skip(item, "file outside a speaker folder")
+        for folder in folders:
             speaker = folder.name
             for path in walk_files(folder, out):
                 if out.stray(path):
