@@ -60,6 +60,13 @@ def _scan_tree(name: str, tree: FixtureTree, keep_neutral: bool) -> ScanResult:
     assert set(skipped) == set(expected)
     for rel, phrase in expected.items():
         assert phrase in skipped[rel], (rel, skipped[rel])
+    # label-space exclusions (neutral, calm, contempt) are told apart from problems
+    excluded = {
+        str(Path(p).relative_to(tree.root)) for p in result.skipped[result.excluded()]["path"]
+    }
+    label_out = {r for r, p in expected.items() if "keep_neutral=False" in p or "calm" in p}
+    assert excluded == label_out
+    assert len(result.problems()) == len(expected) - len(label_out)
     return result
 
 
@@ -242,7 +249,8 @@ def test_cli_lists_and_inspects(require_data, capsys, tmp_path):
         main(["datasets", "inspect", "jaffe", "--root", str(root), "--samples-csv", str(csv)]) == 0
     )
     report = capsys.readouterr().out
-    assert "183 samples" in report and "10 subject(s)" in report and "30 skipped" in report
+    assert "183 samples" in report and "10 subject(s)" in report
+    assert "30 skipped (30 excluded by label, 0 problems)" in report
     assert "keep_neutral=False" in report and "KA" in report
     assert len(pd.read_csv(csv)) == 183
     assert main(["datasets", "inspect", "jaffe", "--root", str(root), "--keep-neutral"]) == 0

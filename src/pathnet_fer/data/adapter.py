@@ -40,6 +40,11 @@ IMAGE_EXTENSIONS = frozenset(
 MEDIA_EXTENSIONS = {"video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
 
 
+# Endings of the reasons for files left out by the label space rather than by a problem.
+NEUTRAL_EXCLUDED = "(keep_neutral=False)"
+ALWAYS_EXCLUDED = "(always excluded)"
+
+
 class DatasetRootError(FileNotFoundError):
     """The ``--root`` given for a dataset does not exist or is not a folder."""
 
@@ -105,6 +110,17 @@ class ScanResult:
         """Number of skipped files per reason, most frequent first."""
         return self.skipped["reason"].value_counts().rename("count")
 
+    def excluded(self) -> pd.Series:
+        """Boolean mask over ``skipped``: True where a file was left out by the label space
+        (neutral without ``keep_neutral``, contempt, calm), False for a problem to look at."""
+        reasons = self.skipped["reason"].astype(str)
+        return reasons.str.endswith(NEUTRAL_EXCLUDED) | reasons.str.endswith(ALWAYS_EXCLUDED)
+
+    def problems(self) -> pd.DataFrame:
+        """Skipped files that were not merely excluded by label: stray files, unknown labels,
+        bad names, duplicates, unreadable folders."""
+        return self.skipped[~self.excluded()]
+
     def summary(self, max_subjects: int = 40, max_skipped: int = 10) -> str:
         """A human-readable report: counts per emotion and subject, skips and warnings."""
         n_clips = self.samples["clip"].nunique()
@@ -112,8 +128,9 @@ class ScanResult:
         lines = [
             f"dataset {self.dataset}: {len(self.samples)} samples "
             f"({', '.join(f'{k} {v}' for k, v in self.counts_by('media').items()) or 'none'}), "
-            f"{clips}{self.samples['subject'].nunique()} subject(s), {len(self.skipped)} skipped "
-            f"(root {self.root}, classes: {', '.join(self.class_names)})",
+            f"{clips}{self.samples['subject'].nunique()} subject(s); {len(self.skipped)} skipped "
+            f"({int(self.excluded().sum())} excluded by label, {len(self.problems())} problems)",
+            f"root {self.root}; classes: {', '.join(self.class_names)}",
             "",
             "per emotion:",
         ]
@@ -140,8 +157,10 @@ class ScanResult:
             lines += ["", "skipped, by reason:"]
             for reason, count in self.skip_reasons().items():
                 lines.append(f"  {count:>6}  {reason}")
-            lines += ["", f"skipped files (first {min(max_skipped, len(self.skipped))}):"]
-            for row in self.skipped.head(max_skipped).itertuples():
+            # problems first: they are what a user has to act on
+            order = pd.concat([self.problems(), self.skipped[self.excluded()]])
+            lines += ["", f"skipped files (first {min(max_skipped, len(order))}, problems first):"]
+            for row in order.head(max_skipped).itertuples():
                 lines.append(f"  {row.path}: {row.reason}")
         if self.warnings:
             lines += ["", "warnings:"] + [f"  {w}" for w in self.warnings]
@@ -207,10 +226,10 @@ class ScanBuilder:
             return False
         shown = repr(label) if key == label else f"{label!r} ({key})"
         if emotion is None:
-            self.skip(path, f"label {shown} is not one of the 6 basic emotions (always excluded)")
+            self.skip(path, f"label {shown} is not one of the 6 basic emotions {ALWAYS_EXCLUDED}")
             return False
         if emotion == NEUTRAL and not self.keep_neutral:
-            self.skip(path, f"label {shown} not in the 6 basic emotions (keep_neutral=False)")
+            self.skip(path, f"label {shown} not in the 6 basic emotions {NEUTRAL_EXCLUDED}")
             return False
         if self.unique_clips:
             if clip in self._clips:
