@@ -205,12 +205,31 @@ def test_ravdess_fixture_tree(bank, tmp_path):
     assert "calm" not in set(seven.samples["emotion"])
 
 
-def test_generic_fixture_tree_mixed_media_and_empty_class(bank, tmp_path, require_data):
+@pytest.mark.parametrize("keep_neutral", [False, True])
+def test_generic_fixture_tree_mixed_media_and_empty_class(
+    bank, tmp_path, require_data, keep_neutral
+):
     images = sorted(require_data("jaffe").glob("*.tiff"))[:3]
     tree = build_generic_tree(tmp_path / "mine", bank, images)
-    result = _scan_tree("generic", tree, keep_neutral=True)
+    result = _scan_tree("generic", tree, keep_neutral=keep_neutral)
     assert set(result.samples["media"]) == {"image", "video"}
     assert sum("empty class folder" in w for w in result.warnings) == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder: permissions untestable")
+def test_unreadable_class_folder_is_recorded(tmp_path, require_data):
+    src = sorted(require_data("jaffe").glob("*.tiff"))[0]
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "a.tiff").write_bytes(src.read_bytes())
+    locked = tmp_path / "sad" / "p1"
+    locked.mkdir(parents=True)
+    locked.chmod(0)
+    try:
+        result = get_adapter("generic").scan(tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert len(result) == 1
+    assert result.problems()["reason"].str.contains("cannot read folder").any()
 
 
 def test_empty_and_missing_roots(tmp_path):
@@ -230,6 +249,7 @@ def test_registry_names_and_errors():
     }  # fmt: skip
     assert get_adapter("CREMA_D") is ADAPTERS["crema-d"]
     assert get_adapter("eNTERFACE'05") is ADAPTERS["enterface"]
+    assert get_adapter("ck+48") is ADAPTERS["ckplus48"]
     with pytest.raises(UnknownDatasetError, match="known datasets: savee, enterface"):
         get_adapter("affectnet")
     for adapter in ADAPTERS.values():

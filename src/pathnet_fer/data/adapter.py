@@ -81,6 +81,8 @@ class ScanResult:
     samples: pd.DataFrame
     skipped: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    # Emotions the dataset is known to contain (empty = unknown, e.g. the generic layout).
+    dataset_emotions: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -136,7 +138,9 @@ class ScanResult:
         ]
         emotions = self.counts_by("emotion").reindex(self.class_names, fill_value=0)
         for name, count in emotions.items():
-            lines.append(f"  {name:<10} {count:>7}")
+            absent = self.dataset_emotions and name not in self.dataset_emotions
+            note = f"  (not in {self.dataset})" if absent else ""
+            lines.append(f"  {name:<10} {count:>7}{note}")
         if self.samples["split"].ne("").any():
             lines += ["", "per split x emotion:"]
             lines += ["  " + s for s in self.crosstab("split").to_string().splitlines()]
@@ -271,6 +275,7 @@ class ScanBuilder:
             samples=samples,
             skipped=skipped,
             warnings=warnings,
+            dataset_emotions=tuple(self.adapter.emotions),
         )
 
 
