@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from fixture_trees import (
     build_ravdess_tree,
     build_savee_tree,
 )
-from pathnet_fer.cli import main
+from pathnet_fer.data import commands
 from pathnet_fer.data.adapter import SAMPLE_COLUMNS, SKIPPED_COLUMNS, DatasetRootError, ScanResult
 from pathnet_fer.data.emotions import BASIC_EMOTIONS, class_names
 from pathnet_fer.data.registry import ADAPTERS, UnknownDatasetError, get_adapter
@@ -256,6 +257,14 @@ def test_registry_names_and_errors():
         assert (
             adapter.description and adapter.layout and adapter.media in {"video", "image", "mixed"}
         )
+
+
+def main(argv: list[str]) -> int:
+    """``pathnet-fer`` with only this stage's sub-commands (the full CLI imports torch)."""
+    parser = argparse.ArgumentParser(prog="pathnet-fer")
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 def test_cli_lists_and_inspects(require_data, capsys, tmp_path):
