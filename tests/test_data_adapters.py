@@ -233,6 +233,30 @@ def test_unreadable_class_folder_is_recorded(tmp_path, require_data):
     assert result.problems()["reason"].str.contains("cannot read folder").any()
 
 
+def test_symlinks_followed_once_and_broken_links_recorded(tmp_path, require_data):
+    src = sorted(require_data("jaffe").glob("*.tiff"))[0]
+    elsewhere = tmp_path / "elsewhere" / "p2"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "b.tiff").write_bytes(src.read_bytes())
+    root = tmp_path / "root"
+    (root / "happy" / "p1").mkdir(parents=True)
+    (root / "happy" / "p1" / "a.tiff").symlink_to(src)
+    (root / "happy" / "p2").symlink_to(elsewhere, target_is_directory=True)
+    (root / "happy" / "p1" / "gone.tiff").symlink_to(tmp_path / "missing.tiff")
+    (root / "happy" / "p1" / "loop").symlink_to(root / "happy", target_is_directory=True)
+    result = get_adapter("generic").scan(root)
+    assert sorted(result.samples["subject"]) == ["p1", "p2"]
+    reasons = dict(
+        zip(
+            result.skipped["path"].map(lambda p: Path(p).name),
+            result.skipped["reason"],
+            strict=True,
+        )
+    )
+    assert reasons["gone.tiff"] == "broken symbolic link"
+    assert "link loop" in reasons["loop"]
+
+
 def test_empty_and_missing_roots(tmp_path):
     with pytest.raises(DatasetRootError, match="does not exist"):
         get_adapter("jaffe").scan(tmp_path / "nope")

@@ -324,20 +324,41 @@ class DatasetAdapter(ABC):
 
 
 def walk_files(root: Path, out: ScanBuilder) -> Iterator[Path]:
-    """Every file under ``root`` in sorted, deterministic order; unreadable folders are skipped.
-
-    Hidden entries (``.DS_Store``, ``._x``) are recorded as skipped rather than silently
-    dropped, so a scan accounts for every file it saw.
+    """Every file under ``root`` in sorted, deterministic order (a folder's files, then its
+    sub-folders). Symlinked folders are followed once (a link loop is recorded, not
+    followed again); unreadable folders and broken links are recorded as skipped.
+    Hidden entries (``.DS_Store``) are yielded too, so a scan accounts for every file.
     """
+    seen: set[tuple[int, int]] = set()
 
-    def onerror(err: OSError) -> None:
-        out.skip(err.filename or root, f"cannot read folder: {err.strerror or err}")
+    def visit(folder: Path) -> Iterator[Path]:
+        try:
+            stat = folder.stat()
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            out.skip(folder, f"cannot read folder: {err.strerror or err}")
+            return
+        if (stat.st_dev, stat.st_ino) in seen:
+            out.skip(folder, "folder already scanned through another link (link loop?)")
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subfolders.append(folder / entry.name)
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                out.skip(folder / entry.name, "broken symbolic link")
+            else:
+                yield folder / entry.name
+        for sub in subfolders:
+            yield from visit(sub)
 
-    for folder, dirs, files in os.walk(root, onerror=onerror):
-        dirs.sort()
-        base = Path(folder)
-        for name in sorted(files):
-            yield base / name
+    yield from visit(root)
 
 
 def list_dir(folder: Path, out: ScanBuilder) -> tuple[list[Path], list[Path]]:
