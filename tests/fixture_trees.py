@@ -187,7 +187,7 @@ def build_savee_tree(root: Path, bank: ClipBank) -> FixtureTree:
 def build_enterface_tree(root: Path, bank: ClipBank) -> FixtureTree:
     """eNTERFACE'05 with its known irregularities.
 
-    Subjects 1, 5, 7, 23 (2-4 and 6 missing); subject 7 lacks the ``sentence <k>`` level;
+    Subjects 1, 5, 7, 11, 23 (2-4 and 6 missing; 11 in an ``S11`` folder); subject 7 lacks the ``sentence <k>`` level;
     names ``S1_HA_1.AVI``, ``s1-fe-3.avi``, ``s_23_an_1.avi``; stray non-video files; a
     file whose code disagrees with its emotion folder; an unknown code; a duplicate clip;
     a file naming another subject than its folder (the folder wins).
@@ -203,7 +203,8 @@ def build_enterface_tree(root: Path, bank: ClipBank) -> FixtureTree:
         "subject 5/disgust/sentence 1/s5_di_1.avi": ("s5", "disgust"),
         "subject 5/disgust/sentence 2/s50_di_2.avi": ("s5", "disgust"),  # folder wins
         "subject 7/anger/s7_an_1.avi": ("s7", "anger"),  # no sentence level
-        "subject 7/happiness/s7_ha_3.avi": ("s7", "happiness"),
+        "subject 7/happiness/s7_ha_3 .avi": ("s7", "happiness"),  # stray space
+        "S11/sadness/sentence 2/s11_sa_2.avi": ("s11", "sadness"),  # short subject folder
         "subject 23/anger/sentence 1/s_23_an_1.avi": ("s23", "anger"),
         "subject 23/sadness/sentence 2/S23_SA_2.avi": ("s23", "sadness"),
         "subject 23/surprise/sentence 4/s23-su-4.avi": ("s23", "surprise"),

@@ -191,7 +191,7 @@ def test_savee_fixture_tree(bank, tmp_path, keep_neutral):
 def test_enterface_fixture_tree(bank, tmp_path, keep_neutral):
     tree = build_enterface_tree(tmp_path / "enterface05", bank)
     result = _scan_tree("enterface", tree, keep_neutral)
-    assert set(result.samples["subject"]) == {"s1", "s5", "s7", "s23"}
+    assert set(result.samples["subject"]) == {"s1", "s5", "s7", "s11", "s23"}
     clips = set(result.samples["clip"])
     assert {"s1_ha_1", "s1_fe_3", "s23_an_1", "s23_sa_2", "s5_di_2"} <= clips
     assert any("subject" in w and "folder was used" in w for w in result.warnings)

@@ -11,7 +11,7 @@ from pathnet_fer.data.emotions import BASIC_EMOTIONS, canonical_emotion
 _SEP = r"[\s_.\-]*"
 # s<subject>_<code>_<sentence>, tolerant of case and separators: s_23_an_1, S23_AN_1, s23-an-1
 _NAME = re.compile(rf"^s{_SEP}(\d+){_SEP}([a-z]+){_SEP}(\d+)$", re.IGNORECASE)
-_SUBJECT_DIR = re.compile(rf"^subject{_SEP}(\d+)$", re.IGNORECASE)
+_SUBJECT_DIR = re.compile(rf"^(?:subject|s){_SEP}(\d+)$", re.IGNORECASE)
 _SENTENCE_DIR = re.compile(rf"^sentence{_SEP}(\d+)$", re.IGNORECASE)
 _CODES = {
     "an": "anger",
@@ -63,7 +63,7 @@ class EnterfaceAdapter(DatasetAdapter):
         for path in walk_files(root, out):
             if out.stray(path):
                 continue
-            match = _NAME.match(path.stem)
+            match = _NAME.match(path.stem.strip())  # "s16_su_3 .avi" occurs
             if not match:
                 out.skip(path, "file name does not match s<subject>_<code>_<sentence>")
                 continue
