@@ -21,7 +21,13 @@ from fixture_trees import (
 from pathnet_fer.data import commands
 from pathnet_fer.data.adapter import SAMPLE_COLUMNS, SKIPPED_COLUMNS, DatasetRootError, ScanResult
 from pathnet_fer.data.emotions import BASIC_EMOTIONS, class_names
-from pathnet_fer.data.registry import ADAPTERS, UnknownDatasetError, get_adapter
+from pathnet_fer.data.registry import (
+    ADAPTERS,
+    UnknownDatasetError,
+    default_root,
+    get_adapter,
+    scan_dataset,
+)
 
 
 def _check_contract(result: ScanResult, name: str) -> None:
@@ -129,7 +135,8 @@ def test_jaffe_labels_and_neutral(require_data):
 
 
 def test_crema_d_sample(require_data):
-    result = get_adapter("crema-d").scan(require_data("crema-d-sample"))
+    result = scan_dataset("crema-d")  # default root: the shared copy
+    assert result.root == require_data("crema-d-sample").resolve()
     assert set(result.samples["subject"]) == {"1001"}
     assert set(result.samples["label"]) == {"ANG", "DIS", "FEA", "HAP", "SAD"}
     assert (result.samples["media"] == "video").all()
@@ -277,6 +284,8 @@ def test_registry_names_and_errors():
     assert get_adapter("ck+48") is ADAPTERS["ckplus48"]
     with pytest.raises(UnknownDatasetError, match="known datasets: savee, enterface"):
         get_adapter("affectnet")
+    with pytest.raises(DatasetRootError, match="--root"):
+        default_root("savee")  # users bring their own SAVEE
     for adapter in ADAPTERS.values():
         assert (
             adapter.description and adapter.layout and adapter.media in {"video", "image", "mixed"}

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from pathnet_fer.data.adapter import DatasetRootError
-from pathnet_fer.data.registry import ADAPTERS, UnknownDatasetError, get_adapter
-from pathnet_fer.paths import DATA_ENV, data_root
+from pathnet_fer.data.registry import ADAPTERS, UnknownDatasetError, get_adapter, scan_dataset
+from pathnet_fer.paths import data_root
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -47,21 +47,10 @@ def _inspect(args: argparse.Namespace) -> int:
     except UnknownDatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = args.root
-    if root is None:
-        if adapter.default_folder is None:
-            print(
-                f"error: {adapter.name} has no copy under the shared data root; pass --root "
-                f"DIR (layout: {adapter.layout})",
-                file=sys.stderr,
-            )
-            return 2
-        root = data_root() / adapter.default_folder
     try:
-        result = adapter.scan(root, keep_neutral=args.keep_neutral)
+        result = scan_dataset(adapter.name, args.root, keep_neutral=args.keep_neutral)
     except DatasetRootError as err:
-        hint = f" (default data root comes from ${DATA_ENV})" if args.root is None else ""
-        print(f"error: {err}{hint}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.summary(max_subjects=args.max_subjects, max_skipped=args.max_skipped))
     for target, frame in ((args.samples_csv, result.samples), (args.skipped_csv, result.skipped)):

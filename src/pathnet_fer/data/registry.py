@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from pathnet_fer.data.adapter import DatasetAdapter
+from pathnet_fer.data.adapter import DatasetAdapter, DatasetRootError, ScanResult
 from pathnet_fer.data.ckplus48 import CKPlus48Adapter
 from pathnet_fer.data.crema_d import CremaDAdapter
 from pathnet_fer.data.enterface import EnterfaceAdapter
@@ -13,6 +14,7 @@ from pathnet_fer.data.generic import GenericAdapter
 from pathnet_fer.data.jaffe import JaffeAdapter
 from pathnet_fer.data.ravdess import RavdessAdapter
 from pathnet_fer.data.savee import SaveeAdapter
+from pathnet_fer.paths import DATA_ENV, data_root
 
 ADAPTERS: dict[str, DatasetAdapter] = {
     adapter.name: adapter
@@ -57,3 +59,31 @@ def get_adapter(name: str) -> DatasetAdapter:
             f"unknown dataset {name!r}; known datasets: {', '.join(ADAPTERS)}"
         )
     return ADAPTERS[found]
+
+
+def default_root(name: str) -> Path:
+    """Where the shared data holds dataset ``name`` (``<data root>/<folder>``).
+
+    Raises ``DatasetRootError`` for datasets users bring themselves (SAVEE, ...).
+    """
+    adapter = get_adapter(name)
+    if adapter.default_folder is None:
+        raise DatasetRootError(
+            f"{adapter.name} has no copy under the shared data root: pass its folder (--root DIR) "
+            f"(layout: {adapter.layout})"
+        )
+    return data_root() / adapter.default_folder
+
+
+def scan_dataset(
+    name: str, root: str | Path | None = None, keep_neutral: bool = False
+) -> ScanResult:
+    """Scan dataset ``name`` under ``root`` (default: its shared copy, see ``default_root``)."""
+    adapter = get_adapter(name)
+    if root is None:
+        root = default_root(name)
+        if not root.exists():
+            raise DatasetRootError(
+                f"{adapter.name}: shared copy {root} not found (set ${DATA_ENV} or pass a root)"
+            )
+    return adapter.scan(root, keep_neutral=keep_neutral)
