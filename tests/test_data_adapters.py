@@ -176,6 +176,8 @@ def test_transcoded_fixture_clip_decodes(bank, suffix):
     path = bank.clip("anger", suffix)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        assert suffix[1:] in container.format.name  # "avi" / "mov,mp4,m4a,..."
+        assert stream.codec_context.name == {".avi": "mpeg4", ".mp4": "h264"}[suffix]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     assert len(frames) == bank.max_frames
     assert frames[0].shape == (360, 480, 3)
