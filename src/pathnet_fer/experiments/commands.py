@@ -1,9 +1,130 @@
-"""CLI sub-commands of the ``experiments`` stage."""
+"""CLI sub-commands of the ``experiments`` stage: experiment, demo, report."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+Re-running the same command continues an interrupted run from its checkpoints (finished
+work is kept). Settings: see docs/experiments.md; override any with --set key.sub=value,
+e.g. --set evolution.generations=200 --set protocol.folds=3."""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. evolution.generations=200")
+    p.add_argument("--restart", action="store_true",
+                   help="discard what is in the output directory and start again")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (the default when --out holds one)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per CPU core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands (filled in by the stage's issue)."""
+    """Add ``experiment``, ``demo`` and ``report``."""
+    p = sub.add_parser(
+        "experiment", help="run a study from a YAML config (source -> transfer vs scratch)",
+        description="Run every experiment set x iteration x fold of CONFIG: the source task, "
+        "the destination with transfer, and the destination from scratch with the same budget; "
+        "then write metrics.csv, summary.csv/.md, figures and models into --out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="a YAML file, or the name of a shipped config "
+                   "(paper, ckplus-jaffe, demo)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config, the jobs and the fold plan, run nothing")
+    _add_common(p)
+    p.set_defaults(func=_experiment)
+
+    d = sub.add_parser(
+        "demo", help="run configs/demo.yaml end to end (preprocess, experiment, report)",
+        description="The main job: preprocess CK+48 and JAFFE from the data root (cached), run "
+        "the three transfer sets briefly on every core, and print where the report is.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    d.add_argument("--config", default=None, help="another config instead of demo.yaml")
+    _add_common(d)
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("report", help="rebuild tables and figures of a run directory",
+                       description="Re-read RUN_DIR's job outputs and rewrite metrics.csv, "
+                       "summary.csv, summary.md and figures/ (e.g. after baselines added arms).")
+    r.add_argument("run_dir")
+    r.set_defaults(func=_report)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    extra = [] if args.workers is None else [f"executor.workers={args.workers}"]
+    if args.quiet:
+        extra.append("logging.progress=false")
+    return list(args.overrides) + extra
+
+
+def _errors():
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.protocol import DataMissingError
+    from pathnet_fer.experiments.runner import RunDirError
+
+    return (ConfigError, DataMissingError, RunDirError)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from pathnet_fer.experiments.config import load_config
+
+    try:
+        config = load_config(args.config, _overrides(args))
+        out = Path(args.out) if args.out else Path("runs") / config.name
+        if args.dry_run:
+            return _dry_run(config, out)
+        from pathnet_fer.experiments.runner import run_experiment
+
+        result = run_experiment(config, out, restart=args.restart, quiet=args.quiet)
+    except _errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {result.summary_md}")
+    return 0
+
+
+def _dry_run(config, out: Path) -> int:
+    from pathnet_fer.experiments.protocol import ITERATION_READINGS, fold_plan, plan_jobs
+
+    print(config.to_yaml())
+    print(f"# output: {out}")
+    print(f"# iterations ({config.protocol.iteration_mode}): "
+          f"{ITERATION_READINGS[config.protocol.iteration_mode]}")
+    for job in plan_jobs(config):
+        print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}")
+    plan = fold_plan(config)
+    summary = plan.groupby(["experiment", "role", "dataset", "fold", "side"]).agg(
+        subjects=("subject", "nunique"), samples=("n_samples", "sum")).reset_index()
+    print(summary.to_string(index=False))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathnet_fer.experiments.demo import DEMO_CONFIG, run_demo
+
+    try:
+        run_demo(args.out, _overrides(args), config=args.config or DEMO_CONFIG,
+                 restart=args.restart, quiet=args.quiet)
+    except _errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathnet_fer.experiments.runner import finalise
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").exists():
+        print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
+        return 2
+    result = finalise(run_dir)
+    print(f"report: {result.summary_md}")
+    return 0

@@ -110,7 +110,9 @@ class ExperimentConfig:
     protocol: ProtocolSpec = field(default_factory=ProtocolSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     logging: LoggingSpec = field(default_factory=LoggingSpec)
-    save_models: bool = True
+    # best: per set and arm, the run whose best path scored highest on its own training
+    # selection data (never the test subjects) | all: every run | none
+    save_models: str = "best"
 
     # ----------------------------------------------------------------- derived values
     def resolved_data_root(self) -> Path:
@@ -411,6 +413,8 @@ def _validate(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"executor.kind {config.executor.kind!r} unknown (available: local, inline)"
         )
+    if config.save_models not in ("best", "all", "none"):
+        raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
     names = set()

@@ -1,0 +1,133 @@
+"""Executors: where protocol jobs run. The protocol only submits jobs and collects results.
+
+A job is ``execute_job(job, config_dict, run_dir)``: picklable inputs, results on disk
+under the run directory, resumable from its own checkpoint. Any backend that can call a
+function somewhere with access to the run directory can run it:
+
+- :class:`InlineExecutor`: in this process, one job after another (debugging, tests).
+- :class:`LocalExecutor`: a pool of worker processes (one per core by default), each with
+  ``threads`` torch threads, so small batched matmuls keep every core busy.
+- A Dask backend plugs in by implementing the same three methods with
+  ``distributed.Client.submit`` / ``as_completed`` (planned next; no protocol change).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from typing import Any
+
+from pathnet_fer.experiments.protocol import JobSpec, execute_job
+
+
+class Executor(ABC):
+    """Submit jobs, then collect ``(job, record | exception)`` as they finish."""
+
+    @abstractmethod
+    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None: ...
+
+    @abstractmethod
+    def results(self, timeout: float | None = None) -> Iterator[tuple[JobSpec, Any]]:
+        """Yield finished jobs; return after ``timeout`` seconds without one (to let the
+        caller refresh progress), or when nothing is pending."""
+
+    @property
+    @abstractmethod
+    def pending(self) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release workers."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InlineExecutor(Executor):
+    """Run each job in this process when results are collected."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[JobSpec, dict[str, Any], str]] = []
+
+    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
+        self._queue.append((job, config_dict, run_dir))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[JobSpec, Any]]:
+        while self._queue:
+            job, config_dict, run_dir = self._queue.pop(0)
+            try:
+                yield job, execute_job(job, config_dict, run_dir, position=1)
+            except Exception as err:  # noqa: BLE001 - reported by the coordinator
+                yield job, err
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def _run(job: JobSpec, config_dict: dict[str, Any], run_dir: str, slots: int) -> dict[str, Any]:
+    from multiprocessing import current_process
+
+    identity = current_process()._identity
+    position = 1 + ((identity[0] - 1) % slots if identity else 0)
+    return execute_job(job, config_dict, run_dir, position=position)
+
+
+class LocalExecutor(Executor):
+    """A pool of ``workers`` processes (spawned: safe with torch/OpenMP state)."""
+
+    def __init__(self, workers: int = 0, threads: int = 1) -> None:
+        self.workers = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                         initializer=_init_worker, initargs=(threads,))
+        self._futures: dict[Future, JobSpec] = {}
+
+    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
+        self._futures[self._pool.submit(_run, job, config_dict, run_dir, self.workers)] = job
+
+    @property
+    def pending(self) -> int:
+        return len(self._futures)
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[JobSpec, Any]]:
+        if not self._futures:
+            return
+        done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            job = self._futures.pop(future)
+            try:
+                yield job, future.result()
+            except Exception as err:  # noqa: BLE001 - includes a worker that died
+                yield job, err
+
+    def close(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_executor(kind: str, workers: int = 0, threads: int = 1, n_jobs: int | None = None
+                  ) -> Executor:
+    """The executor a config names (``executor.kind``)."""
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "local":
+        if n_jobs is not None:
+            wanted = workers if workers > 0 else len(os.sched_getaffinity(0))
+            if min(wanted, n_jobs) <= 1:
+                return InlineExecutor()  # one job: no process start-up cost
+            workers = min(wanted, n_jobs)
+        return LocalExecutor(workers, threads)
+    raise ValueError(f"unknown executor kind {kind!r} (available: local, inline)")

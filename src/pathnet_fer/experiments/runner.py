@@ -1,0 +1,282 @@
+"""Coordinate an experiment: run directory, data, jobs through an executor, final report.
+
+Re-running the same command on the same run directory resumes: finished jobs are skipped
+(``jobs/<job>.json``), unfinished ones continue from their last checkpoint, and the tables
+and figures are rebuilt from every job's metrics at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pathnet_fer.experiments.config import ExperimentConfig, build_config
+from pathnet_fer.experiments.executor import Executor, make_executor
+from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
+from pathnet_fer.experiments.metrics_log import merge_metric_files
+from pathnet_fer.experiments.protocol import (
+    ITERATION_READINGS,
+    JobSpec,
+    check_data,
+    fold_plan,
+    load_dataset,
+    plan_jobs,
+)
+from pathnet_fer.experiments.report import PAIRED_TEST, write_report
+from pathnet_fer.paths import REPO_ROOT
+
+# Settings that do not change any result: a resumed run may differ in these.
+NON_RESULT_KEYS = {("logging",), ("executor", "workers"), ("executor", "threads"),
+                   ("executor", "kind"), ("cache_dir",), ("data_root",)}
+
+
+class RunDirError(ValueError):
+    """The output directory holds a run of a different configuration."""
+
+
+class RunLog:
+    """Lines to stderr and to ``log.txt`` in the run directory."""
+
+    def __init__(self, path: Path, quiet: bool = False):
+        self.path, self.quiet = path, quiet
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        with self.path.open("a") as fh:
+            fh.write(f"{stamp} {message}\n")
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of everything that shapes a result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name, dist in (("torch", "torch"), ("numpy", "numpy"), ("cv2", "opencv-python-headless"),
+                       ("av", "av"), ("sklearn", "scikit-learn"), ("pandas", "pandas"),
+                       ("scipy", "scipy"), ("pathnet_fer", "pathnet-fer")):
+        try:
+            out[name] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` when files differ), or None outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        return head + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _differences(a: Any, b: Any, where: tuple[str, ...] = ()) -> list[str]:
+    if any(where[: len(k)] == k for k in NON_RESULT_KEYS):
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _differences(a.get(key), b.get(key), (*where, str(key)))
+        return out
+    return [] if a == b else [f"{'.'.join(where)}: {a!r} (run dir) != {b!r} (now)"]
+
+
+def prepare_run_dir(config: ExperimentConfig, out: Path, restart: bool = False) -> bool:
+    """Create the run directory or check that it holds this config. Returns True on resume."""
+    saved = out / "config.yaml"
+    if restart and out.exists():
+        if not (saved.exists() or not any(out.iterdir())):
+            raise RunDirError(f"{out} is not a pathnet-fer run directory; refusing to delete it")
+        shutil.rmtree(out)
+    if saved.exists():
+        import yaml
+
+        diff = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
+        if diff:
+            raise RunDirError(
+                f"{out} holds a run with a different configuration:\n  " + "\n  ".join(diff)
+                + "\nUse another --out directory, or --restart to discard that run."
+            )
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"{out} exists and is not a pathnet-fer run directory; choose --out")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(config.to_yaml())
+    return False
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    metrics: pd.DataFrame
+    summary_md: Path
+    figures: list[Path]
+    failed: list[str]
+    seconds: float
+
+
+def _job_total(config: ExperimentConfig, job: JobSpec) -> int:
+    g_src, g_dst = config.generations("source"), config.generations("destination")
+    if job.arm == "scratch":
+        return g_dst
+    chained = config.protocol.iteration_mode == "chained"
+    return g_src + g_dst * (config.protocol.iterations if chained else 1)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | Path,
+    restart: bool = False,
+    executor: Executor | None = None,
+    quiet: bool = False,
+) -> ExperimentResult:
+    """Run every job of ``config`` into ``out`` (resuming what is there) and write the report."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    out = Path(out).expanduser().resolve()
+    check_data(config, sorted({d for s in config.sets for d in (s.source, s.destination)}))
+    resumed = prepare_run_dir(config, out, restart)
+    log = RunLog(out / "log.txt", quiet)
+    log(f"{'resuming' if resumed else 'starting'} experiment {config.name!r} in {out}")
+    reading = ITERATION_READINGS[config.protocol.iteration_mode]
+    log(f"iterations ({config.protocol.iteration_mode}): {reading}")
+    meta_path = out / "run.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.setdefault("started", datetime.now(UTC).isoformat(timespec="seconds"))
+    meta.setdefault("sessions", []).append({
+        "at": datetime.now(UTC).isoformat(timespec="seconds"), "argv": sys.argv,
+        "git_commit": git_commit(), "versions": package_versions()})
+    meta.update({"name": config.name, "seed": config.seed, "device": config.device,
+                 "iteration_mode": config.protocol.iteration_mode, "iteration_reading": reading,
+                 "clip_vote": config.protocol.clip_vote, "paired_test": PAIRED_TEST,
+                 "versions": package_versions(), "git_commit": git_commit(),
+                 "data_root": str(config.resolved_data_root())})
+    meta_path.write_text(json.dumps(meta, indent=1))
+
+    # Preprocess (or read cached crops) once here, with all cores, before jobs start.
+    names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
+    datasets = {}
+    for name in names:
+        t0 = time.perf_counter()
+        datasets[name] = load_dataset(config, name, progress=not quiet)
+        faces = datasets[name].faces
+        log(f"dataset {name}: {len(faces)} crops, {len(set(datasets[name].subjects))} subjects, "
+            f"classes {list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)")
+    plan = fold_plan(config, datasets)
+    plan.to_csv(out / "folds.csv", index=False)
+    del datasets
+
+    jobs = plan_jobs(config)
+    (out / "jobs").mkdir(exist_ok=True)
+    (out / "jobs" / "plan.json").write_text(json.dumps([j.to_dict() for j in jobs], indent=1))
+    todo = [j for j in jobs if not (out / "jobs" / f"{j.job_id}.json").exists()]
+    log(f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished); "
+        f"{config.generations('source')} source / {config.generations('destination')} "
+        f"destination generations per task")
+    config_dict = config.to_dict()
+    failed: list[str] = []
+    own_executor = executor is None
+    if executor is None:
+        executor = make_executor(config.executor.kind, config.executor.workers,
+                                 config.executor.threads, n_jobs=len(todo))
+    totals = {j.job_id: _job_total(config, j) for j in jobs}
+    overall = tqdm(total=sum(totals.values()), desc=f"experiment {config.name}", unit="gen",
+                   position=0, disable=quiet or not config.logging.progress, file=sys.stderr,
+                   dynamic_ncols=True)
+
+    def refresh() -> None:
+        done = 0
+        for j in jobs:
+            path = out / "progress" / f"{j.job_id}.json"
+            if (out / "jobs" / f"{j.job_id}.json").exists():
+                done += totals[j.job_id]
+            elif path.exists():
+                try:
+                    done += int(json.loads(path.read_text())["done"])
+                except (ValueError, KeyError, OSError):
+                    pass
+        overall.update(done - overall.n)
+
+    try:
+        for job in todo:
+            executor.submit(job, config_dict, str(out))
+        while executor.pending:
+            for job, result in executor.results(timeout=1.0):
+                if isinstance(result, BaseException):
+                    failed.append(job.job_id)
+                    log(f"job {job.job_id} FAILED: {type(result).__name__}: {result}")
+                else:
+                    secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
+                    log(f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s evolving)")
+            refresh()
+    finally:
+        overall.close()
+        if own_executor:
+            executor.close()
+    result = finalise(out, config, quiet=quiet)
+    result.failed = failed
+    result.seconds = time.perf_counter() - start
+    log(f"finished in {result.seconds:.0f} s; report: {result.summary_md}")
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} job(s) failed: {', '.join(failed)}; see {out / 'log.txt'}. "
+            "Re-run the same command to retry them (finished work is kept)."
+        )
+    return result
+
+
+def finalise(out: Path, config: ExperimentConfig | None = None, quiet: bool = True
+             ) -> ExperimentResult:
+    """Merge job outputs into metrics.csv / confusion.csv, write tables and figures."""
+    import yaml
+
+    out = Path(out)
+    if config is None:
+        config = build_config(yaml.safe_load((out / "config.yaml").read_text()))
+    parts = sorted(p for p in (out / "parts").glob("*/*.csv") if not p.name.endswith(
+        "_confusion.csv"))
+    if not parts:
+        raise FileNotFoundError(f"{out} holds no job metrics yet (parts/*/*.csv)")
+    metrics = merge_metric_files(parts, out / "metrics.csv")
+    conf_parts = sorted((out / "parts").glob("*/*_confusion.csv"))
+    confusion = pd.concat([pd.read_csv(p) for p in conf_parts], ignore_index=True) \
+        if conf_parts else pd.DataFrame()
+    confusion.to_csv(out / "confusion.csv", index=False)
+    meta = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    header = (
+        f"# Experiment `{config.name}`\n\n"
+        f"Seed {config.seed}; {config.protocol.iterations} iteration(s) x "
+        f"{config.protocol.folds} fold(s) (subject-independent unless a dataset says "
+        f"otherwise, see folds.csv); {config.generations('source')} source and "
+        f"{config.generations('destination')} destination generations per task; clip vote: "
+        f"{config.protocol.clip_vote}.\n\n"
+        f"Iterations ({config.protocol.iteration_mode}): "
+        f"{ITERATION_READINGS[config.protocol.iteration_mode]}.\n\n"
+        f"Commit {meta.get('git_commit')}; versions {meta.get('versions')}.\n"
+    )
+    paths = write_report(out, metrics, header=header)
+    figures = all_learning_curves(metrics, out / "figures")
+    if not confusion.empty:
+        figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")
+    if figures:
+        md = paths["summary_md"]
+        md.write_text(md.read_text() + "\n## Figures\n\n" + "\n".join(
+            f"![{p.stem}](figures/{p.name})" for p in figures if "learning" in p.name) + "\n")
+    return ExperimentResult(run_dir=out, metrics=metrics, summary_md=paths["summary_md"],
+                            figures=figures, failed=[], seconds=0.0)
