@@ -51,7 +51,7 @@ def draw_face(
     """Draw one face's box and label on an RGB frame in place; returns the frame."""
     colour = COLOURS.get(detection, COLOURS["none"])
     height, width = frame.shape[:2]
-    scale = max(0.4, min(width, height) / 720.0)
+    scale = max(0.7, min(width, height) / 480.0)
     thickness = max(1, int(round(2 * scale)))
     font = cv2.FONT_HERSHEY_SIMPLEX
     if box is None:

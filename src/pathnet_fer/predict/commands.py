@@ -84,6 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="face crops per network call (default %(default)s)",
     )
     p.add_argument(
+        "--max-fallback",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="reuse the previous face for at most this long after the detector loses it, "
+        "then report no face (default %(default)s; 0 = never; inf = the paper's unbounded rule)",
+    )
+    p.add_argument(
         "--no-detect",
         action="store_true",
         help="inputs are already face crops: use whole frames, no face detector",
@@ -114,12 +122,20 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.every < 1 or args.batch_size < 1:
         print("error: --every and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_FAILED
+    if not args.max_fallback >= 0:
+        print("error: --max-fallback must be >= 0 seconds (or inf)", file=sys.stderr)
+        return EXIT_FAILED
     try:
         if args.info:
             print(json.dumps(read_header(args.model), indent=2))
             return EXIT_OK
         model = load_model(args.model, device=_device(args.device))
-        predictor = Predictor(model, batch_size=args.batch_size, detect=not args.no_detect)
+        predictor = Predictor(
+            model,
+            batch_size=args.batch_size,
+            detect=not args.no_detect,
+            max_fallback_s=args.max_fallback,
+        )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)
         return EXIT_FAILED

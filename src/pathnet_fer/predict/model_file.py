@@ -209,7 +209,7 @@ def save_path_model(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model_kind": MODEL_KIND,
         "model_config": config,

@@ -30,6 +30,13 @@ from pathnet_fer.predict.model_file import LoadedModel, check_compatible, load_m
 from pathnet_fer.predict.summary import summarise
 
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_MAX_FALLBACK_S = 1.0
+"""How long (seconds) the previous face region stands in for a face the detector lost.
+
+The paper's rule reuses the previous face for ever, which bridges short detection
+drop-outs in training clips; on real footage the person may leave (``face_noface.mov``)
+and a stale box would go on producing confident predictions of an empty background.
+After this long without a fresh detection, rows become ``none`` (NaN)."""
 ARRAY_NAME = "<array>"
 
 # Frame sink for annotation: (rgb frames, their rows of the prediction table).
@@ -78,7 +85,8 @@ class Predictor:
     """Classify the faces in videos and images with a PathNet model file.
 
     ``detect=False`` treats each whole frame as the face (inputs that are already face
-    crops, like CK+48). ``face_settings`` overrides the model's crop settings (margin,
+    crops, like CK+48). ``max_fallback_s`` bounds the previous-face fallback (see
+    ``DEFAULT_MAX_FALLBACK_S``; ``math.inf`` = the paper's unbounded rule). ``face_settings`` overrides the model's crop settings (margin,
     detector parameters); a size or colour the network was not trained on is refused.
     """
 
@@ -89,9 +97,13 @@ class Predictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         detect: bool = True,
         face_settings: FaceSettings | None = None,
+        max_fallback_s: float = DEFAULT_MAX_FALLBACK_S,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not max_fallback_s >= 0:
+            raise ValueError(f"max_fallback_s must be >= 0 seconds, got {max_fallback_s}")
+        self.max_fallback_s = float(max_fallback_s)
         self.model = model
         self.batch_size = int(batch_size)
         settings = face_settings if face_settings is not None else model.face_settings
@@ -220,12 +232,17 @@ class Predictor:
     ) -> Iterator[pd.DataFrame]:
         tracker = FaceTracker(self.face_settings, self._detector) if self.detect else None
         pending = _Pending()
+        last_fresh = -np.inf
         for index, timestamp, frame, colour_frame in frames:
             if tracker is None:
                 box, detection = None, "fresh"
                 region = _whole_frame(frame)
             else:
                 box, fresh = tracker.update(frame)
+                if fresh:
+                    last_fresh = timestamp
+                elif box is not None and timestamp - last_fresh > self.max_fallback_s:
+                    box = None  # the face has been gone too long: no stale box
                 detection = "none" if box is None else ("fresh" if fresh else "fallback")
                 region = box
             pending.frame.append(index)

@@ -1,0 +1,82 @@
+"""A real trained model for the predict tests: a short PathNet evolution on CK+48.
+
+Trained once per test process (the predict test files share it) through the public
+API: faces.preprocess_dataset -> PathNet -> evolve -> predict.save_model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pathnet_fer.paths import data_root
+
+GENERATIONS = 20
+MINIBATCHES = 25  # fewer than the paper's 50 and a larger learning rate than its 0.02:
+LEARNING_RATE = 0.3  # a real model that has learned something, in a few seconds
+_CACHE: dict[str, TrainedModel] = {}
+
+
+@dataclass
+class TrainedModel:
+    path: Path  # the exported model file
+    net: object
+    task: object
+    x_test: np.ndarray  # held-out CK+48 features (subjects not trained on)
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def trained_model(workdir: Path) -> TrainedModel:
+    """Train (once) a PathNet on CK+48 subjects and export it with ``save_model``."""
+    if "model" in _CACHE:
+        return _CACHE["model"]
+    from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
+    from pathnet_fer.faces.preprocess import preprocess_dataset
+    from pathnet_fer.faces.settings import FaceSettings
+    from pathnet_fer.pathnet import PathNet, PathNetConfig
+    from pathnet_fer.predict import save_model
+
+    settings = FaceSettings(size=48, colour="grey")
+    faces = preprocess_dataset(
+        "ckplus48",
+        data_root() / "ckplus48",
+        settings,
+        cache_dir=workdir / "cache",
+        workers=1,
+        progress=False,
+    )
+    subjects = faces.subjects
+    held_out = np.isin(subjects, np.unique(subjects)[::5])  # every 5th subject held out
+    x, y = faces.features(), faces.labels
+    net = PathNet(PathNetConfig(input_dim=x.shape[1]), runs=1, seed=0, device="cpu")
+    task = evolve(
+        net,
+        TaskData(x[~held_out], y[~held_out]),
+        n_classes=len(faces.class_names),
+        config=EvolutionConfig(generations=GENERATIONS, minibatches=MINIBATCHES, lr=LEARNING_RATE),
+        seed=0,
+        name="ckplus48",
+    )
+    path = save_model(
+        workdir / "ckplus48.pt",
+        net=net,
+        task=task,
+        run=0,
+        class_names=faces.class_names,
+        face_settings=faces.settings,
+        dataset="ckplus48",
+        metadata={"generations": GENERATIONS, "held_out_images": int(held_out.sum())},
+    )
+    model = TrainedModel(
+        path=path,
+        net=net,
+        task=task,
+        x_test=x[held_out],
+        y_test=y[held_out],
+        class_names=tuple(faces.class_names),
+    )
+    _CACHE["model"] = model
+    return model
