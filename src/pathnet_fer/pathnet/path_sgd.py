@@ -1,0 +1,152 @@
+"""Plain SGD on many paths at once: manual forward/backward on gathered module copies.
+
+Why manual: a generation is 50 sequential SGD steps on minibatches of 16, so the cost
+per step is dominated by framework overhead, not arithmetic. Each step here is a fixed,
+short sequence of batched tensor ops (``bmm``/``baddbmm`` over G = paths x runs) with no
+autograd graph, and the weight update is fused into the gradient product
+(``W.baddbmm_(dZ^T, A, alpha=-lr)``).
+
+How the paths of one call share parameters (``shared_update``):
+each of the G paths trains its OWN working copy of its modules and of its run's readout,
+starting from the same stored parameters, on its own minibatches. At the end, the
+parameter changes (deltas) are written back: a module used by one path gets exactly that
+path's SGD result; a module used by several paths of the same run (and the readout,
+which all paths of a run share) gets the SUM of their deltas (``"sum"``: the first-order
+equivalent of training them one after the other) or their mean (``"mean"``).
+Fixed modules and duplicate slots never change (their gradient is masked, and nothing is
+written back to them), so frozen parameters stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pathnet_fer.pathnet.genotype import slot_weights
+from pathnet_fer.pathnet.supernet import PathNet
+
+SHARED_UPDATES = ("sum", "mean")
+
+
+@torch.no_grad()
+def train_paths(
+    net: PathNet,
+    runs: torch.Tensor,
+    paths: torch.Tensor,
+    readout_weight: torch.Tensor,
+    readout_bias: torch.Tensor,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    batch_index: torch.Tensor,
+    lr: float,
+    shared_update: str = "sum",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train G paths by SGD, one minibatch per step, all paths in each batched step.
+
+    ``runs (G,)``: the run of each path; ``paths (G, L, N)``; ``readout_* (R, C, U)/(R, C)``
+    (updated in place); ``x_all (n, D)``, ``y_all (n,)``; ``batch_index (S, G, B)`` rows of
+    ``x_all`` for S steps of B samples. Returns per path the number of correctly
+    classified samples and the summed cross-entropy, both over the S*B samples seen
+    (predictions made at each step before its update, as in training).
+    """
+    if shared_update not in SHARED_UPDATES:
+        raise ValueError(f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}")
+    c = net.config
+    dev = net.device
+    runs = runs.to(dev)
+    paths = paths.to(dev)
+    steps, g, b = batch_index.shape
+    n_classes = readout_weight.shape[1]
+    n_slots, units = c.max_active, c.units
+    k = n_slots * units
+
+    cw = slot_weights(paths, c.combine)  # (G, L, N)
+    fixed = net.fixed.to(dev)[runs.unsqueeze(1), torch.arange(c.layers, device=dev).unsqueeze(0)]
+    fixed_slot = fixed.gather(2, paths)  # (G, L, N): slot names a fixed module
+    trainable = (cw > 0) & ~fixed_slot
+    cw4 = [cw[:, layer].reshape(g, 1, n_slots, 1) for layer in range(c.layers)]
+    any_frozen = [bool((~trainable[:, layer]).any()) for layer in range(c.layers)]
+    tmask = [
+        trainable[:, layer].repeat_interleave(units, dim=1).reshape(g, 1, k).float()
+        for layer in range(c.layers)
+    ]
+
+    # Working copies (advanced indexing copies): (G, N*U, in) and (G, 1, N*U).
+    rw = runs.unsqueeze(1)
+    ws = [net.weights[layer][rw, paths[:, layer]].reshape(g, k, -1) for layer in range(c.layers)]
+    bs = [net.biases[layer][rw, paths[:, layer]].reshape(g, 1, k) for layer in range(c.layers)]
+    w_start = [w.clone() for w in ws]
+    b_start = [bb.clone() for bb in bs]
+    vw = readout_weight[runs].clone()  # (G, C, U)
+    vb = readout_bias[runs].reshape(g, 1, n_classes).clone()
+    vw_start, vb_start = vw.clone(), vb.clone()
+
+    y_steps = y_all[batch_index]  # (S, G, B)
+    onehot = torch.nn.functional.one_hot(y_steps, n_classes).to(torch.float32)
+    logits_all = torch.empty(steps, g, b, n_classes, device=dev)
+    step_lr = -lr / b  # mean loss over the minibatch
+    flat_rows = batch_index.reshape(steps, g * b)
+
+    for s in range(steps):
+        a = x_all.index_select(0, flat_rows[s]).view(g, b, -1)
+        acts = [a]
+        hs = []
+        for layer in range(c.layers):
+            h = torch.baddbmm(bs[layer], a, ws[layer].transpose(1, 2)).relu_()
+            hs.append(h)
+            a = (h.view(g, b, n_slots, units) * cw4[layer]).sum(2)
+            acts.append(a)
+        logits = torch.baddbmm(vb, a, vw.transpose(1, 2))
+        logits_all[s] = logits
+        d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
+        da = torch.bmm(d, vw)
+        vw.baddbmm_(d.transpose(1, 2), a, alpha=step_lr)
+        vb.add_(d.sum(1, keepdim=True), alpha=step_lr)
+        for layer in range(c.layers - 1, -1, -1):
+            h = hs[layer]
+            dz = torch.ops.aten.threshold_backward(
+                (da.unsqueeze(2) * cw4[layer]).view(g, b, k), h, 0.0
+            )
+            if layer > 0:
+                da = torch.bmm(dz, ws[layer])
+            if any_frozen[layer]:
+                dz.mul_(tmask[layer])
+            ws[layer].baddbmm_(dz.transpose(1, 2), acts[layer], alpha=step_lr)
+            bs[layer].add_(dz.sum(1, keepdim=True), alpha=step_lr)
+
+    logp = logits_all.log_softmax(-1)
+    loss = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)
+    correct = (logits_all.argmax(-1) == y_steps).sum((0, 2))
+
+    _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update)
+    _write_back_readout(runs, readout_weight, readout_bias, vw - vw_start,
+                        (vb - vb_start).reshape(g, n_classes), shared_update)
+    return correct, loss
+
+
+def _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update) -> None:
+    """Add each trainable slot's delta into the stacked tensors (sum or mean over paths)."""
+    c = net.config
+    g = paths.shape[0]
+    for layer in range(c.layers):
+        sel = trainable[:, layer]  # (G, N)
+        if not bool(sel.any()):
+            continue
+        flat = (runs.unsqueeze(1) * c.modules + paths[:, layer])[sel]  # (T,)
+        dw = (ws[layer] - w_start[layer]).view(g, c.max_active, c.units, -1)[sel]
+        db = (bs[layer] - b_start[layer]).view(g, c.max_active, c.units)[sel]
+        if shared_update == "mean":
+            count = torch.bincount(flat, minlength=net.runs * c.modules).to(dw.dtype)[flat]
+            dw = dw / count.view(-1, 1, 1)
+            db = db / count.view(-1, 1)
+        fan_in = net.weights[layer].shape[-1]
+        net.weights[layer].view(-1, c.units, fan_in).index_add_(0, flat, dw)
+        net.biases[layer].view(-1, c.units).index_add_(0, flat, db)
+
+
+def _write_back_readout(runs, weight, bias, dw, db, shared_update) -> None:
+    if shared_update == "mean":
+        count = torch.bincount(runs, minlength=weight.shape[0]).to(dw.dtype)[runs]
+        dw = dw / count.view(-1, 1, 1)
+        db = db / count.view(-1, 1)
+    weight.index_add_(0, runs, dw)
+    bias.index_add_(0, runs, db)

@@ -1,0 +1,235 @@
+"""The PathNet super-network: L layers x M modules, stacked per layer, R runs at once.
+
+Layer ``l`` keeps all its modules in one tensor ``weights[l]`` of shape
+``(R, M, U, in_l)`` (the ``nn.Linear`` out x in layout, so gathering N modules gives a
+contiguous ``(N*U, in_l)`` matrix) and ``biases[l]`` of shape ``(R, M, U)``. The leading
+run dimension holds R independent super-networks (folds, iterations) that evolve
+together as one batch. A path's forward pass gathers only its active modules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pathnet_fer.pathnet.config import PathNetConfig
+from pathnet_fer.pathnet.device import resolve_device
+from pathnet_fer.pathnet.genotype import slot_weights, validate_genotypes
+
+if TYPE_CHECKING:
+    from pathnet_fer.pathnet.path_model import PathModel
+
+EVAL_CHUNK = 4096  # rows per forward chunk when evaluating (bounds memory)
+
+
+class PathNet:
+    """R independent PathNet super-networks with stacked module parameters.
+
+    ``fixed[r, l, m]`` marks modules frozen by :meth:`fix` (they never change again).
+    Parameters are initialised (``PathNetConfig.init``) from the net's own seeded CPU
+    generator, so a seed gives the same network on any device.
+    """
+
+    def __init__(
+        self, config: PathNetConfig, runs: int = 1, seed: int = 0, device: str | torch.device = "auto"
+    ) -> None:
+        if not isinstance(config, PathNetConfig):
+            raise TypeError(f"config must be a PathNetConfig, got {type(config).__name__}")
+        if not isinstance(runs, int) or runs < 1:
+            raise ValueError(f"runs must be a positive int, got {runs!r}")
+        self.config = config
+        self.runs = runs
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        c = config
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        for fan_in in c.layer_input_dims():
+            self.weights.append(torch.empty(runs, c.modules, c.units, fan_in, device=self.device))
+            self.biases.append(torch.empty(runs, c.modules, c.units, device=self.device))
+        self.fixed = torch.zeros(runs, c.layers, c.modules, dtype=torch.bool)
+        self.fixed_tasks: list[str] = []
+        self._initialise(torch.ones(runs, c.layers, c.modules, dtype=torch.bool))
+
+    # ------------------------------------------------------------------ parameters
+    def _uniform(self, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+        bound = 1.0 / math.sqrt(fan_in)
+        return (torch.rand(shape, generator=self.generator) * 2 - 1).mul_(bound).to(self.device)
+
+    def _initialise(self, which: torch.Tensor) -> None:
+        """(Re-)draw the modules where ``which[r, l, m]`` is True; fresh draws for all
+        modules are made every time (fixed RNG consumption), then only ``which`` is written."""
+        c = self.config
+        for layer, fan_in in enumerate(c.layer_input_dims()):
+            shape_w, shape_b = tuple(self.weights[layer].shape), tuple(self.biases[layer].shape)
+            if c.init == "torch-linear":
+                w = self._uniform(shape_w, fan_in)
+                b = self._uniform(shape_b, fan_in)
+            else:
+                gain = c.max_active if c.combine == "mean" else 1.0 / c.max_active
+                std = math.sqrt(2.0 * gain / fan_in)
+                w = torch.randn(shape_w, generator=self.generator).mul_(std).to(self.device)
+                b = torch.zeros(shape_b, device=self.device)
+            mask = which[:, layer].to(self.device)
+            self.weights[layer][mask] = w[mask]
+            self.biases[layer][mask] = b[mask]
+
+    def new_readout(self, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh readout layer per run: weight ``(R, C, U)``, bias ``(R, C)``."""
+        if not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+        u = self.config.units
+        return self._uniform((self.runs, n_classes, u), u), self._uniform((self.runs, n_classes), u)
+
+    def parameter_count(self) -> int:
+        """Parameters of the whole super-network, one run (without readouts)."""
+        return sum(w[0].numel() + b[0].numel() for w, b in zip(self.weights, self.biases, strict=True))
+
+    # ------------------------------------------------------------------ transfer
+    def fix(self, task: Any) -> None:
+        """Transfer step: FIX the task's best path in every run (union with paths fixed
+        before) and RE-INITIALISE every module that is not fixed (the paper)."""
+        paths = getattr(task, "best_paths", None)
+        if paths is None:
+            raise ValueError(
+                f"task {getattr(task, 'name', task)!r} has no best_paths yet: finish evolve() first"
+            )
+        name = getattr(task, "name", "task")
+        if getattr(task, "fixed_into_net", False):
+            raise ValueError(f"task {name!r} was already fixed into this net")
+        validate_genotypes(paths, self.config.layers, self.config.max_active, self.config.modules)
+        if paths.shape[0] != self.runs:
+            raise ValueError(f"task {name!r} has {paths.shape[0]} runs, the net has {self.runs}")
+        paths = paths.cpu()
+        mark = torch.zeros_like(self.fixed)
+        mark.scatter_(2, paths, True)
+        self.fixed |= mark
+        self._initialise(~self.fixed)
+        self.fixed_tasks.append(name)
+        task.fixed_into_net = True
+
+    # ------------------------------------------------------------------ inference
+    def check_input(self, x: Any) -> torch.Tensor:
+        """Inputs as float32 ``(n, input_dim)`` on the net's device, or a clear error."""
+        t = torch.as_tensor(x)
+        if t.dim() != 2 or t.shape[1] != self.config.input_dim:
+            raise ValueError(
+                f"inputs must have shape (n, {self.config.input_dim}), got {tuple(t.shape)}"
+            )
+        if not t.is_floating_point():
+            raise TypeError(f"inputs must be floating point (features in [0, 1]), got {t.dtype}")
+        return t.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def forward_paths(
+        self,
+        x: torch.Tensor,
+        paths: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        run: int = 0,
+    ) -> torch.Tensor:
+        """Logits ``(P, n, C)`` of P paths ``(P, L, N)`` of run ``run`` on ``x (n, D)``.
+
+        When the paths together touch most of the first layer, its M modules are applied
+        once and shared by all paths (cheaper than gathering per path); otherwise each
+        path gathers only its modules.
+        """
+        c = self.config
+        paths = paths.to(self.device)
+        n_paths = paths.shape[0]
+        cw = slot_weights(paths, c.combine)  # (P, L, N)
+        out = []
+        share_first = n_paths * c.max_active >= c.modules
+        for start in range(0, x.shape[0], EVAL_CHUNK):
+            xb = x[start : start + EVAL_CHUNK]
+            n = xb.shape[0]
+            if share_first:
+                w0 = self.weights[0][run].reshape(c.modules * c.units, c.input_dim)
+                z = torch.addmm(self.biases[0][run].reshape(-1), xb, w0.t()).relu_()
+                z = z.view(n, c.modules, c.units)[:, paths[:, 0]]  # (n, P, N, U)
+                a = torch.einsum("npku,pk->pnu", z, cw[:, 0])
+            else:
+                a = self._layer(xb.expand(n_paths, n, c.input_dim), paths[:, 0], cw[:, 0], 0, run)
+            for layer in range(1, c.layers):
+                a = self._layer(a, paths[:, layer], cw[:, layer], layer, run)
+            out.append(torch.baddbmm(readout_bias.unsqueeze(0).unsqueeze(0).expand(n_paths, 1, -1),
+                                     a, readout_weight.t().unsqueeze(0).expand(n_paths, -1, -1)))
+        return torch.cat(out, dim=1)
+
+    def _layer(self, a: torch.Tensor, idx: torch.Tensor, cw: torch.Tensor, layer: int, run: int):
+        """One layer for P paths: ``a (P, n, in)``, module indices ``idx (P, N)``."""
+        c = self.config
+        n_paths, n, _ = a.shape
+        w = self.weights[layer][run][idx].reshape(n_paths, c.max_active * c.units, -1)
+        b = self.biases[layer][run][idx].reshape(n_paths, 1, -1)
+        z = torch.baddbmm(b, a, w.transpose(1, 2)).relu_().view(n_paths, n, c.max_active, c.units)
+        return torch.einsum("pnku,pk->pnu", z, cw)
+
+    def _task_path(self, task: Any, run: int, path: torch.Tensor | None) -> torch.Tensor:
+        if not 0 <= run < self.runs:
+            raise IndexError(f"run {run} out of range: the net has {self.runs} runs")
+        if path is None:
+            best = getattr(task, "best_paths", None)
+            if best is None:
+                best = task.current_best_paths()
+            path = best[run]
+        path = torch.as_tensor(path)
+        validate_genotypes(path, self.config.layers, self.config.max_active, self.config.modules)
+        return path.reshape(self.config.layers, self.config.max_active)
+
+    @torch.no_grad()
+    def predict_proba(self, x: Any, task: Any, run: int = 0, path: torch.Tensor | None = None):
+        """Class probabilities ``(n, C)`` with the task's readout and its best path (or ``path``)."""
+        genotype = self._task_path(task, run, path)
+        logits = self.forward_paths(
+            self.check_input(x), genotype.unsqueeze(0), task.readout_weight[run], task.readout_bias[run], run
+        )[0]
+        return logits.softmax(-1)
+
+    @torch.no_grad()
+    def predict(self, x: Any, task: Any, run: int = 0, path: torch.Tensor | None = None):
+        """Predicted class index ``(n,)``."""
+        return self.predict_proba(x, task, run, path).argmax(-1)
+
+    def path_model(self, task: Any, run: int = 0, path: torch.Tensor | None = None) -> PathModel:
+        """A standalone ``nn.Module`` holding only this path's modules and the task readout."""
+        from pathnet_fer.pathnet.path_model import PathModel
+
+        genotype = self._task_path(task, run, path)
+        return PathModel.from_pathnet(self, genotype, task.readout_weight[run], task.readout_bias[run],
+                                      run=run, task_name=getattr(task, "name", ""))
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild this net exactly (CPU tensors)."""
+        return {
+            "config": self.config.to_dict(),
+            "runs": self.runs,
+            "seed": self.seed,
+            "weights": [w.cpu() for w in self.weights],
+            "biases": [b.cpu() for b in self.biases],
+            "fixed": self.fixed.clone(),
+            "fixed_tasks": list(self.fixed_tasks),
+            "generator": self.generator.get_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str | torch.device = "auto") -> PathNet:
+        net = cls(PathNetConfig.from_dict(state["config"]), runs=state["runs"], seed=state["seed"],
+                  device=device)
+        net.weights = [w.to(net.device) for w in state["weights"]]
+        net.biases = [b.to(net.device) for b in state["biases"]]
+        net.fixed = state["fixed"].clone()
+        net.fixed_tasks = list(state["fixed_tasks"])
+        net.generator.set_state(state["generator"])
+        return net
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"PathNet(L={c.layers}, M={c.modules}, U={c.units}, N={c.max_active}, "
+                f"input_dim={c.input_dim}, combine={c.combine!r}, runs={self.runs}, "
+                f"device={self.device}, fixed={int(self.fixed.sum())} modules)")
