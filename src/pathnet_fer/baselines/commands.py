@@ -1,9 +1,111 @@
-"""CLI sub-commands of the ``baselines`` stage."""
+"""CLI sub-commands of the ``baselines`` stage: ``pathnet-fer baseline CONFIG ...``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from pathnet_fer.baselines.cnn_zoo import MODEL_NAMES
+
+HELP = """\
+Train the baselines on an experiment config's data, subject folds and budget, and write
+their rows into metrics.csv / summary.md in the same format as PathNet runs (give --out
+the PathNet run's directory to get one table with every arm).
+
+Models: CNNs (new 6-way head on ImageNet backbones) {cnns};
+  mlp (= mlp-scratch + mlp-finetune: an MLP the size of one PathNet path, trained from
+  scratch / fine-tuned from the source task), progressive (Progressive Neural Networks).
+Weights (--weights): auto (offline packages, or torchvision files already cached; nothing
+  downloaded) | torchvision (download; needs internet) | package | none (random init,
+  reported as MODEL-scratch) | PATH | model=SPEC,model=SPEC. Missing weights are an
+  error naming every option, never a silent random init.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's sub-commands (filled in by the stage's issue)."""
+    """Add ``baseline``."""
+    p = sub.add_parser(
+        "baseline",
+        help="fine-tuned CNNs, MLP and progressive-network baselines on an experiment's folds",
+        description=HELP.format(cnns=", ".join(MODEL_NAMES)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", help="experiment config: a YAML path or a shipped name (demo, ckplus-jaffe)"
+    )
+    p.add_argument(
+        "--models",
+        help="comma-separated models (default: the config's baselines.models, else "
+        "mobilenet_v2,efficientnet_lite0,cifar,mlp,progressive)",
+    )
+    p.add_argument("--finetune", help="head | full | head,full (default head)")
+    p.add_argument("--weights", help="weights spec (see above); default auto")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<config name>-baselines)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. evolution.generations=50 or baselines.input_size=112",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        help="iterations (default: baselines.iterations, else the protocol's)",
+    )
+    p.add_argument("--folds", help="only these fold indices, e.g. 0,1")
+    p.add_argument(
+        "--max-samples", type=int, help="cap on samples per task (default: the PathNet budget)"
+    )
+    p.add_argument(
+        "--input-size", type=int, help="CNN input side (default: each backbone's native size)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    p.set_defaults(func=run_command)
+
+
+def load_with_baselines(config: str, overrides: list[str]):
+    """(ExperimentConfig, raw ``baselines:`` mapping): the section is read here, so the
+    experiment config stays valid for ``pathnet-fer`` commands that do not know it."""
+    from pathnet_fer.experiments.config import apply_overrides, build_config, load_raw
+
+    raw = apply_overrides(load_raw(config), overrides)
+    section = raw.pop("baselines", None) or {}
+    return build_config(raw), section
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from pathnet_fer.baselines.runner import BaselineConfigError, BaselineSettings, run_baselines
+    from pathnet_fer.baselines.weights import WeightsNotFoundError
+    from pathnet_fer.experiments.config import ConfigError
+
+    try:
+        config, section = load_with_baselines(args.config, args.overrides)
+        cli = {
+            "models": args.models,
+            "finetune": args.finetune,
+            "weights": args.weights,
+            "iterations": args.iterations,
+            "folds": args.folds,
+            "max_samples": args.max_samples,
+            "input_size": args.input_size,
+        }
+        section.update({k: v for k, v in cli.items() if v is not None})
+        if isinstance(section.get("folds"), str):
+            section["folds"] = [int(f) for f in section["folds"].split(",") if f.strip()]
+        settings = BaselineSettings.from_dict(section)
+        out = args.out or Path("runs") / f"{config.name}-baselines"
+        run_baselines(config, settings, out, progress=None if args.quiet else print)
+    except (
+        ConfigError,
+        BaselineConfigError,
+        WeightsNotFoundError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
+        print(f"pathnet-fer baseline: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'metrics.csv'} and {out / 'summary.md'}")
+    return 0

@@ -76,10 +76,18 @@ class FittedCNN:
     def trainable_parameters(self) -> int:
         return count_parameters(self.model, trainable_only=True)
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Emotion probabilities ``(n, n_classes)`` for uint8 crops."""
+    def predict_proba(self, images: np.ndarray, features: torch.Tensor | None = None) -> np.ndarray:
+        """Emotion probabilities ``(n, n_classes)`` for uint8 crops.
+
+        ``features``: the frozen backbone's features of ``images`` if already cached
+        (head mode only), so the backbone is not run again.
+        """
         if self.mode == "head":
-            feats = extract_features(self.model, images, self.config.feature_batch)
+            feats = (
+                features
+                if features is not None
+                else extract_features(self.model, images, self.config.feature_batch)
+            )
             return predict_proba(self.model.head, feats, device=self.config.device)
         return predict_proba(
             self.model,
@@ -104,8 +112,13 @@ def finetune_cnn(
     weights: str = "auto",
     config: FinetuneConfig | None = None,
     seed: int = 0,
+    features: torch.Tensor | None = None,
 ) -> FittedCNN:
-    """Build ``name`` with a new ``n_classes`` head and train it for ``samples`` samples."""
+    """Build ``name`` with a new ``n_classes`` head and train it for ``samples`` samples.
+
+    ``features``: the frozen backbone's features of ``images`` when the caller cached
+    them (they do not depend on the fold); used in head mode only.
+    """
     config = config or FinetuneConfig()
     torch.manual_seed(seed)
     model, choice = build_cnn(name, n_classes, weights, config.input_size)
@@ -115,7 +128,11 @@ def finetune_cnn(
     if mode == "head":
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-        feats = extract_features(model, images, config.feature_batch)
+        feats = (
+            features
+            if features is not None
+            else extract_features(model, images, config.feature_batch)
+        )
         log = train_sgd(
             model.head,
             feats,

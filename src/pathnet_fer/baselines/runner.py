@@ -1,0 +1,531 @@
+"""Run the baselines on an experiment config's data, folds and budget; write its metrics.
+
+Fairness rules (docs/baselines.md): the same face crops (the config's face settings),
+the same subject folds (``experiments.folds.subject_folds`` with the config's seed, fold
+count and stratification), the same budget in samples seen (a destination task of G
+generations = G x 2 paths x 50 minibatches x 16 samples), and the same metrics writer,
+so ``summary.md`` shows baselines beside PathNet's ``transfer`` and ``scratch`` arms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from pathnet_fer.baselines.cnn_zoo import MODEL_NAMES
+from pathnet_fer.baselines.finetune import (
+    FINETUNE_MODES,
+    FinetuneConfig,
+    extract_features,
+    finetune_cnn,
+)
+from pathnet_fer.baselines.mlp import MLP, MLPConfig
+from pathnet_fer.baselines.progressive import ProgressiveNet
+from pathnet_fer.baselines.sgd_training import (
+    TrainingLog,
+    predict_proba,
+    samples_for_generations,
+    train_sgd,
+)
+from pathnet_fer.baselines.weights import WeightsChoice
+
+VECTOR_BASELINES = ("mlp", "mlp-scratch", "mlp-finetune", "progressive")
+KNOWN_MODELS = (*MODEL_NAMES, *VECTOR_BASELINES)
+# Runs offline with the weights packages installed: the default model list.
+DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "cifar", "mlp", "progressive")
+
+
+class BaselineConfigError(ValueError):
+    """A bad ``baselines:`` setting, with the key in the message."""
+
+
+@dataclass
+class BaselineSettings:
+    """The ``baselines:`` section of an experiment config (all keys optional)."""
+
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    finetune: list[str] = field(default_factory=lambda: ["head"])  # head and/or full
+    weights: dict[str, str] = field(
+        default_factory=dict
+    )  # model -> auto|torchvision|package|none|PATH
+    default_weights: str = "auto"
+    input_size: int | None = None  # None: each backbone's native size (224, 299, 32)
+    cnn_lr: float = 0.01
+    cnn_momentum: float = 0.9
+    mlp_lr: float | None = None  # None: the PathNet SGD rate (evolution.lr)
+    iterations: int | None = None  # None: protocol.iterations
+    folds: list[int] | None = None  # run only these fold indices (None: all)
+    sets: list[str] | None = None  # run only these experiment sets (None: all)
+    max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
+
+    def validate(self) -> BaselineSettings:
+        unknown = [m for m in self.models if m not in KNOWN_MODELS]
+        if unknown:
+            raise BaselineConfigError(
+                f"baselines.models: unknown {unknown}; known: {', '.join(KNOWN_MODELS)}"
+            )
+        if not self.models:
+            raise BaselineConfigError("baselines.models is empty")
+        bad = [m for m in self.finetune if m not in FINETUNE_MODES]
+        if bad or not self.finetune:
+            raise BaselineConfigError(
+                f"baselines.finetune must list {' and/or '.join(FINETUNE_MODES)}, got {self.finetune}"
+            )
+        for key in ("iterations", "max_samples", "input_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise BaselineConfigError(f"baselines.{key} must be >= 1 or null, got {value}")
+        return self
+
+    def weights_for(self, model: str) -> str:
+        return self.weights.get(model, self.default_weights)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> BaselineSettings:
+        data = dict(data or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise BaselineConfigError(
+                f"unknown key(s) {', '.join('baselines.' + k for k in unknown)}; known: {', '.join(names)}"
+            )
+        for key in ("models", "finetune", "folds", "sets"):
+            if isinstance(data.get(key), str):
+                data[key] = [s.strip() for s in data[key].split(",") if s.strip()]
+            elif isinstance(data.get(key), int):
+                data[key] = [data[key]]
+        if isinstance(data.get("weights"), str):
+            data["weights"] = parse_weights_option(data["weights"])
+        if "weights" in data and "*" in data["weights"]:
+            data["default_weights"] = data["weights"].pop("*")
+        return cls(**data).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_weights_option(text: str) -> dict[str, str]:
+    """``--weights`` value -> {model: spec}; a bare value applies to every model (``*``).
+
+    ``auto`` | ``none`` | ``torchvision`` | ``package`` | ``PATH`` | ``model=SPEC,model=SPEC``.
+    """
+    out: dict[str, str] = {}
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        model, sep, spec = part.partition("=")
+        if sep and model in KNOWN_MODELS:
+            out[model] = spec
+        elif sep:
+            raise BaselineConfigError(f"--weights {part!r}: unknown model {model!r}")
+        else:
+            out["*"] = part
+    return out
+
+
+@dataclass
+class RunContext:
+    """Everything one (set, iteration, fold) shares across baselines."""
+
+    experiment: str
+    iteration: int
+    fold: int
+    task: str
+    n_classes: int
+    seed: int
+    samples: int  # destination budget in samples
+    source_samples: int
+    device: str
+
+
+def budget_samples(generations: int, cap: int | None) -> int:
+    """The PathNet-equivalent budget in samples, capped by ``max_samples`` if set."""
+    samples = samples_for_generations(generations)
+    return min(samples, cap) if cap else samples
+
+
+def log_rows(
+    ctx: RunContext,
+    arm: str,
+    log: TrainingLog,
+    seconds: float,
+    parameters: int,
+    evaluation: Any,
+) -> list[dict[str, object]]:
+    """Metric rows of one trained baseline: learning curve, cost, held-out scores."""
+    base = dict(
+        experiment=ctx.experiment, iteration=ctx.iteration, fold=ctx.fold, task=ctx.task, arm=arm
+    )
+    loss, acc = log.per_generation()
+    rows = []
+    for g in range(len(loss)):
+        for metric, value in (("loss", loss[g]), ("accuracy", acc[g])):
+            rows.append({**base, "generation": g + 1, "split": "train", "level": "minibatch",
+                         "metric": metric, "value": float(value)})  # fmt: skip
+    final = len(loss)
+    for metric, value in (("train_seconds", seconds), ("parameters", parameters)):
+        rows.append({**base, "generation": final, "split": "train", "level": "minibatch",
+                     "metric": metric, "value": float(value)})  # fmt: skip
+    for level, scores in evaluation.by_level().items():
+        for metric, value in scores.items():
+            rows.append({**base, "generation": final, "split": "test", "level": level,
+                         "metric": metric, "value": float(value)})  # fmt: skip
+    return rows
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``n`` torch threads (None: leave as is), restoring the old count.
+
+    Tiny MLPs run several times faster single-threaded (thread hand-off costs more than
+    their matrix products); CNN backbones use every core.
+    """
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _seeded(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def train_vector_baseline(
+    kind: str,
+    ctx: RunContext,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_source: np.ndarray | None,
+    y_source: np.ndarray | None,
+    mlp: MLPConfig,
+) -> tuple[torch.nn.Module, TrainingLog, float, int]:
+    """Train ``mlp-scratch``, ``mlp-finetune`` or ``progressive`` on flattened crops."""
+    _seeded(ctx.seed)
+    dim = x_train.shape[1]
+    opt = dict(lr=mlp.lr, momentum=mlp.momentum, batch_size=mlp.batch_size, device=ctx.device)
+    if kind == "progressive":
+        net = ProgressiveNet(dim, mlp.layers, mlp.width).to(ctx.device)
+        if x_source is not None:
+            net.add_column(int(y_source.max()) + 1)
+            net.to(ctx.device)
+            train_sgd(
+                net.column_model(0),
+                x_source,
+                y_source,
+                ctx.source_samples,
+                seed=ctx.seed + 7,
+                **opt,
+            )
+        column = net.add_column(ctx.n_classes)
+        net.to(ctx.device)
+        model = net.column_model(column)
+        start = time.perf_counter()
+        log = train_sgd(model, x_train, y_train, ctx.samples, seed=ctx.seed, **opt)
+        return model, log, time.perf_counter() - start, sum(p.numel() for p in net.parameters())
+    net = MLP(dim, ctx.n_classes, mlp.layers, mlp.width).to(ctx.device)
+    if kind == "mlp-finetune":
+        if x_source is None:
+            raise ValueError("mlp-finetune needs a source task")
+        net.new_readout(int(y_source.max()) + 1)
+        net.to(ctx.device)
+        train_sgd(net, x_source, y_source, ctx.source_samples, seed=ctx.seed + 7, **opt)
+        net.new_readout(ctx.n_classes)
+        net.to(ctx.device)
+    start = time.perf_counter()
+    log = train_sgd(net, x_train, y_train, ctx.samples, seed=ctx.seed, **opt)
+    return net, log, time.perf_counter() - start, sum(p.numel() for p in net.parameters())
+
+
+def expand_arms(settings: BaselineSettings) -> list[tuple[str, str]]:
+    """(model, mode) pairs to run: CNNs x fine-tune modes, and the vector baselines."""
+    pairs: list[tuple[str, str]] = []
+    for model in settings.models:
+        if model == "mlp":
+            pairs += [("mlp-scratch", ""), ("mlp-finetune", "")]
+        elif model in VECTOR_BASELINES:
+            pairs.append((model, ""))
+        elif model == "cifar" or settings.weights_for(model) == "none":
+            pairs.append((model, "full"))  # from scratch: always trains fully
+        else:
+            pairs += [(model, mode) for mode in settings.finetune]
+    return list(dict.fromkeys(pairs))
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from pathnet_fer import __version__
+
+    return {
+        "pathnet_fer": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def done_runs(metrics_path: Path) -> set[tuple[str, int, int, str]]:
+    """(experiment, iteration, fold, arm) already finished in an existing metrics.csv."""
+    if not metrics_path.exists() or metrics_path.stat().st_size == 0:
+        return set()
+    from pathnet_fer.experiments.metrics_log import read_metrics
+
+    frame = read_metrics(metrics_path)
+    tests = frame[frame["split"] == "test"]
+    return set(zip(tests.experiment, tests.iteration, tests.fold, tests.arm, strict=True))
+
+
+def run_baselines(
+    config: Any,
+    settings: BaselineSettings,
+    out_dir: str | Path,
+    datasets: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> pd.DataFrame:
+    """Train and score every baseline on every set/iteration/fold; return the metrics.
+
+    ``config``: an ``experiments.config.ExperimentConfig``. ``datasets``: FaceDatasets by
+    name when already loaded (else read through ``faces.preprocess_dataset``). Runs
+    already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
+    """
+    from pathnet_fer.experiments.evaluation import evaluate_proba
+    from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
+    from pathnet_fer.experiments.report import write_report
+
+    say = progress or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    sets = [s for s in config.sets if settings.sets is None or s.name in settings.sets]
+    if not sets:
+        raise BaselineConfigError(
+            f"baselines.sets {settings.sets} match none of {[s.name for s in config.sets]}"
+        )
+    datasets = dict(datasets or {})
+    for s in sets:
+        for name in (s.source, s.destination):
+            if name not in datasets:
+                datasets[name] = load_face_dataset(config, name)
+    arms = expand_arms(settings)
+    iterations = settings.iterations or config.protocol.iterations
+    mlp = MLPConfig.like_path(
+        layers=int(config.pathnet.get("layers", 3)),
+        units=int(config.pathnet.get("units", 20)),
+        max_active=int(config.pathnet.get("max_active", 5)),
+        lr=float(settings.mlp_lr or config.evolution.get("lr", 0.02)),
+    )
+    cnn_cfg = FinetuneConfig(
+        lr=settings.cnn_lr,
+        momentum=settings.cnn_momentum,
+        input_size=settings.input_size,
+        device=device,
+    )
+    metrics_path = out_dir / "metrics.csv"
+    finished = done_runs(metrics_path)
+    weights_used: dict[str, dict[str, str]] = {}
+    _write_run_config(out_dir, config, settings, arms, weights_used, device)
+    feature_cache: dict[tuple[str, str], torch.Tensor] = {}
+    vector_threads = int(getattr(config.executor, "threads", 1) or 1)
+    with MetricsWriter(metrics_path) as writer:
+        for s in sets:
+            dest, source = datasets[s.destination], datasets[s.source]
+            folds = make_folds(config, s.destination, dest)
+            wanted = [f for f in folds if settings.folds is None or f.index in settings.folds]
+            samples = budget_samples(config.generations("destination"), settings.max_samples)
+            source_samples = budget_samples(config.generations("source"), settings.max_samples)
+            x_dest = dest.features()
+            for iteration in range(1, iterations + 1):
+                for fold in wanted:
+                    ctx = RunContext(
+                        s.name, iteration, fold.index, s.destination, len(dest.class_names),
+                        config.seed + 1000 * iteration + fold.index, samples, source_samples, device,
+                    )  # fmt: skip
+                    train, test = fold.train_index, fold.test_index
+                    y_train = dest.labels[train]
+                    test_ds = dest.subset(test)
+                    src_x = src_y = None
+                    for model, mode in arms:
+                        arm_guess = _arm_label(model, mode, settings)
+                        if (s.name, iteration, fold.index, arm_guess) in finished:
+                            say(f"skip {s.name} it{iteration} fold{fold.index} {arm_guess} (done)")
+                            continue
+                        if model in VECTOR_BASELINES:
+                            if src_x is None and model != "mlp-scratch":
+                                src_x, src_y = source_task(config, s, source, fold, ctx.seed)
+                            with torch_threads(vector_threads):
+                                net, log, seconds, n_params = train_vector_baseline(
+                                    model, ctx, x_dest[train], y_train, src_x, src_y, mlp
+                                )
+                                proba = predict_proba(net, x_dest[test], device=device)
+                            arm = "progressive" if model == "progressive" else model
+                        else:
+                            cfg = dataclasses.replace(cnn_cfg, finetune=mode or "full")
+                            with torch_threads(os.cpu_count()):
+                                proba, log, seconds, n_params, arm, choice = train_cnn_arm(
+                                    model, cfg, settings.weights_for(model), ctx, dest,
+                                    train, test, feature_cache,
+                                )  # fmt: skip
+                            weights_used[model] = choice.to_dict()
+                        evaluation = evaluate_proba(
+                            proba,
+                            test_ds.labels,
+                            test_ds.clips,
+                            ctx.n_classes,
+                            config.protocol.clip_vote,
+                        )
+                        writer.log_many(log_rows(ctx, arm, log, seconds, n_params, evaluation))
+                        writer.flush()
+                        say(
+                            f"{s.name} it{iteration} fold{fold.index} {arm}: train loss "
+                            f"{log.final_loss:.3f}, test acc {evaluation.frame['accuracy']:.3f} "
+                            f"(frame), {seconds:.1f}s"
+                        )
+    _write_run_config(out_dir, config, settings, arms, weights_used, device)
+    metrics = read_metrics(metrics_path)
+    write_report(out_dir, metrics, header=_report_header(config, settings))
+    return metrics
+
+
+def train_cnn_arm(
+    model: str,
+    cfg: FinetuneConfig,
+    weights: str,
+    ctx: RunContext,
+    dest: Any,
+    train: np.ndarray,
+    test: np.ndarray,
+    feature_cache: dict[tuple[str, str], torch.Tensor],
+) -> tuple[np.ndarray, TrainingLog, float, int, str, WeightsChoice]:
+    """Fine-tune one CNN on a fold; frozen-backbone features are computed once per dataset.
+
+    In head mode the backbone's features do not depend on the fold, so they are
+    extracted for the whole dataset on the first fold (its ``train_seconds`` carries that
+    cost) and sliced for later folds.
+    """
+    key = (model, ctx.task)
+    cached = feature_cache.get(key) if cfg.finetune == "head" else None
+    fitted = finetune_cnn(
+        model, dest.images[train], dest.labels[train], ctx.samples, ctx.n_classes, weights,
+        cfg, ctx.seed, features=cached[train] if cached is not None else None,
+    )  # fmt: skip
+    if fitted.mode == "head" and cached is None:
+        start = time.perf_counter()
+        cached = extract_features(fitted.model, dest.images, cfg.feature_batch)
+        feature_cache[key] = cached
+        fitted.train_seconds += time.perf_counter() - start
+    feats = cached[test] if fitted.mode == "head" else None
+    proba = fitted.predict_proba(dest.images[test], features=feats)
+    return proba, fitted.log, fitted.train_seconds, fitted.parameters, fitted.arm, fitted.weights
+
+
+def _arm_label(model: str, mode: str, settings: BaselineSettings) -> str:
+    if model in VECTOR_BASELINES:
+        return model
+    if model == "cifar" or settings.weights_for(model) == "none":
+        return f"{model}-scratch"
+    return f"{model}-{mode}"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when present, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BaselineConfigError(f"device {device!r} asked for but CUDA is not available")
+    return device
+
+
+def load_face_dataset(config: Any, name: str):
+    """A config dataset's face crops, with the config's face settings (cached by faces)."""
+    from pathnet_fer.faces.preprocess import preprocess_dataset
+    from pathnet_fer.faces.settings import FaceSettings
+
+    spec = config.datasets[name]
+    settings = FaceSettings.from_dict({**config.faces, **spec.faces})
+    return preprocess_dataset(
+        spec.adapter,
+        config.dataset_root(name),
+        settings,
+        cache_dir=config.cache_dir,
+        keep_neutral=spec.keep_neutral,
+        progress=False,
+    )
+
+
+def make_folds(config: Any, name: str, dataset: Any):
+    """The experiment's folds of ``name``: by subject, or the dataset's fixed split."""
+    from pathnet_fer.experiments.folds import fixed_split_fold, subject_folds
+
+    if config.datasets[name].folds == "fixed":
+        if "split" not in dataset.frames:
+            raise BaselineConfigError(f"dataset {name!r} has no train/test split column")
+        return fixed_split_fold(dataset.frames["split"].to_numpy(), dataset.subjects)
+    return subject_folds(
+        dataset.subjects, dataset.labels, config.protocol.folds, seed=config.seed,
+        stratify=config.protocol.stratify,
+    )  # fmt: skip
+
+
+def source_task(
+    config: Any, s: Any, source: Any, fold: Any, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source task's training data for one destination fold.
+
+    Same-dataset sets leave the destination fold's test subjects out of the source task
+    (else the fine-tuned MLP would have trained on its test people); the protocol's
+    ``max_source_frames`` cap applies (a seeded subsample).
+    """
+    from pathnet_fer.experiments.folds import exclude_subjects
+
+    index = np.arange(len(source))
+    if s.source == s.destination:
+        index = exclude_subjects(source.subjects, fold.test_subjects)
+    cap = config.protocol.max_source_frames
+    if cap and len(index) > cap:
+        index = np.sort(np.random.default_rng(seed).choice(index, cap, replace=False))
+    return source.features()[index], source.labels[index]
+
+
+def _report_header(config: Any, settings: BaselineSettings) -> str:
+    gens = config.generations("destination")
+    cap = f", capped at {settings.max_samples:,} samples" if settings.max_samples else ""
+    return (
+        f"# Baselines: {config.name}\n\n"
+        f"Budget per task: {gens} PathNet generations = {samples_for_generations(gens):,} samples "
+        f"seen (2 paths x 50 minibatches x 16 per generation){cap}. `train loss (paper-style)` "
+        "= mean loss over the last generation-equivalent (100 minibatches of 16)."
+    )
+
+
+def _write_run_config(
+    out_dir: Path, config: Any, settings: BaselineSettings, arms: list[tuple[str, str]],
+    weights_used: dict[str, dict[str, str]], device: str,
+) -> None:  # fmt: skip
+    record = {
+        "experiment": config.to_dict(),
+        "baselines": settings.to_dict(),
+        "arms": [_arm_label(m, mode, settings) for m, mode in arms],
+        "weights_used": weights_used,
+        "device": device,
+        "seed": config.seed,
+        "versions": versions(),
+    }
+    (out_dir / "baselines_config.yaml").write_text(
+        yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False)
+    )
