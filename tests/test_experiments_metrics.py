@@ -115,7 +115,7 @@ def test_report_and_figures_include_every_arm(tmp_path):
         for f in (1, 2) for t, p, c in (("anger", "anger", 5), ("anger", "fear", 1),
                                         ("fear", "fear", 3))])
     figs = confusion_figures(conf, tmp_path / "figures")
-    assert [p.name for p in figs] == ["confusion_a-to-b_transfer_frame.png"]
+    assert [p.name for p in figs] == ["confusion_a-to-b.png"]
 
 
 def test_classification_metrics_and_clip_votes():

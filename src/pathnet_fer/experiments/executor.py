@@ -62,12 +62,19 @@ class InlineExecutor(Executor):
         return len(self._queue)
 
     def results(self, timeout: float | None = None) -> Iterator[tuple[JobSpec, Any]]:
+        import torch
+
         while self._queue:
             job, config_dict, run_dir = self._queue.pop(0)
+            threads = torch.get_num_threads()
+            # Small batched matmuls: one thread is faster than two fighting for cores.
+            torch.set_num_threads(int(config_dict.get("executor", {}).get("threads", 1)))
             try:
                 yield job, execute_job(job, config_dict, run_dir, position=1)
             except Exception as err:  # noqa: BLE001 - reported by the coordinator
                 yield job, err
+            finally:
+                torch.set_num_threads(threads)
 
 
 def _init_worker(threads: int) -> None:

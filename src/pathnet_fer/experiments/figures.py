@@ -87,24 +87,28 @@ def learning_curves(
     return path
 
 
-def confusion_figure(
-    matrix: np.ndarray, class_names: list[str], title: str, path: str | Path
-) -> Path:
-    """Row-normalised confusion matrix with counts, true classes down, predictions across."""
+def _draw_confusion(ax, matrix: np.ndarray, class_names: list[str], title: str) -> None:
     matrix = np.asarray(matrix, dtype=np.float64)
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     n = len(class_names)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(matrix[i, j])})", ha="center", va="center",
-                    fontsize=7, color="white" if rates[i, j] > 0.6 else "black")
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(matrix[i, j])})", ha="center",
+                    va="center", fontsize=6, color="white" if rates[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), class_names, fontsize=7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
     ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(
+    matrix: np.ndarray, class_names: list[str], title: str, path: str | Path
+) -> Path:
+    """Row-normalised confusion matrix with counts, true classes down, predictions across."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    _draw_confusion(ax, matrix, class_names, title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,21 +118,37 @@ def confusion_figure(
 
 
 def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """One figure per experiment set, arm and level, summed over folds and iterations.
+    """One figure per experiment set: a panel per arm (rows) and level (frame, clip),
+    each summed over folds and iterations, rows normalised (counts in brackets).
 
     ``confusions`` columns: experiment, arm, task, iteration, fold, level, true, pred, count
     (class names, not indices).
     """
     paths = []
-    keys = ["experiment", "arm", "task", "level"]
-    for (experiment, arm, task, level), part in confusions.groupby(keys, sort=False):
-        names = list(dict.fromkeys(part["true"].tolist() + part["pred"].tolist()))
-        table = part.pivot_table(index="true", columns="pred", values="count", aggfunc="sum",
-                                 fill_value=0).reindex(index=names, columns=names, fill_value=0)
-        runs = part.groupby(["iteration", "fold"]).ngroups
-        title = f"{experiment} / {arm} on {task}: {level} level\n(sum over {runs} runs)"
-        paths.append(confusion_figure(table.to_numpy(), names, title, Path(out_dir) /
-                                      f"confusion_{slug(experiment)}_{arm}_{level}.png"))
+    for experiment, part in confusions.groupby("experiment", sort=False):
+        arms = list(dict.fromkeys(part["arm"]))
+        levels = [lv for lv in ("frame", "clip") if (part.level == lv).any()]
+        fig, axes = plt.subplots(len(arms), len(levels), squeeze=False,
+                                 figsize=(4.4 * len(levels), 4.0 * len(arms)))
+        for i, arm in enumerate(arms):
+            for j, level in enumerate(levels):
+                sel = part[(part.arm == arm) & (part.level == level)]
+                names = list(dict.fromkeys(sel["true"].tolist() + sel["pred"].tolist()))
+                table = sel.pivot_table(index="true", columns="pred", values="count",
+                                        aggfunc="sum", fill_value=0)
+                table = table.reindex(index=names, columns=names, fill_value=0)
+                runs = sel.groupby(["iteration", "fold"]).ngroups
+                task = sel["task"].iloc[0]
+                _draw_confusion(axes[i][j], table.to_numpy(), names,
+                                f"{arm} on {task}, {level} level ({runs} runs)")
+        fig.suptitle(f"{experiment}: held-out confusion (sum over folds x iterations)",
+                     fontsize=10)
+        fig.tight_layout()
+        path = Path(out_dir) / f"confusion_{slug(experiment)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
     return paths
 
 

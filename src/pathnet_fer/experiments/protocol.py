@@ -149,8 +149,8 @@ def fold_plan(config: ExperimentConfig, datasets: dict[str, LoadedDataset] | Non
     datasets = datasets or {}
     for s in config.sets:
         for role, name in (("destination", s.destination), ("source", s.source)):
-            if role == "source" and s.source == s.destination:
-                continue
+            # Same dataset: the source task trains on the destination fold's training
+            # subjects, so its plan is the destination's (listed again for audits).
             data = datasets.get(name) or load_dataset(config, name)
             datasets[name] = data
             for fold in dataset_folds(config, name, data):
@@ -246,6 +246,8 @@ class RunData:
     test_x: np.ndarray
     test_y: np.ndarray
     test_clips: np.ndarray
+    train_subjects: np.ndarray  # per training row (for audits: never in test_subjects)
+    test_subjects: np.ndarray
 
 
 @dataclass
@@ -279,12 +281,14 @@ def _source_rows(config: ExperimentConfig, s: SetSpec, fold_index: int, src: Loa
     if cap is not None and len(train) > cap:
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(train, cap, replace=False))
-    return RunData(src.x[train], src.y[train], src.x[test], src.y[test], src.clips[test])
+    return RunData(src.x[train], src.y[train], src.x[test], src.y[test], src.clips[test],
+                   src.subjects[train], src.subjects[test])
 
 
 def _dest_rows(dst: LoadedDataset, fold: Fold) -> RunData:
     tr, te = fold.train_index, fold.test_index
-    return RunData(dst.x[tr], dst.y[tr], dst.x[te], dst.y[te], dst.clips[te])
+    return RunData(dst.x[tr], dst.y[tr], dst.x[te], dst.y[te], dst.clips[te], dst.subjects[tr],
+                   dst.subjects[te])
 
 
 def build_phases(config: ExperimentConfig, job: JobSpec,
@@ -551,9 +555,6 @@ def _save_models(config, job, phase: Phase, net, task, run_dir: Path, datasets) 
                                           "final population's best path (no test data)",
                              "train_selection_accuracy": float(fitness[r]),
                              "job": job.job_id, "config": config.name,
-                             "test_subjects": sorted(set(
-                                 datasets[phase.task].subjects[
-                                     np.isin(datasets[phase.task].clips, phase.data[r].test_clips)
-                                 ]))})
+                             "test_subjects": sorted(set(phase.data[r].test_subjects))})
         out.append(str(path.relative_to(run_dir)))
     return out

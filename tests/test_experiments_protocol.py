@@ -1,0 +1,197 @@
+"""A tiny real experiment (CK+48 and JAFFE, 2 folds, a few generations): every output
+exists and is consistent; killing and re-running resumes to the identical result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.executor import InlineExecutor
+from pathnet_fer.experiments.metrics_log import COLUMNS, read_metrics
+from pathnet_fer.experiments.protocol import (
+    DataMissingError,
+    build_phases,
+    check_data,
+    load_dataset,
+    plan_jobs,
+)
+from pathnet_fer.experiments.runner import RunDirError, run_experiment
+
+# Small but real: the paper's network, fewer minibatches per path and generations.
+TINY = ["evolution.generations=6", "evolution.minibatches=8", "protocol.eval_every=3",
+        "protocol.folds=2", "protocol.iterations=1", "logging.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, require_data):
+    require_data("ckplus48")
+    require_data("jaffe")
+    # Module-scoped: name the per-session cache explicitly (conftest's autouse cache
+    # fixture is function-scoped and not active yet here).
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    config = load_config("demo", [*TINY, f"cache_dir={cache}"])
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    result = run_experiment(config, out, executor=InlineExecutor(), quiet=True)
+    return config, out, result
+
+
+def test_tiny_experiment_writes_every_output(tiny_run):
+    config, out, result = tiny_run
+    for name in ("config.yaml", "run.json", "metrics.csv", "summary.csv", "summary.md",
+                 "paired_tests.csv", "confusion.csv", "folds.csv", "log.txt"):
+        assert (out / name).stat().st_size > 0, name
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["seed"] == config.seed and meta["versions"]["torch"]
+    assert {"python", "numpy", "cv2", "av", "sklearn", "pathnet_fer"} <= set(meta["versions"])
+    assert "git_commit" in meta and "independent repetition" in meta["iteration_reading"]
+    assert load_config(out / "config.yaml").to_dict() == config.to_dict()
+
+    metrics = read_metrics(out)
+    assert tuple(metrics.columns) == COLUMNS
+    sets = [s.name for s in config.sets]
+    assert sorted(metrics.experiment.unique()) == sorted(sets)
+    for s in config.sets:
+        m = metrics[metrics.experiment == s.name]
+        assert set(m.arm) == {"source", "transfer", "scratch"}
+        for arm in ("source", "transfer", "scratch"):
+            a = m[m.arm == arm]
+            assert set(a.fold) == {1, 2} and set(a.iteration) == {1}
+            train = a[(a.split == "train") & (a.metric == "accuracy")]
+            assert sorted(train.generation.unique()) == list(range(1, 7))
+            assert len(train) == 6 * 2  # one row per generation and run
+            test = a[(a.split == "test") & (a.level == "frame") & (a.metric == "accuracy")]
+            assert sorted(test.generation.unique()) == [3, 6]  # every K and at the end
+            assert set(a[a.split == "test"].level) == {"frame", "clip"}
+        assert set(m[m.arm != "source"].task) == {s.destination}
+    acc = metrics[metrics.metric.isin(["accuracy", "macro_f1", "uar"])].value
+    assert acc.between(0, 1).all()
+
+    summary = pd.read_csv(out / "summary.csv")
+    final = summary[(summary.split == "test") & (summary.level == "frame")
+                    & (summary.metric == "accuracy")]
+    assert len(final) == 3 * len(sets) and (final.n == 2).all() and (final.n_folds == 2).all()
+    text = (out / "summary.md").read_text()
+    assert all(f"## {name}" in text for name in sets) and "Wilcoxon" in text
+    paired = pd.read_csv(out / "paired_tests.csv")
+    assert set(paired.experiment) == set(sets) and (paired.n_folds == 2).all()
+
+    figures = {p.name for p in (out / "figures").glob("*.png")}
+    for name in sets:
+        slug = name.replace("->", "-to-")
+        assert f"learning_curves_{slug}.png" in figures
+        assert f"confusion_{slug}.png" in figures
+    assert all((out / "figures" / f).stat().st_size > 5000 for f in figures)
+
+    confusion = pd.read_csv(out / "confusion.csv")
+    # Each run's frame confusion counts its fold's test crops exactly once.
+    plan = pd.read_csv(out / "folds.csv")
+    for s in config.sets:
+        dest = plan[(plan.experiment == s.name) & (plan.role == "destination")]
+        for fold in (1, 2):
+            n_test = dest[(dest.fold == fold) & (dest.side == "test")].n_samples.sum()
+            c = confusion[(confusion.experiment == s.name) & (confusion.arm == "transfer")
+                          & (confusion.fold == fold) & (confusion.level == "frame")]
+            assert c["count"].sum() == n_test
+
+
+def test_folds_are_subject_independent_in_every_phase(tiny_run):
+    config, out, _ = tiny_run
+    plan = pd.read_csv(out / "folds.csv")
+    for (experiment, role, fold), part in plan.groupby(["experiment", "role", "fold"]):
+        train = set(part[part.side == "train"].subject)
+        test = set(part[part.side == "test"].subject)
+        assert train and test and not train & test, (experiment, role, fold)
+    for _key, part in plan.groupby(["experiment", "role"]):
+        tests = part[part.side == "test"].groupby("fold").subject.apply(set)
+        assert len(tests) == 2 and not tests[1] & tests[2]  # each subject tested once
+    datasets = {n: load_dataset(config, n) for n in config.datasets}
+    for job in plan_jobs(config):
+        for phase in build_phases(config, job, datasets):
+            for rd, key in zip(phase.data, phase.keys, strict=True):
+                assert not set(rd.train_subjects) & set(rd.test_subjects), (job.job_id, key)
+    # Same dataset: the source never trains on the destination fold's test subjects.
+    job = next(j for j in plan_jobs(config) if j.experiment == "jaffe->jaffe"
+               and j.arm == "transfer")
+    source, transfer = build_phases(config, job, datasets)
+    for src, dst in zip(source.data, transfer.data, strict=True):
+        assert not set(src.train_subjects) & set(dst.test_subjects)
+        assert set(src.train_subjects) == set(dst.train_subjects)
+
+
+def test_models_are_saved_for_prediction(tiny_run):
+    from pathnet_fer.predict.model_file import load_model
+
+    config, out, _ = tiny_run
+    models = sorted((out / "models").glob("*/*.pt"))
+    assert {p.parent.name for p in models} == {s.name.replace("->", "-to-") for s in config.sets}
+    loaded = load_model(models[0])
+    jaffe = load_dataset(config, "jaffe")
+    proba = loaded.predict_proba(jaffe.faces.images[:5])
+    assert proba.shape == (5, 6) and np.allclose(proba.sum(1), 1)
+    assert loaded.metadata["arm"] in ("transfer", "scratch")
+
+
+def test_rerun_with_other_settings_is_refused(tiny_run):
+    _, out, _ = tiny_run
+    with pytest.raises(RunDirError, match="evolution.generations: 6 .* != 7"):
+        run_experiment(load_config(out / "config.yaml", ["evolution.generations=7"]), out,
+                       executor=InlineExecutor(), quiet=True)
+
+
+def test_missing_data_says_what_and_where(tmp_path):
+    config = load_config("demo", [f"data_root={tmp_path}"])
+    with pytest.raises(DataMissingError) as err:
+        check_data(config)
+    assert str(tmp_path / "jaffe") in str(err.value) and "JAFFE" in str(err.value)
+    assert str(tmp_path / "ckplus48") in str(err.value)
+
+
+RESUME = ["sets=[{source: ckplus48, destination: ckplus48}]", "evolution.generations=8",
+          "evolution.minibatches=6", "protocol.eval_every=4", "protocol.folds=2",
+          "protocol.iterations=1", "executor.checkpoint_every=2", "executor.kind=inline",
+          "logging.progress=false", "save_models=none"]
+
+
+def _command(out):
+    args = [sys.executable, "-m", "pathnet_fer.cli", "experiment", "demo", "--out", str(out),
+            "--quiet"]
+    for item in RESUME:
+        args += ["--set", item]
+    return args
+
+
+def test_killed_experiment_resumes_to_the_same_result(tmp_path, require_data):
+    require_data("ckplus48")
+    env = {**os.environ}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(_command(whole), env=env, check=True, timeout=300)
+    proc = subprocess.Popen(_command(killed), env=env)
+    deadline = time.monotonic() + 240
+    # Kill once the first job has finished and the second has checkpointed mid-way.
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = list((killed / "jobs").glob("*__*.json"))
+        ckpts = list((killed / "checkpoints").glob("*/state.pt"))
+        if done and len(ckpts) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.csv").exists()
+    subprocess.run(_command(killed), env=env, check=True, timeout=300)
+    log = (killed / "log.txt").read_text()
+    assert "resuming" in log and "1 already finished" in log
+    a, b = read_metrics(whole), read_metrics(killed)
+    a, b = (m[m.metric != "train_seconds"].reset_index(drop=True) for m in (a, b))
+    pd.testing.assert_frame_equal(a, b)
+    for name in ("confusion.csv", "folds.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(whole / name), pd.read_csv(killed / name))
