@@ -21,8 +21,9 @@ A frame without a face keeps its row with an empty box and empty probabilities.
 A per-file summary (mean probabilities, majority emotion) is printed and written to
 OUT with suffix .summary.csv.
 
-exit status: 0 all inputs processed; 3 results written but some inputs skipped
-(listed on stderr); 1 the model was refused or no input could be processed.
+exit status: 0 all inputs processed; 3 results written but some inputs were skipped
+or only partly decoded (listed on stderr: "skipped:" / "incomplete:"); 1 the model
+was refused or no input could be processed.
 
 examples:
   pathnet-fer predict --model runs/demo/models/ckplus48-jaffe.pt clip.mp4
@@ -169,8 +170,11 @@ def run_predict(args: argparse.Namespace) -> int:
         args.inputs, every=args.every, annotate=args.annotate, on_file=on_file, progress=progress
     )
     for problem in result.problems:
-        kept = f" ({problem.rows_kept} rows kept)" if problem.rows_kept else ""
-        print(f"skipped: {problem.file}: {problem.reason}{kept}", file=sys.stderr)
+        if problem.rows_kept:
+            print(f"incomplete: {problem.file}: {problem.reason} ({problem.rows_kept} rows kept)",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"skipped: {problem.file}: {problem.reason}", file=sys.stderr)
     if not result.files:
         print("error: no input could be processed", file=sys.stderr)
         return EXIT_FAILED
@@ -182,7 +186,7 @@ def run_predict(args: argparse.Namespace) -> int:
     print(
         f"\n{len(result.predictions)} rows from {len(result.files)} file(s) in {seconds:.1f} s "
         f"-> {out}, summary -> {summary_path}"
-        + (f"; {len(result.problems)} input(s) skipped" if result.problems else "")
+        + (f"; {len(result.problems)} input(s) skipped or incomplete" if result.problems else "")
     )
     return EXIT_SOME_SKIPPED if result.problems else EXIT_OK
 

@@ -10,16 +10,19 @@ at prediction time what it saw in training.
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from pathnet_fer.faces.crop import crop_face
-from pathnet_fer.faces.detector import FaceDetector
+from pathnet_fer.faces.detector import CASCADE_FILE, FaceDetector
 from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.faces.tracking import FaceTracker
 from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
@@ -86,7 +89,10 @@ class Predictor:
 
     ``detect=False`` treats each whole frame as the face (inputs that are already face
     crops, like CK+48). ``max_fallback_s`` bounds the previous-face fallback (see
-    ``DEFAULT_MAX_FALLBACK_S``; ``math.inf`` = the paper's unbounded rule). ``face_settings`` overrides the model's crop settings (margin,
+    ``DEFAULT_MAX_FALLBACK_S``; ``math.inf`` = the paper's unbounded rule). ``workers``
+    threads run the face detector on consecutive frames at once (default: all cores);
+    the previous-face rule is still applied in frame order, so results do not depend on
+    it. ``face_settings`` overrides the model's crop settings (margin,
     detector parameters); a size or colour the network was not trained on is refused.
     """
 
@@ -98,6 +104,7 @@ class Predictor:
         detect: bool = True,
         face_settings: FaceSettings | None = None,
         max_fallback_s: float = DEFAULT_MAX_FALLBACK_S,
+        workers: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -110,7 +117,9 @@ class Predictor:
         check_compatible(model.input, settings)
         self.face_settings: FaceSettings = replace(settings, detect=detect, every=1)
         self.detect = detect
-        self._detector = FaceDetector(self.face_settings) if detect else None
+        self._detector = FaceDetector(self.face_settings) if detect else None  # checks cascade
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self._local = threading.local()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", **kwargs: Any) -> Predictor:
@@ -183,7 +192,8 @@ class Predictor:
                 if is_image(path):
                     chunks.append(self.predict_image(path))
                 else:
-                    chunks.extend(self.iter_video(path, every=every, annotate=target))
+                    for chunk in self.iter_video(path, every=every, annotate=target):
+                        chunks.append(chunk)
             except MediaError as error:
                 kept = sum(len(c) for c in chunks)
                 problems.append(Problem(str(path), str(error), kept))
@@ -233,35 +243,93 @@ class Predictor:
         tracker = FaceTracker(self.face_settings, self._detector) if self.detect else None
         pending = _Pending()
         last_fresh = -np.inf
-        for index, timestamp, frame, colour_frame in frames:
-            if tracker is None:
-                box, detection = None, "fresh"
-                region = _whole_frame(frame)
-            else:
-                box, fresh = tracker.update(frame)
-                if fresh:
-                    last_fresh = timestamp
-                elif box is not None and timestamp - last_fresh > self.max_fallback_s:
-                    box = None  # the face has been gone too long: no stale box
-                detection = "none" if box is None else ("fresh" if fresh else "fallback")
-                region = box
-            pending.frame.append(index)
-            pending.timestamp.append(timestamp)
-            if region is None:
-                pending.boxes.append(_NO_BOX)
-                pending.crop_slot.append(-1)
-            else:
-                pending.boxes.append(tuple(float(v) for v in region))
-                pending.crop_slot.append(len(pending.crops))
-                pending.crops.append(crop_face(frame, box, self.face_settings))
-            pending.detection.append(detection)
-            if colour_frame is not None:
-                pending.images.append(colour_frame)
-            if len(pending) >= self.batch_size:
+        try:
+            for index, timestamp, frame, colour_frame, found in self._detect_ahead(frames):
+                if tracker is None:
+                    box, detection = None, "fresh"
+                    region = _whole_frame(frame)
+                else:
+                    box, fresh = tracker.update_with_boxes(found)
+                    if fresh:
+                        last_fresh = timestamp
+                    elif box is not None and timestamp - last_fresh > self.max_fallback_s:
+                        box = None  # the face has been gone too long: no stale box
+                    detection = "none" if box is None else ("fresh" if fresh else "fallback")
+                    region = box
+                pending.frame.append(index)
+                pending.timestamp.append(timestamp)
+                if region is None:
+                    pending.boxes.append(_NO_BOX)
+                    pending.crop_slot.append(-1)
+                else:
+                    pending.boxes.append(tuple(float(v) for v in region))
+                    pending.crop_slot.append(len(pending.crops))
+                    pending.crops.append(crop_face(frame, box, self.face_settings))
+                pending.detection.append(detection)
+                if colour_frame is not None:
+                    pending.images.append(colour_frame)
+                if len(pending) >= self.batch_size:
+                    yield self._flush(file, pending, sink)
+                    pending = _Pending()
+        except MediaError:
+            # A truncated clip fails after its last good frame: keep what was decoded.
+            if len(pending):
                 yield self._flush(file, pending, sink)
-                pending = _Pending()
+            raise
         if len(pending):
             yield self._flush(file, pending, sink)
+
+    def _detect_ahead(
+        self, frames: Iterable[tuple[int, float, np.ndarray, np.ndarray | None]]
+    ) -> Iterator[tuple[int, float, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """Frames in order with their detections, detected ``workers`` frames at a time.
+
+        Detection is independent per frame (only the choice among boxes depends on the
+        previous face), so a bounded window of frames is detected by a thread pool
+        (OpenCV releases the GIL) and consumed in order: memory stays bounded.
+        """
+        if not self.detect:
+            for item in frames:
+                yield (*item, None)
+            return
+        if self.workers == 1:
+            detector = self._thread_detector()
+            for item in frames:
+                yield (*item, detector.detect(item[2]))
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        window: deque = deque()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="detect") as pool:
+            try:
+                for item in frames:
+                    window.append((item, pool.submit(self._detect_in_thread, item[2])))
+                    if len(window) > 2 * self.workers:
+                        done, future = window.popleft()
+                        yield (*done, future.result())
+            except Exception:  # a decoding error: the frames in flight are good ones
+                while window:
+                    done, future = window.popleft()
+                    yield (*done, future.result())
+                raise
+            while window:
+                done, future = window.popleft()
+                yield (*done, future.result())
+
+    def _detect_in_thread(self, frame: np.ndarray) -> np.ndarray:
+        return self._thread_detector().detect(frame)
+
+    def _thread_detector(self) -> FaceDetector:
+        """One detector per thread: an OpenCV cascade is not safe to share across threads."""
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = FaceDetector(self.face_settings)
+            cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / CASCADE_FILE))
+            if cascade.empty():  # pragma: no cover - load_cascade above already checked
+                raise RuntimeError("cannot load the Haar cascade")
+            detector.cascade = cascade
+            self._local.detector = detector
+        return detector
 
     def _flush(self, file: str, pending: _Pending, sink: FrameSink | None) -> pd.DataFrame:
         n = len(pending)
@@ -283,11 +351,11 @@ class Predictor:
         return table
 
     def _predict_still(self, image: np.ndarray, file: str) -> pd.DataFrame:
-        if self._detector is None:
+        if not self.detect:
             boxes: np.ndarray = np.asarray([_whole_frame(image)], dtype=np.float64)
             crops = [crop_face(image, None, self.face_settings)]
         else:
-            boxes = self._detector.detect(image).astype(np.float64)
+            boxes = self._thread_detector().detect(image).astype(np.float64)
             crops = [crop_face(image, tuple(int(v) for v in b), self.face_settings) for b in boxes]
         n = max(1, len(boxes))
         proba = np.full((n, len(self.class_names)), np.nan)
