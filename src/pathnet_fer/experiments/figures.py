@@ -126,7 +126,8 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
     """
     paths = []
     for experiment, part in confusions.groupby("experiment", sort=False):
-        arms = list(dict.fromkeys(part["arm"]))
+        order = {"source": 0, "transfer": 1, "scratch": 2}
+        arms = sorted(dict.fromkeys(part["arm"]), key=lambda a: (order.get(a, 3), a))
         levels = [lv for lv in ("frame", "clip") if (part.level == lv).any()]
         fig, axes = plt.subplots(len(arms), len(levels), squeeze=False,
                                  figsize=(4.4 * len(levels), 4.0 * len(arms)))

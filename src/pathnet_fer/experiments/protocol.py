@@ -374,6 +374,8 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.path, self.total, self.done = path, total, 0
+        # Per-job bars only on a terminal: in logs, several processes' bars are noise.
+        enabled = enabled and sys.stderr.isatty()
         self.bar = tqdm(total=total, desc=desc, unit="gen", disable=not enabled,
                         position=position, leave=False, file=sys.stderr, dynamic_ncols=True,
                         mininterval=1.0)

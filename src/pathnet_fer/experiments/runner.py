@@ -198,7 +198,7 @@ def run_experiment(
     totals = {j.job_id: _job_total(config, j) for j in jobs}
     overall = tqdm(total=sum(totals.values()), desc=f"experiment {config.name}", unit="gen",
                    position=0, disable=quiet or not config.logging.progress, file=sys.stderr,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 15.0)
 
     def refresh() -> None:
         done = 0
