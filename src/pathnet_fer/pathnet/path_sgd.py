@@ -6,13 +6,17 @@ short sequence of batched tensor ops (``bmm``/``baddbmm`` over G = paths x runs)
 autograd graph, and the weight update is fused into the gradient product
 (``W.baddbmm_(dZ^T, A, alpha=-lr)``).
 
-How the paths of one call share parameters (``shared_update``):
-each of the G paths trains its OWN working copy of its modules and of its run's readout,
-starting from the same stored parameters, on its own minibatches. At the end, the
-parameter changes (deltas) are written back: a module used by one path gets exactly that
-path's SGD result; a module used by several paths of the same run (and the readout,
-which all paths of a run share) gets the SUM of their deltas (``"sum"``: the first-order
-equivalent of training them one after the other) or their mean (``"mean"``).
+How the paths of one call share parameters (``shared_update`` = ``sum`` | ``mean``):
+- MODULES: each of the G paths trains its OWN working copy of its modules on its own
+  minibatches, starting from the same stored parameters. At the end the changes
+  (deltas) are written back: a module used by one path gets exactly that path's SGD
+  result; a module used by several paths of the same run gets the SUM of their deltas
+  (the first-order equivalent of training them one after the other) or their mean.
+- READOUT (one per task, shared by all paths of a run): ONE working copy per run,
+  used by every path of that run at every step; each step applies the sum (or mean) of
+  the paths' readout gradients. (Summing per-path readout deltas at the end instead
+  was measured to learn clearly worse than sequential training on digits: 0.43 vs 0.57
+  held-out accuracy; per-step sharing gives 0.60.)
 Fixed modules and duplicate slots never change (their gradient is masked, and nothing is
 written back to them), so frozen parameters stay bit-identical.
 """
@@ -76,9 +80,17 @@ def train_paths(
     bs = [net.biases[layer][rw, paths[:, layer]].reshape(g, 1, k) for layer in range(c.layers)]
     w_start = [w.clone() for w in ws]
     b_start = [bb.clone() for bb in bs]
-    vw = readout_weight[runs].clone()  # (G, C, U)
-    vb = readout_bias[runs].reshape(g, 1, n_classes).clone()
-    vw_start, vb_start = vw.clone(), vb.clone()
+    # The readout is shared by all paths of a run at every step: one working copy per run,
+    # gathered for the paths each step, their gradients summed (or averaged) per run.
+    uniq, inv = torch.unique(runs, return_inverse=True)
+    sv = readout_weight[uniq].clone()  # (Ru, C, U)
+    sb = readout_bias[uniq].reshape(-1, 1, n_classes).clone()
+    sv_start, sb_start = sv.clone(), sb.clone()
+    readout_lr = step_lr_of(lr, b)
+    if shared_update == "mean":
+        per_run = torch.bincount(inv).to(torch.float32)[inv].view(g, 1, 1)
+    else:
+        per_run = None
 
     y_steps = y_all[batch_index]  # (S, G, B)
     onehot = torch.nn.functional.one_hot(y_steps, n_classes).to(torch.float32)
@@ -95,12 +107,17 @@ def train_paths(
             hs.append(h)
             a = (h.view(g, b, n_slots, units) * cw4[layer]).sum(2)
             acts.append(a)
+        vw, vb = sv[inv], sb[inv]
         logits = torch.baddbmm(vb, a, vw.transpose(1, 2))
         logits_all[s] = logits
         d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
         da = torch.bmm(d, vw)
-        vw.baddbmm_(d.transpose(1, 2), a, alpha=step_lr)
-        vb.add_(d.sum(1, keepdim=True), alpha=step_lr)
+        gv = torch.bmm(d.transpose(1, 2), a)
+        gb = d.sum(1, keepdim=True)
+        if per_run is not None:
+            gv, gb = gv / per_run, gb / per_run
+        sv.index_add_(0, inv, gv, alpha=readout_lr)
+        sb.index_add_(0, inv, gb, alpha=readout_lr)
         for layer in range(c.layers - 1, -1, -1):
             h = hs[layer]
             dz = torch.ops.aten.threshold_backward(
@@ -118,9 +135,14 @@ def train_paths(
     correct = (logits_all.argmax(-1) == y_steps).sum((0, 2))
 
     _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update)
-    _write_back_readout(runs, readout_weight, readout_bias, vw - vw_start,
-                        (vb - vb_start).reshape(g, n_classes), shared_update)
+    readout_weight.index_add_(0, uniq, sv - sv_start)
+    readout_bias.index_add_(0, uniq, (sb - sb_start).reshape(-1, n_classes))
     return correct, loss
+
+
+def step_lr_of(lr: float, batch: int) -> float:
+    """SGD on the minibatch MEAN loss: the update of a summed gradient is scaled by -lr/B."""
+    return -lr / batch
 
 
 def _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update) -> None:
@@ -141,12 +163,3 @@ def _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_up
         fan_in = net.weights[layer].shape[-1]
         net.weights[layer].view(-1, c.units, fan_in).index_add_(0, flat, dw)
         net.biases[layer].view(-1, c.units).index_add_(0, flat, db)
-
-
-def _write_back_readout(runs, weight, bias, dw, db, shared_update) -> None:
-    if shared_update == "mean":
-        count = torch.bincount(runs, minlength=weight.shape[0]).to(dw.dtype)[runs]
-        dw = dw / count.view(-1, 1, 1)
-        db = db / count.view(-1, 1)
-    weight.index_add_(0, runs, dw)
-    bias.index_add_(0, runs, db)

@@ -1,0 +1,132 @@
+"""The manual batched SGD step: equals autograd SGD, touches only active modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pathnet_fer.pathnet import PathNet, PathNetConfig, slot_weights
+from pathnet_fer.pathnet.path_sgd import train_paths
+
+CFG = PathNetConfig(input_dim=30, layers=3, modules=8, units=6, max_active=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensor ops run faster on one thread on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _setup(runs: int = 2, seed: int = 0):
+    net = PathNet(CFG, runs=runs, seed=seed, device="cpu")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(60, CFG.input_dim, generator=gen)
+    y = torch.randint(0, 4, (60,), generator=gen)
+    rw, rb = net.new_readout(4)
+    return net, x, y, rw, rb, gen
+
+
+def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
+    """Reference for the documented semantics, written with autograd: P paths of one run,
+    each with its OWN copy of its modules; the readout is shared and takes the sum (mean)
+    of the paths' gradients at every step; at the end each module gets the sum (mean over
+    the paths that use it) of the changes of its copies. ``batches (S, P, B)``."""
+    n_paths = len(paths)
+    ws = [[net.weights[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+          for _ in range(n_paths)]
+    bs = [[net.biases[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+          for _ in range(n_paths)]
+    v, c = rw[run].clone().requires_grad_(), rb[run].clone().requires_grad_()
+    scale = 1.0 if shared == "sum" else 1.0 / n_paths
+    for step in batches:
+        gv, gc = torch.zeros_like(v), torch.zeros_like(c)
+        for p, path in enumerate(paths):
+            cw = slot_weights(path, CFG.combine)
+            a = x[step[p]]
+            for layer in range(CFG.layers):
+                idx = path[layer]
+                h = torch.relu(torch.einsum("bi,kui->bku", a, ws[p][layer][idx]) + bs[p][layer][idx])
+                a = (h * cw[layer].view(1, -1, 1)).sum(1)
+            loss = torch.nn.functional.cross_entropy(a @ v.t() + c, y[step[p]])
+            params = [*ws[p], *bs[p], v, c]
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for q, g in zip(params[:-2], grads[:-2], strict=True):
+                    q -= lr * g
+            gv += grads[-2]
+            gc += grads[-1]
+        with torch.no_grad():
+            v -= lr * scale * gv
+            c -= lr * scale * gc
+    out_w, out_b = [], []
+    for layer in range(CFG.layers):
+        w0, b0 = net.weights[layer][run], net.biases[layer][run]
+        users = torch.zeros(CFG.modules)
+        for path in paths:
+            users[path[layer].unique()] += 1
+        div = users.clamp(min=1) if shared == "mean" else torch.ones(CFG.modules)
+        out_w.append(w0 + sum(ws[p][layer].detach() - w0 for p in range(n_paths)) / div.view(-1, 1, 1))
+        out_b.append(b0 + sum(bs[p][layer].detach() - b0 for p in range(n_paths)) / div.view(-1, 1))
+    return out_w, out_b, v.detach(), c.detach()
+
+
+def test_manual_sgd_equals_autograd_sgd_per_path() -> None:
+    net, x, y, rw, rb, gen = _setup()
+    paths = torch.tensor([[[0, 3, 3], [1, 2, 7], [5, 6, 0]], [[2, 4, 6], [0, 0, 0], [1, 3, 5]]])
+    batches = torch.randint(0, 60, (9, 2, 8), generator=gen)
+    refs = [_autograd_sgd(net, r, paths[r : r + 1], rw, rb, x, y, batches[:, r : r + 1], 0.05)
+            for r in range(2)]
+    correct, loss = train_paths(net, torch.tensor([0, 1]), paths, rw, rb, x, y, batches, lr=0.05)
+    for r, (ws, bs, v, c) in enumerate(refs):
+        for layer in range(CFG.layers):
+            torch.testing.assert_close(net.weights[layer][r], ws[layer], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(net.biases[layer][r], bs[layer], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rw[r], v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rb[r], c, rtol=1e-5, atol=1e-6)
+    assert correct.shape == (2,) and 0 <= int(correct.min()) and int(correct.max()) <= 9 * 8
+    assert bool((loss > 0).all())
+
+
+def test_only_active_modules_and_readout_change_fixed_stay_bit_identical() -> None:
+    net, x, y, rw, rb, gen = _setup(runs=2)
+    paths = torch.tensor([[[0, 1, 2], [3, 4, 4], [5, 6, 7]], [[7, 6, 5], [4, 3, 2], [1, 0, 0]]])
+    net.fixed[0, 0, 1] = True  # a fixed module on run 0's path
+    net.fixed[1, 2, 3] = True  # a fixed module off the path
+    before = [w.clone() for w in net.weights], [b.clone() for b in net.biases]
+    rw0, rb0 = rw.clone(), rb.clone()
+    batches = torch.randint(0, 60, (5, 2, 8), generator=gen)
+    train_paths(net, torch.tensor([0, 1]), paths, rw, rb, x, y, batches, lr=0.1)
+    for layer in range(CFG.layers):
+        for r in range(2):
+            for m in range(CFG.modules):
+                same_w = torch.equal(net.weights[layer][r, m], before[0][layer][r, m])
+                same_b = torch.equal(net.biases[layer][r, m], before[1][layer][r, m])
+                active = m in paths[r, layer].tolist() and not bool(net.fixed[r, layer, m])
+                assert (same_w and same_b) != active, f"run {r} layer {layer} module {m}"
+    assert not torch.equal(rw, rw0) and not torch.equal(rb, rb0)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_two_paths_of_a_run_combine_as_documented(mode: str) -> None:
+    """Two paths of one run sharing modules (and the readout), trained in one batched call,
+    equal the autograd reference of the documented combination rule."""
+    paths = torch.tensor([[[0, 1, 2], [0, 1, 2], [0, 1, 1]], [[0, 3, 4], [3, 4, 5], [1, 4, 5]]])
+    net, x, y, rw, rb, gen = _setup(runs=1)
+    batches = torch.randint(0, 60, (6, 2, 8), generator=gen)
+    ws, bs, v, c = _autograd_sgd(net, 0, paths, rw, rb, x, y, batches, 0.1, shared=mode)
+    train_paths(net, torch.tensor([0, 0]), paths, rw, rb, x, y, batches, 0.1, shared_update=mode)
+    for layer in range(CFG.layers):
+        torch.testing.assert_close(net.weights[layer][0], ws[layer], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(net.biases[layer][0], bs[layer], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rw[0], v, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rb[0], c, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_shared_update_is_refused() -> None:
+    net, x, y, rw, rb, _ = _setup(runs=1)
+    with pytest.raises(ValueError, match="shared_update"):
+        train_paths(net, torch.tensor([0]), torch.zeros(1, 3, 3, dtype=torch.int64), rw, rb, x, y,
+                    torch.zeros(1, 1, 4, dtype=torch.int64), 0.1, shared_update="max")
