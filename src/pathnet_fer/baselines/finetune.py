@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pathnet_fer.baselines.cnn_zoo import CNNClassifier, build_cnn, count_parameters
-from pathnet_fer.baselines.sgd_training import TrainingLog, predict_proba, train_sgd
+from pathnet_fer.baselines.sgd_training import TrainingLog, predict_proba, torch_threads, train_sgd
 from pathnet_fer.baselines.weights import WeightsChoice
 
 FINETUNE_MODES = ("head", "full")
@@ -133,18 +133,19 @@ def finetune_cnn(
             if features is not None
             else extract_features(model, images, config.feature_batch)
         )
-        log = train_sgd(
-            model.head,
-            feats,
-            labels,
-            samples,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            batch_size=config.batch_size,
-            seed=seed,
-            device=config.device,
-        )
+        with torch_threads(1):  # a linear head: thread hand-offs cost more than the maths
+            log = train_sgd(
+                model.head,
+                feats,
+                labels,
+                samples,
+                lr=config.lr,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                batch_size=config.batch_size,
+                seed=seed,
+                device=config.device,
+            )
     else:
         model.train()
         log = train_sgd(

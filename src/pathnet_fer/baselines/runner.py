@@ -15,7 +15,6 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from pathnet_fer.baselines.sgd_training import (
     TrainingLog,
     predict_proba,
     samples_for_generations,
+    torch_threads,
     train_sgd,
 )
 from pathnet_fer.baselines.weights import WeightsChoice
@@ -182,22 +182,6 @@ def log_rows(
             rows.append({**base, "generation": final, "split": "test", "level": level,
                          "metric": metric, "value": float(value)})  # fmt: skip
     return rows
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run a block with ``n`` torch threads (None: leave as is), restoring the old count.
-
-    Tiny MLPs run several times faster single-threaded (thread hand-off costs more than
-    their matrix products); CNN backbones use every core.
-    """
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _seeded(seed: int) -> None:
