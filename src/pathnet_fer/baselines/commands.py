@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="iterations (default: baselines.iterations, else the protocol's)",
     )
-    p.add_argument("--folds", help="only these fold indices, e.g. 0,1")
+    p.add_argument("--folds", help="only these folds (1-based, as in metrics.csv), e.g. 1,2")
     p.add_argument(
         "--max-samples", type=int, help="cap on samples per task (default: the PathNet budget)"
     )

@@ -40,7 +40,7 @@ from pathnet_fer.baselines.sgd_training import (
     torch_threads,
     train_sgd,
 )
-from pathnet_fer.baselines.weights import WeightsChoice
+from pathnet_fer.baselines.weights import WeightsChoice, resolve_weights
 
 VECTOR_BASELINES = ("mlp", "mlp-scratch", "mlp-finetune", "progressive")
 KNOWN_MODELS = (*MODEL_NAMES, *VECTOR_BASELINES)
@@ -67,7 +67,7 @@ class BaselineSettings:
     cnn_momentum: float = 0.9
     mlp_lr: float | None = None  # None: the PathNet SGD rate (evolution.lr)
     iterations: int | None = None  # None: protocol.iterations
-    folds: list[int] | None = None  # run only these fold indices (None: all)
+    folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
     max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
 
@@ -284,12 +284,14 @@ def run_baselines(
 ) -> pd.DataFrame:
     """Train and score every baseline on every set/iteration/fold; return the metrics.
 
-    ``config``: an ``experiments.config.ExperimentConfig``. ``datasets``: FaceDatasets by
-    name when already loaded (else read through ``faces.preprocess_dataset``). Runs
+    ``config``: an ``experiments.config.ExperimentConfig``. ``datasets``:
+    ``experiments.protocol.LoadedDataset`` by name when already loaded (else loaded with
+    the experiment's own ``load_dataset``; folds come from its ``dataset_folds``). Runs
     already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
     """
     from pathnet_fer.experiments.evaluation import evaluate_proba
     from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
+    from pathnet_fer.experiments.protocol import dataset_folds, load_dataset
     from pathnet_fer.experiments.report import write_report
 
     say = progress or (lambda _msg: None)
@@ -301,12 +303,14 @@ def run_baselines(
         raise BaselineConfigError(
             f"baselines.sets {settings.sets} match none of {[s.name for s in config.sets]}"
         )
+    arms = expand_arms(settings)
+    for model in {m for m, _ in arms if m not in VECTOR_BASELINES}:
+        resolve_weights(model, settings.weights_for(model))  # fail before hours of work
     datasets = dict(datasets or {})
     for s in sets:
         for name in (s.source, s.destination):
             if name not in datasets:
-                datasets[name] = load_face_dataset(config, name)
-    arms = expand_arms(settings)
+                datasets[name] = load_dataset(config, name)
     iterations = settings.iterations or config.protocol.iterations
     mlp = MLPConfig.like_path(
         layers=int(config.pathnet.get("layers", 3)),
@@ -329,35 +333,36 @@ def run_baselines(
     with MetricsWriter(metrics_path) as writer:
         for s in sets:
             dest, source = datasets[s.destination], datasets[s.source]
-            folds = make_folds(config, s.destination, dest)
-            wanted = [f for f in folds if settings.folds is None or f.index in settings.folds]
+            folds = dataset_folds(config, s.destination, dest)
+            src_folds = (
+                None if s.source == s.destination else dataset_folds(config, s.source, source)
+            )
+            wanted = [f for f in folds if settings.folds is None or f.index + 1 in settings.folds]
             samples = budget_samples(config.generations("destination"), settings.max_samples)
             source_samples = budget_samples(config.generations("source"), settings.max_samples)
-            x_dest = dest.features()
             for iteration in range(1, iterations + 1):
                 for fold in wanted:
                     ctx = RunContext(
-                        s.name, iteration, fold.index, s.destination, len(dest.class_names),
+                        s.name, iteration, fold.index + 1, s.destination, len(dest.class_names),
                         config.seed + 1000 * iteration + fold.index, samples, source_samples, device,
                     )  # fmt: skip
                     train, test = fold.train_index, fold.test_index
-                    y_train = dest.labels[train]
-                    test_ds = dest.subset(test)
                     src_x = src_y = None
                     for model, mode in arms:
-                        arm_guess = _arm_label(model, mode, settings)
-                        if (s.name, iteration, fold.index, arm_guess) in finished:
-                            say(f"skip {s.name} it{iteration} fold{fold.index} {arm_guess} (done)")
+                        arm = _arm_label(model, mode, settings)
+                        if (s.name, iteration, ctx.fold, arm) in finished:
+                            say(f"skip {s.name} iteration {iteration} fold {ctx.fold} {arm} (done)")
                             continue
                         if model in VECTOR_BASELINES:
                             if src_x is None and model != "mlp-scratch":
-                                src_x, src_y = source_task(config, s, source, fold, ctx.seed)
+                                src_x, src_y = source_task(
+                                    config, s, source, fold, src_folds, ctx.seed
+                                )
                             with torch_threads(vector_threads):
                                 net, log, seconds, n_params = train_vector_baseline(
-                                    model, ctx, x_dest[train], y_train, src_x, src_y, mlp
+                                    model, ctx, dest.x[train], dest.y[train], src_x, src_y, mlp
                                 )
-                                proba = predict_proba(net, x_dest[test], device=device)
-                            arm = "progressive" if model == "progressive" else model
+                                proba = predict_proba(net, dest.x[test], device=device)
                         else:
                             cfg = dataclasses.replace(cnn_cfg, finetune=mode or "full")
                             with torch_threads(os.cpu_count()):
@@ -367,16 +372,13 @@ def run_baselines(
                                 )  # fmt: skip
                             weights_used[model] = choice.to_dict()
                         evaluation = evaluate_proba(
-                            proba,
-                            test_ds.labels,
-                            test_ds.clips,
-                            ctx.n_classes,
+                            proba, dest.y[test], dest.clips[test], ctx.n_classes,
                             config.protocol.clip_vote,
-                        )
+                        )  # fmt: skip
                         writer.log_many(log_rows(ctx, arm, log, seconds, n_params, evaluation))
                         writer.flush()
                         say(
-                            f"{s.name} it{iteration} fold{fold.index} {arm}: train loss "
+                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: train loss "
                             f"{log.final_loss:.3f}, test acc {evaluation.frame['accuracy']:.3f} "
                             f"(frame), {seconds:.1f}s"
                         )
@@ -405,16 +407,16 @@ def train_cnn_arm(
     key = (model, ctx.task)
     cached = feature_cache.get(key) if cfg.finetune == "head" else None
     fitted = finetune_cnn(
-        model, dest.images[train], dest.labels[train], ctx.samples, ctx.n_classes, weights,
+        model, dest.faces.images[train], dest.y[train], ctx.samples, ctx.n_classes, weights,
         cfg, ctx.seed, features=cached[train] if cached is not None else None,
     )  # fmt: skip
     if fitted.mode == "head" and cached is None:
         start = time.perf_counter()
-        cached = extract_features(fitted.model, dest.images, cfg.feature_batch)
+        cached = extract_features(fitted.model, dest.faces.images, cfg.feature_batch)
         feature_cache[key] = cached
         fitted.train_seconds += time.perf_counter() - start
     feats = cached[test] if fitted.mode == "head" else None
-    proba = fitted.predict_proba(dest.images[test], features=feats)
+    proba = fitted.predict_proba(dest.faces.images[test], features=feats)
     return proba, fitted.log, fitted.train_seconds, fitted.parameters, fitted.arm, fitted.weights
 
 
@@ -435,55 +437,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_face_dataset(config: Any, name: str):
-    """A config dataset's face crops, with the config's face settings (cached by faces)."""
-    from pathnet_fer.faces.preprocess import preprocess_dataset
-    from pathnet_fer.faces.settings import FaceSettings
-
-    spec = config.datasets[name]
-    settings = FaceSettings.from_dict({**config.faces, **spec.faces})
-    return preprocess_dataset(
-        spec.adapter,
-        config.dataset_root(name),
-        settings,
-        cache_dir=config.cache_dir,
-        keep_neutral=spec.keep_neutral,
-        progress=False,
-    )
-
-
-def make_folds(config: Any, name: str, dataset: Any):
-    """The experiment's folds of ``name``: by subject, or the dataset's fixed split."""
-    from pathnet_fer.experiments.folds import fixed_split_fold, subject_folds
-
-    if config.datasets[name].folds == "fixed":
-        if "split" not in dataset.frames:
-            raise BaselineConfigError(f"dataset {name!r} has no train/test split column")
-        return fixed_split_fold(dataset.frames["split"].to_numpy(), dataset.subjects)
-    return subject_folds(
-        dataset.subjects, dataset.labels, config.protocol.folds, seed=config.seed,
-        stratify=config.protocol.stratify,
-    )  # fmt: skip
-
-
 def source_task(
-    config: Any, s: Any, source: Any, fold: Any, seed: int
+    config: Any, s: Any, source: Any, fold: Any, src_folds: list | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The source task's training data for one destination fold.
+    """The source task's training data for one destination fold, as the PathNet protocol.
 
-    Same-dataset sets leave the destination fold's test subjects out of the source task
-    (else the fine-tuned MLP would have trained on its test people); the protocol's
-    ``max_source_frames`` cap applies (a seeded subsample).
+    Same dataset: every source sample except the destination fold's test subjects.
+    Cross-dataset: fold k of the source's own subject folds (training side). The
+    protocol's ``max_source_frames`` cap applies (a seeded subsample).
     """
     from pathnet_fer.experiments.folds import exclude_subjects
 
-    index = np.arange(len(source))
-    if s.source == s.destination:
+    if src_folds is None:
         index = exclude_subjects(source.subjects, fold.test_subjects)
+    else:
+        index = src_folds[fold.index % len(src_folds)].train_index
     cap = config.protocol.max_source_frames
     if cap and len(index) > cap:
         index = np.sort(np.random.default_rng(seed).choice(index, cap, replace=False))
-    return source.features()[index], source.labels[index]
+    return source.x[index], source.y[index]
 
 
 def _report_header(config: Any, settings: BaselineSettings) -> str:
