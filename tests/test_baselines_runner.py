@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pathnet_fer.baselines.runner import BaselineSettings, expand_arms, parse_weights_option
 from pathnet_fer.cli import main
+
+
+def _subset(data, index):
+    from pathnet_fer.experiments.protocol import LoadedDataset
+
+    return LoadedDataset(
+        data.name, data.faces.subset(index), data.x[index], data.y[index],
+        data.subjects[index], data.clips[index], data.class_names,
+    )  # fmt: skip
+
 
 ONE_SET = ["sets=[{source: ckplus48, destination: ckplus48}]", "evolution.generations=1"]
 
@@ -23,7 +34,9 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     from pathnet_fer.experiments.metrics_log import COLUMNS
     from pathnet_fer.experiments.protocol import dataset_folds, load_dataset
 
-    data = {"ckplus48": load_dataset(config, "ckplus48")}
+    full = load_dataset(config, "ckplus48")
+    keep = np.isin(full.subjects, np.unique(full.subjects)[:45])  # a real slice: 45 subjects
+    data = {"ckplus48": _subset(full, np.flatnonzero(keep))}
     settings = BaselineSettings.from_dict(
         {
             "models": "mobilenet_v2,cifar,mlp,progressive",

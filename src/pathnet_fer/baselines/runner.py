@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import yaml
 
-from pathnet_fer.baselines.cnn_zoo import MODEL_NAMES
+from pathnet_fer.baselines.cnn_zoo import MODEL_NAMES, build_cnn
 from pathnet_fer.baselines.finetune import (
     FINETUNE_MODES,
     FinetuneConfig,
@@ -405,16 +405,21 @@ def train_cnn_arm(
     cost) and sliced for later folds.
     """
     key = (model, ctx.task)
-    cached = feature_cache.get(key) if cfg.finetune == "head" else None
+    cached = None
+    extraction_seconds = 0.0  # charged to the fold that pays for the extraction
+    if cfg.finetune == "head" and resolve_weights(model, weights).pretrained:
+        cached = feature_cache.get(key)
+        if cached is None:
+            start = time.perf_counter()
+            backbone, _ = build_cnn(model, ctx.n_classes, weights, cfg.input_size)
+            cached = extract_features(backbone.to(cfg.device), dest.faces.images, cfg.feature_batch)
+            feature_cache[key] = cached
+            extraction_seconds = time.perf_counter() - start
     fitted = finetune_cnn(
         model, dest.faces.images[train], dest.y[train], ctx.samples, ctx.n_classes, weights,
         cfg, ctx.seed, features=cached[train] if cached is not None else None,
     )  # fmt: skip
-    if fitted.mode == "head" and cached is None:
-        start = time.perf_counter()
-        cached = extract_features(fitted.model, dest.faces.images, cfg.feature_batch)
-        feature_cache[key] = cached
-        fitted.train_seconds += time.perf_counter() - start
+    fitted.train_seconds += extraction_seconds
     feats = cached[test] if fitted.mode == "head" else None
     proba = fitted.predict_proba(dest.faces.images[test], features=feats)
     return proba, fitted.log, fitted.train_seconds, fitted.parameters, fitted.arm, fitted.weights
