@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+# What a damaged or half-written npz raises when read.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 class FaceCache:
     """The cache directory of one dataset under one set of settings."""
 
@@ -99,6 +104,7 @@ class FaceCache:
             "images": faces.images,
             "frame_index": faces.frame_index,
             "fallback": faces.fallback,
+            "boxes": faces.boxes,
             "meta": np.array(json.dumps(meta)),
         }
         _atomic_write(self.entry_path(key), lambda s: np.savez_compressed(s, **arrays))
@@ -112,13 +118,14 @@ class FaceCache:
                     images=data["images"],
                     frame_index=data["frame_index"],
                     fallback=data["fallback"],
+                    boxes=data["boxes"],
                     status=meta["status"],
                     reason=meta["reason"],
                     n_frames=meta["n_frames"],
                     n_detections=meta["n_detections"],
                     n_multi=meta.get("n_multi", 0),
                 )
-        except (OSError, ValueError, KeyError, EOFError):
+        except UNREADABLE:
             return None
 
     # ---- consolidated file ------------------------------------------------------------

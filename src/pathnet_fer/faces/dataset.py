@@ -11,6 +11,7 @@ import pandas as pd
 from pathnet_fer.faces.settings import FaceSettings
 
 FRAME_COLUMNS = ("clip", "subject", "emotion", "label", "frame_index", "fallback")
+BOX_COLUMNS = ("x", "y", "w", "h")  # the face region in the full-resolution frame
 MANIFEST_COLUMNS = (
     "path", "clip", "subject", "emotion", "status", "reason",
     "n_frames", "n_detections", "n_fallback", "n_crops",
@@ -37,7 +38,9 @@ class FaceDataset:
     - ``images``: uint8 ``(n, size, size)`` grey or ``(n, size, size, 3)`` rgb.
     - ``frames``: DataFrame aligned with ``images``, columns ``clip, subject, emotion,
       label`` (int index into ``class_names``), ``frame_index`` (position in the clip),
-      ``fallback`` (True: the previous face region was reused for this frame).
+      ``fallback`` (True: the previous face region was reused for this frame), and
+      ``x, y, w, h``: the face box in the original frame (the whole image when detection
+      is off).
     - ``manifest``: one row per clip/image (including skipped ones): ``path, clip,
       subject, emotion, status`` ("ok" | "skipped"), ``reason, n_frames, n_detections,
       n_fallback, n_crops``.
@@ -134,6 +137,7 @@ class FaceDataset:
             "clip_code": clip_codes.astype(np.int32),
             "frame_index": self.frames["frame_index"].to_numpy(dtype=np.int32),
             "fallback": self.frames["fallback"].to_numpy(dtype=bool),
+            "boxes": self.frames[list(BOX_COLUMNS)].to_numpy(dtype=np.int32).reshape(-1, 4),
             "clip_names": meta["clip"].to_numpy(dtype=str),
             "clip_subjects": meta["subject"].to_numpy(dtype=str),
             "clip_emotions": meta["emotion"].to_numpy(dtype=str),
@@ -160,6 +164,8 @@ class FaceDataset:
                     "fallback": data["fallback"],
                 }
             )
+            for column, values in zip(BOX_COLUMNS, data["boxes"].T, strict=True):
+                frames[column] = values
             images = data["images"]
             class_names = tuple(str(c) for c in data["class_names"])
         manifest = pd.read_csv(

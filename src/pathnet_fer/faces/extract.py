@@ -23,12 +23,17 @@ class ClipFaces:
     images: np.ndarray  # uint8 (n, size, size[, 3])
     frame_index: np.ndarray  # int32 (n,)
     fallback: np.ndarray  # bool (n,)
+    boxes: np.ndarray = None  # int32 (n, 4): x, y, w, h in the full-resolution frame
     status: str = "ok"
     reason: str = ""
     n_frames: int = 0  # frames considered (every k-th decoded frame)
     n_detections: int = 0  # frames whose face was detected in that frame (fresh)
     n_multi: int = 0  # frames where several faces were detected
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.boxes is None:
+            self.boxes = np.zeros((len(self.frame_index), 4), dtype=np.int32)
 
     @property
     def n_fallback(self) -> int:
@@ -66,6 +71,7 @@ def extract_faces(
     crops: list[np.ndarray] = []
     indices: list[int] = []
     fallback: list[bool] = []
+    boxes: list[tuple[int, int, int, int]] = []
     n_frames = 0
     if settings.detect and is_image(path):
         return _extract_image(path, settings, detector)
@@ -75,6 +81,7 @@ def extract_faces(
                 crops.append(crop_face(frame, None, settings))
                 indices.append(index)
                 fallback.append(False)
+                boxes.append((0, 0, frame.shape[1], frame.shape[0]))
             n_frames = len(crops)
         else:
             tracker = FaceTracker(settings, detector)
@@ -92,10 +99,12 @@ def extract_faces(
                         crops.append(crop_face(pending_frame, box, settings))
                         indices.append(pending_index)
                         fallback.append(True)
+                        boxes.append(box)
                     pending.clear()
                 crops.append(crop_face(frame, box, settings))
                 indices.append(index)
                 fallback.append(not fresh)
+                boxes.append(box)
     except MediaError as error:
         return _empty(settings, "skipped", str(error), n_frames=n_frames)
     if settings.detect and not crops:
@@ -105,6 +114,7 @@ def extract_faces(
         images=np.stack(crops).astype(np.uint8, copy=False),
         frame_index=np.asarray(indices, dtype=np.int32),
         fallback=np.asarray(fallback, dtype=bool),
+        boxes=np.asarray(boxes, dtype=np.int32).reshape(-1, 4),
         n_frames=n_frames,
     )
     if settings.detect:
@@ -133,6 +143,7 @@ def _extract_image(path: str, settings: FaceSettings, detector: FaceDetector | N
         images=crop_face(image, box, settings)[None],
         frame_index=np.zeros(1, dtype=np.int32),
         fallback=np.zeros(1, dtype=bool),
+        boxes=np.asarray([box], dtype=np.int32),
         n_frames=1,
         n_detections=1,
         n_multi=int(len(boxes) > 1),

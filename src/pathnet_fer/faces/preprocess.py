@@ -14,8 +14,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pathnet_fer.data.emotions import class_names as emotion_class_names
-from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
-from pathnet_fer.faces.dataset import MANIFEST_COLUMNS, BuildReport, FaceDataset
+from pathnet_fer.faces.cache import UNREADABLE, FaceCache, dataset_cache_dir, file_key
+from pathnet_fer.faces.dataset import BOX_COLUMNS, MANIFEST_COLUMNS, BuildReport, FaceDataset
 from pathnet_fer.faces.detector import FaceDetector
 from pathnet_fer.faces.extract import ClipFaces, extract_faces
 from pathnet_fer.faces.settings import FaceSettings
@@ -59,9 +59,9 @@ def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers in milliseconds and works from scripts without a __main__ guard.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # Not fork: a parent that already ran OpenCV or FFmpeg threads (a benchmark, a notebook,
+    # the predictor) leaves their locks held in a forked child, which then hangs forever.
+    return multiprocessing.get_context("spawn")
 
 
 def _run(
@@ -174,7 +174,7 @@ def preprocess_samples(
     if images_path.exists() and manifest_path.exists():
         try:
             dataset = FaceDataset.load(images_path, manifest_path, settings, name)
-        except (OSError, ValueError, KeyError, EOFError):
+        except UNREADABLE:
             dataset = None  # damaged consolidated file: rebuild it from the clip entries
         if dataset is not None:
             report.consolidated = True
@@ -228,6 +228,7 @@ def _assemble(
     counts: list[int] = []
     frame_index: list[np.ndarray] = []
     fallback: list[np.ndarray] = []
+    boxes: list[np.ndarray] = []
     for position, sample in enumerate(samples.itertuples(index=False)):
         faces = results.get(position)
         row = {
@@ -262,6 +263,7 @@ def _assemble(
                 counts.append(faces.n_crops)
                 frame_index.append(faces.frame_index)
                 fallback.append(faces.fallback)
+                boxes.append(faces.boxes)
         rows.append(row)
     for item in skipped.itertuples(index=False):
         rows.append(
@@ -296,6 +298,9 @@ def _assemble(
             "fallback": np.concatenate(fallback) if fallback else np.zeros(0, bool),
         }
     )
+    box_array = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32)
+    for column, values in zip(BOX_COLUMNS, box_array.T, strict=True):
+        frames[column] = values
     if image_blocks:
         images = np.concatenate(image_blocks)
     else:

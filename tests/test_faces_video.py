@@ -1,0 +1,70 @@
+"""Frame decoding (PyAV) on real clips, and the clear error for bad media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pathnet_fer.faces.video import MediaError, count_frames, iter_frames, read_image
+
+
+@pytest.fixture(scope="module")
+def single_face(require_data) -> Path:
+    return require_data("face-media") / "single_face.mp4"
+
+
+def cut(source: Path, target: Path, fraction: float) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+def test_iter_frames_every_frame_and_every_kth(single_face):
+    frames = list(iter_frames(single_face))
+    assert len(frames) == 72 == count_frames(single_face)
+    index, timestamp, rgb = frames[10]
+    assert index == 10 and rgb.dtype == np.uint8 and rgb.shape == (360, 640, 3)
+    times = np.array([t for _, t, _ in frames])
+    assert np.all(np.diff(times) > 0) and times[0] == pytest.approx(0.0, abs=0.05)
+    assert times[-1] == pytest.approx(71 / 30, abs=0.05)  # 30 fps clip
+    kth = [(i, f) for i, _, f in iter_frames(single_face, every=5, pixel_format="gray")]
+    assert [i for i, _ in kth] == list(range(0, 72, 5))
+    assert kth[0][1].shape == (360, 640)
+    # every-k-th frames are the same pictures as in the full decode
+    np.testing.assert_array_equal(kth[2][1].shape, frames[10][2].shape[:2])
+
+
+def test_flv_from_crema_d_decodes(require_data):
+    clip = next((require_data("crema-d-sample") / "VideoFlash").glob("*ANG*.flv"))
+    frames = list(iter_frames(clip, pixel_format="gray"))
+    assert len(frames) > 50 and frames[0][2].shape == (360, 480)
+
+
+def test_truncated_video_raises_clear_error(require_data, tmp_path):
+    clip = next((require_data("crema-d-sample") / "VideoFlash").glob("*HAP*.flv"))
+    truncated = cut(clip, tmp_path / "half.flv", 0.5)
+    with pytest.raises(MediaError, match="truncated video .*half.flv"):
+        list(iter_frames(truncated))
+    # the cut clip's frames are still readable on request (no silent loss of information)
+    assert 0 < count_frames(truncated) < count_frames(clip)
+    mp4 = cut(require_data("face-media") / "single_face.mp4", tmp_path / "head.mp4", 0.05)
+    with pytest.raises(MediaError, match="head.mp4"):
+        list(iter_frames(mp4))
+
+
+def test_corrupt_and_unreadable_files(tmp_path):
+    garbage = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    (tmp_path / "noise.mp4").write_bytes(garbage)
+    (tmp_path / "noise.jpg").write_bytes(garbage)
+    (tmp_path / "empty.avi").write_bytes(b"")
+    for name in ("noise.mp4", "empty.avi"):
+        with pytest.raises(MediaError, match=name):
+            list(iter_frames(tmp_path / name))
+    with pytest.raises(MediaError, match="cannot read image .*noise.jpg"):
+        read_image(tmp_path / "noise.jpg")
+    with pytest.raises(MediaError, match="noise.jpg"):
+        list(iter_frames(tmp_path / "noise.jpg"))
+    with pytest.raises(MediaError):
+        list(iter_frames(tmp_path / "missing.mp4"))
