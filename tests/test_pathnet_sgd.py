@@ -130,3 +130,24 @@ def test_bad_shared_update_is_refused() -> None:
     with pytest.raises(ValueError, match="shared_update"):
         train_paths(net, torch.tensor([0]), torch.zeros(1, 3, 3, dtype=torch.int64), rw, rb, x, y,
                     torch.zeros(1, 1, 4, dtype=torch.int64), 0.1, shared_update="max")
+
+
+def test_training_runs_in_cache_sized_groups_gives_the_same_result(monkeypatch) -> None:
+    from pathnet_fer.pathnet import path_sgd
+
+    results = []
+    for group_bytes in (1 << 40, 1):  # all runs together, then one run per group
+        monkeypatch.setattr(path_sgd, "CPU_GROUP_BYTES", group_bytes)
+        net, x, y, rw, rb, gen = _setup(runs=3, seed=2)
+        runs = torch.tensor([0, 0, 1, 1, 2, 2])
+        paths = torch.randint(0, CFG.modules, (6, CFG.layers, CFG.max_active), generator=gen)
+        batches = torch.randint(0, 60, (5, 6, 8), generator=gen)
+        assert len(path_sgd.run_groups(net, runs)) == (1 if group_bytes > 1 else 3)
+        correct, loss = train_paths(net, runs, paths, rw, rb, x, y, batches, 0.1)
+        results.append((correct, loss, [w.clone() for w in net.weights], rw.clone()))
+    (c1, l1, w1, r1), (c2, l2, w2, r2) = results
+    assert torch.equal(c1, c2)
+    torch.testing.assert_close(l1, l2)
+    for a, b in zip(w1, w2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(r1, r2, rtol=1e-6, atol=1e-7)
