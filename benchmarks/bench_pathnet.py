@@ -46,7 +46,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_gflops(n: int, m: int, k: int, device: torch.device, batch: int = 1, seconds: float = 1.0) -> float:
+def matmul_gflops(
+    n: int, m: int, k: int, device: torch.device, batch: int = 1, seconds: float = 1.0
+) -> float:
     a = torch.randn(batch, n, k, device=device)
     b = torch.randn(batch, k, m, device=device)
     for _ in range(3):
@@ -60,12 +62,26 @@ def matmul_gflops(n: int, m: int, k: int, device: torch.device, batch: int = 1, 
     return 2.0 * batch * n * m * k * reps / (time.perf_counter() - start) / 1e9
 
 
-def time_ours(cfg: PathNetConfig, ev: EvolutionConfig, data: TaskData, classes: int, runs: int,
-              device: torch.device, warmup: int) -> float:
+def time_ours(
+    cfg: PathNetConfig,
+    ev: EvolutionConfig,
+    data: TaskData,
+    classes: int,
+    runs: int,
+    device: torch.device,
+    warmup: int,
+) -> float:
     """Median seconds per generation of ``evolve`` with ``runs`` runs batched."""
     net = PathNet(cfg, runs=runs, seed=0, device=device)
     seconds: list[float] = []
-    evolve(net, data, n_classes=classes, config=ev, seed=0, callbacks=[lambda e: seconds.append(e.seconds)])
+    evolve(
+        net,
+        data,
+        n_classes=classes,
+        config=ev,
+        seed=0,
+        callbacks=[lambda e: seconds.append(e.seconds)],
+    )
     return statistics.median(seconds[warmup:])
 
 
@@ -90,13 +106,25 @@ class ReferencePathNet(nn.Module):
         return self.readout(a)
 
     def path_parameters(self, path: list[list[int]]) -> list[nn.Parameter]:
-        params = [p for layer, active in enumerate(path) for m in set(active)
-                  for p in self.layers[layer][m].parameters()]
+        params = [
+            p
+            for layer, active in enumerate(path)
+            for m in set(active)
+            for p in self.layers[layer][m].parameters()
+        ]
         return params + list(self.readout.parameters())
 
 
-def time_reference(cfg: PathNetConfig, ev: EvolutionConfig, x: torch.Tensor, y: torch.Tensor,
-                   classes: int, generations: int, device: torch.device, warmup: int) -> float:
+def time_reference(
+    cfg: PathNetConfig,
+    ev: EvolutionConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: int,
+    generations: int,
+    device: torch.device,
+    warmup: int,
+) -> float:
     """Median seconds per generation of the reference microbial GA."""
     gen = torch.Generator().manual_seed(0)
     model = ReferencePathNet(cfg, classes).to(device)
@@ -121,21 +149,37 @@ def time_reference(cfg: PathNetConfig, ev: EvolutionConfig, x: torch.Tensor, y: 
                 correct += int((logits.argmax(1) == y[rows]).sum())
             fitness.append(correct)
         win, lose = (pair[0], pair[1]) if fitness[0] >= fitness[1] else (pair[1], pair[0])
-        population[lose] = mutate(population[win], cfg.modules, gen, 1.0 / (cfg.layers * cfg.max_active))
+        population[lose] = mutate(
+            population[win], cfg.modules, gen, 1.0 / (cfg.layers * cfg.max_active)
+        )
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[warmup:])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generations", type=int, default=20, help="generations timed for ours (default 20)")
-    parser.add_argument("--reference-generations", type=int, default=6, help="generations of the reference")
-    parser.add_argument("--runs", type=int, nargs="+", default=[8], help="batch sizes of runs to time (default 8)")
-    parser.add_argument("--samples", type=int, default=4096, help="random training samples (default 4096)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--generations", type=int, default=20, help="generations timed for ours (default 20)"
+    )
+    parser.add_argument(
+        "--reference-generations", type=int, default=6, help="generations of the reference"
+    )
+    parser.add_argument(
+        "--runs", type=int, nargs="+", default=[8], help="batch sizes of runs to time (default 8)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=4096, help="random training samples (default 4096)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)")
-    parser.add_argument("--sequential", action="store_true", help="also time pair_training='sequential'")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)"
+    )
+    parser.add_argument(
+        "--sequential", action="store_true", help="also time pair_training='sequential'"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,32 +192,57 @@ def main() -> None:
     y = torch.randint(0, classes, (args.samples,), generator=gen)
     data = TaskData(x, y)
     warmup = 2
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu x{torch.get_num_threads()} threads"
+    )
     print(f"device: {name}; torch {torch.__version__}")
-    print(f"schedule: L={cfg.layers} M={cfg.modules} U={cfg.units} N={cfg.max_active}, input {cfg.input_dim}, "
-          f"{classes} classes, generation = 2 paths x {ev.minibatches} minibatches of {ev.batch_size}")
+    print(
+        f"schedule: L={cfg.layers} M={cfg.modules} U={cfg.units} N={cfg.max_active}, input {cfg.input_dim}, "
+        f"{classes} classes, generation = 2 paths x {ev.minibatches} minibatches of {ev.batch_size}"
+    )
     flops = flops_per_generation(cfg, classes, ev)
     print(f"useful work: {flops / 1e9:.3f} GFLOP per generation per run")
     peak = matmul_gflops(2048, 2048, 2048, device, seconds=1.0)
     small = matmul_gflops(16, 100, 2304, device, batch=2, seconds=1.0)
-    print(f"torch.matmul: {peak:.1f} GFLOP/s (2048^3), {small:.1f} GFLOP/s (2 x 16x2304 @ 2304x100)")
+    print(
+        f"torch.matmul: {peak:.1f} GFLOP/s (2048^3), {small:.1f} GFLOP/s (2 x 16x2304 @ 2304x100)"
+    )
 
-    ref = time_reference(cfg, ev, x.to(device), y.to(device), classes, args.reference_generations, device, 1)
-    print(f"reference (nn.Linear per module, loops, fresh optimizer): {ref * 1e3:9.1f} ms/generation"
-          f"  {flops / ref / 1e9:7.1f} GFLOP/s")
+    ref = time_reference(
+        cfg, ev, x.to(device), y.to(device), classes, args.reference_generations, device, 1
+    )
+    print(
+        f"reference (nn.Linear per module, loops, fresh optimizer): {ref * 1e3:9.1f} ms/generation"
+        f"  {flops / ref / 1e9:7.1f} GFLOP/s"
+    )
     one = time_ours(cfg, ev, data, classes, 1, device, warmup)
-    print(f"ours, 1 run:                {one * 1e3:9.1f} ms/generation  {flops / one / 1e9:7.1f} GFLOP/s"
-          f"  speed-up x{ref / one:.1f}")
+    print(
+        f"ours, 1 run:                {one * 1e3:9.1f} ms/generation  {flops / one / 1e9:7.1f} GFLOP/s"
+        f"  speed-up x{ref / one:.1f}"
+    )
     if args.sequential:
-        seq = time_ours(cfg, EvolutionConfig(generations=args.generations, pair_training="sequential"),
-                        data, classes, 1, device, warmup)
-        print(f"ours, 1 run, sequential:    {seq * 1e3:9.1f} ms/generation  {flops / seq / 1e9:7.1f} GFLOP/s"
-              f"  speed-up x{ref / seq:.1f}")
+        seq = time_ours(
+            cfg,
+            EvolutionConfig(generations=args.generations, pair_training="sequential"),
+            data,
+            classes,
+            1,
+            device,
+            warmup,
+        )
+        print(
+            f"ours, 1 run, sequential:    {seq * 1e3:9.1f} ms/generation  {flops / seq / 1e9:7.1f} GFLOP/s"
+            f"  speed-up x{ref / seq:.1f}"
+        )
     for runs in args.runs:
         many = time_ours(cfg, ev, data, classes, runs, device, warmup)
         per_run = many / runs
-        print(f"ours, {runs:3d} runs batched: {many * 1e3:9.1f} ms/generation = {per_run * 1e3:7.1f} ms/run"
-              f"  {flops * runs / many / 1e9:7.1f} GFLOP/s  speed-up x{ref / per_run:.1f} per run")
+        print(
+            f"ours, {runs:3d} runs batched: {many * 1e3:9.1f} ms/generation = {per_run * 1e3:7.1f} ms/run"
+            f"  {flops * runs / many / 1e9:7.1f} GFLOP/s  speed-up x{ref / per_run:.1f} per run"
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def data():
     d = load_digits()
     x = (d.data / 16.0).astype("float32")
     # two runs on different data (same input size and classes), held-out split for fitness
-    return [TaskData(x[:500], d.target[:500], x[500:700], d.target[500:700], name="a"),
-            TaskData(x[700:1300], d.target[700:1300], x[1300:1500], d.target[1300:1500], name="b")]
+    return [
+        TaskData(x[:500], d.target[:500], x[500:700], d.target[500:700], name="a"),
+        TaskData(x[700:1300], d.target[700:1300], x[1300:1500], d.target[1300:1500], name="b"),
+    ]
 
 
 CFG = PathNetConfig(input_dim=64, modules=10, max_active=3)
@@ -54,10 +56,19 @@ def _same_state(net_a, task_a, net_b, task_b) -> None:
 @pytest.mark.parametrize("fitness", ["train", "heldout"])
 def test_resume_from_checkpoint_equals_uninterrupted_run(data, tmp_path, fitness) -> None:
     cfg = EvolutionConfig(generations=12, fitness=fitness, minibatches=10)
+
     # source task, fixed, then a destination task interrupted at generation 5
     def source() -> PathNet:
         net = PathNet(CFG, runs=2, seed=7, device="cpu")
-        net.fix(evolve(net, data, n_classes=10, config=EvolutionConfig(generations=4, minibatches=10), seed=1))
+        net.fix(
+            evolve(
+                net,
+                data,
+                n_classes=10,
+                config=EvolutionConfig(generations=4, minibatches=10),
+                seed=1,
+            )
+        )
         return net
 
     net_full = source()
@@ -72,10 +83,18 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(data, tmp_path, fitness
 
     net_cut = source()
     with pytest.raises(Kill):
-        evolve(net_cut, data, n_classes=10, config=cfg, seed=3, name="dst",
-               callbacks=[CheckpointEvery(tmp_path / "ck.pt", every=1), kill_at_5])
-    net_res, task_res, extra = load_checkpoint(tmp_path / "ck.pt", device="cpu",
-                                               expect_net_config=CFG, expect_evolution_config=cfg)
+        evolve(
+            net_cut,
+            data,
+            n_classes=10,
+            config=cfg,
+            seed=3,
+            name="dst",
+            callbacks=[CheckpointEvery(tmp_path / "ck.pt", every=1), kill_at_5],
+        )
+    net_res, task_res, extra = load_checkpoint(
+        tmp_path / "ck.pt", device="cpu", expect_net_config=CFG, expect_evolution_config=cfg
+    )
     assert task_res.generation == 5 and extra == {}
     resumed = evolve(net_res, data, task=task_res, config=cfg)
     _same_state(net_full, full, net_res, resumed)
@@ -88,7 +107,9 @@ def test_same_seed_same_result_different_seed_differs(data) -> None:
         net = PathNet(CFG, runs=2, seed=seed, device="cpu")
         results.append((net, evolve(net, data, n_classes=10, config=cfg, seed=seed)))
     _same_state(*results[0], *results[1])
-    assert not torch.equal(results[0][1].history_tensors()["fitness"], results[2][1].history_tensors()["fitness"])
+    assert not torch.equal(
+        results[0][1].history_tensors()["fitness"], results[2][1].history_tensors()["fitness"]
+    )
 
 
 def test_mismatched_checkpoint_is_refused_naming_the_fields(data, tmp_path) -> None:
@@ -97,18 +118,29 @@ def test_mismatched_checkpoint_is_refused_naming_the_fields(data, tmp_path) -> N
     task = evolve(net, data, n_classes=10, config=cfg, seed=0)
     path = save_checkpoint(tmp_path / "ck.pt", net, task, extra={"experiment": "x"})
     other_net = PathNetConfig(input_dim=64, modules=12, max_active=3, combine="sum")
-    with pytest.raises(ValueError, match=r"PathNetConfig\.combine: 'mean' != 'sum'.*PathNetConfig\.modules: 10 != 12"):
+    with pytest.raises(
+        ValueError,
+        match=r"PathNetConfig\.combine: 'mean' != 'sum'.*PathNetConfig\.modules: 10 != 12",
+    ):
         load_checkpoint(path, device="cpu", expect_net_config=other_net)
     with pytest.raises(ValueError, match=r"EvolutionConfig\.lr: 0\.02 != 0\.05"):
-        load_checkpoint(path, device="cpu", expect_evolution_config=EvolutionConfig(lr=0.05, minibatches=10))
+        load_checkpoint(
+            path, device="cpu", expect_evolution_config=EvolutionConfig(lr=0.05, minibatches=10)
+        )
     with pytest.raises(ValueError, match="runs: 2 != 3"):
         load_checkpoint(path, device="cpu", expect_runs=3)
     # longer generations is allowed (extend a task); other changes are refused at evolve()
-    net2, task2, extra = load_checkpoint(path, device="cpu", expect_evolution_config=EvolutionConfig(
-        generations=50, minibatches=10))
+    net2, task2, extra = load_checkpoint(
+        path, device="cpu", expect_evolution_config=EvolutionConfig(generations=50, minibatches=10)
+    )
     assert extra == {"experiment": "x"}
     with pytest.raises(ValueError, match=r"batch_size: 16 != 8"):
-        evolve(net2, data, task=task2, config=EvolutionConfig(generations=5, minibatches=10, batch_size=8))
+        evolve(
+            net2,
+            data,
+            task=task2,
+            config=EvolutionConfig(generations=5, minibatches=10, batch_size=8),
+        )
     swapped = [data[1], data[0]]
     with pytest.raises(ValueError, match="data differs"):
         evolve(net2, swapped, task=task2, config=EvolutionConfig(generations=5, minibatches=10))

@@ -38,8 +38,15 @@ def test_short_evolution_beats_chance_on_heldout_digits(digits) -> None:
     train, x_test, y_test = digits
     net = PathNet(PathNetConfig(input_dim=64), runs=3, seed=0, device="cpu")
     events = []
-    task = evolve(net, train, n_classes=10, config=EvolutionConfig(generations=30), seed=0,
-                  callbacks=[events.append], name="digits")
+    task = evolve(
+        net,
+        train,
+        n_classes=10,
+        config=EvolutionConfig(generations=30),
+        seed=0,
+        callbacks=[events.append],
+        name="digits",
+    )
     acc = _heldout(net, task, x_test, y_test)
     assert acc.min() > 0.35, f"held-out accuracy {acc} should clearly beat chance (0.10)"
     # the GA recorded what the paper plots
@@ -62,8 +69,13 @@ def test_batched_pair_training_learns_as_well_as_sequential(digits) -> None:
     scores = {}
     for mode in ("batched", "sequential"):
         net = PathNet(PathNetConfig(input_dim=64), runs=4, seed=11, device="cpu")
-        task = evolve(net, train, n_classes=10, seed=5,
-                      config=EvolutionConfig(generations=25, pair_training=mode))
+        task = evolve(
+            net,
+            train,
+            n_classes=10,
+            seed=5,
+            config=EvolutionConfig(generations=25, pair_training=mode),
+        )
         scores[mode] = _heldout(net, task, x_test, y_test)
     print("held-out accuracy batched", scores["batched"], "sequential", scores["sequential"])
     assert scores["batched"].mean() >= scores["sequential"].mean() - 0.05, scores
@@ -92,8 +104,14 @@ def test_learns_on_real_face_crops_subject_independent(require_data) -> None:
     test = np.isin(subj, test_subjects)
     assert test.sum() > 50 and (~test).sum() > 400
     net = PathNet(PathNetConfig(input_dim=2304), runs=2, seed=0, device="cpu")
-    task = evolve(net, TaskData(x[~test], y[~test]), n_classes=6,
-                  config=EvolutionConfig(generations=30), seed=0, name="ck+")
+    task = evolve(
+        net,
+        TaskData(x[~test], y[~test]),
+        n_classes=6,
+        config=EvolutionConfig(generations=30),
+        seed=0,
+        name="ck+",
+    )
     acc = _heldout(net, task, torch.tensor(x[test]), y[test])
     majority = np.bincount(y[test]).max() / test.sum()
     print(f"CK+48 held-out accuracy per run {acc}, majority class {majority:.3f}")

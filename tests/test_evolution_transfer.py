@@ -42,8 +42,10 @@ def _fixed_bits(net: PathNet) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def test_fixed_modules_bit_identical_through_a_chain_of_three_tasks(digits) -> None:
     x, y = digits
-    tasks_data = [TaskData(x[(y >= lo) & (y < lo + 3)][:300], y[(y >= lo) & (y < lo + 3)][:300] - lo)
-                  for lo in (0, 3, 6)]
+    tasks_data = [
+        TaskData(x[(y >= lo) & (y < lo + 3)][:300], y[(y >= lo) & (y < lo + 3)][:300] - lo)
+        for lo in (0, 3, 6)
+    ]
     x_probe = torch.tensor(x[1500:])
     net = PathNet(PathNetConfig(input_dim=64), runs=2, seed=4, device="cpu")
     cfg = EvolutionConfig(generations=8)
@@ -60,10 +62,16 @@ def test_fixed_modules_bit_identical_through_a_chain_of_three_tasks(digits) -> N
     fixed_mask = net.fixed.clone()
     free_before = [w.clone() for w in net.weights]
     second = evolve(net, tasks_data[1], n_classes=3, config=cfg, seed=1, name="t1")
-    for layer, ((now_w, now_b), (then_w, then_b)) in enumerate(zip(_fixed_bits(net), frozen, strict=True)):
-        assert torch.equal(now_w, then_w) and torch.equal(now_b, then_b), f"fixed layer {layer} changed"
-    moved = [not torch.equal(net.weights[layer][~fixed_mask[:, layer]], w[~fixed_mask[:, layer]])
-             for layer, w in enumerate(free_before)]
+    for layer, ((now_w, now_b), (then_w, then_b)) in enumerate(
+        zip(_fixed_bits(net), frozen, strict=True)
+    ):
+        assert torch.equal(now_w, then_w) and torch.equal(now_b, then_b), (
+            f"fixed layer {layer} changed"
+        )
+    moved = [
+        not torch.equal(net.weights[layer][~fixed_mask[:, layer]], w[~fixed_mask[:, layer]])
+        for layer, w in enumerate(free_before)
+    ]
     assert any(moved), "the destination task trained its free modules"
     # the first task still predicts exactly the same (its path is fixed, its readout kept)
     assert torch.equal(net.predict_proba(x_probe, first, run=1), proba_first)
@@ -100,18 +108,29 @@ def test_transfer_beats_scratch_on_a_related_small_destination(digits) -> None:
         def on_generation(event) -> None:
             if event.generation % 10 == 0:
                 best = event.task.current_best_paths()
-                points.append([(net.predict(x_test, event.task, run=r, path=best[r]).numpy() == y_test).mean()
-                               for r in range(runs)])
+                points.append(
+                    [
+                        (
+                            net.predict(x_test, event.task, run=r, path=best[r]).numpy() == y_test
+                        ).mean()
+                        for r in range(runs)
+                    ]
+                )
+
         return points, on_generation
 
     net = PathNet(PathNetConfig(input_dim=64), runs=runs, seed=1, device="cpu")
-    source = evolve(net, src, n_classes=10, config=EvolutionConfig(generations=80), seed=1, name="source")
+    source = evolve(
+        net, src, n_classes=10, config=EvolutionConfig(generations=80), seed=1, name="source"
+    )
     net.fix(source)
     transfer_curve, cb = curve_of(net)
     evolve(net, dst, n_classes=10, config=EvolutionConfig(generations=gens), seed=2, callbacks=[cb])
     scratch = PathNet(PathNetConfig(input_dim=64), runs=runs, seed=3, device="cpu")
     scratch_curve, cb = curve_of(scratch)
-    evolve(scratch, dst, n_classes=10, config=EvolutionConfig(generations=gens), seed=2, callbacks=[cb])
+    evolve(
+        scratch, dst, n_classes=10, config=EvolutionConfig(generations=gens), seed=2, callbacks=[cb]
+    )
     t, s = np.array(transfer_curve), np.array(scratch_curve)  # (points, runs)
     print(f"transfer curve {t.mean(1).round(3)} final per run {t[-1].round(3)}")
     print(f"scratch  curve {s.mean(1).round(3)} final per run {s[-1].round(3)}")

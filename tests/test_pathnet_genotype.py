@@ -20,7 +20,9 @@ def test_random_genotypes_shape_range_and_distinct() -> None:
     g = random_genotypes((7, 20), L, N, M, torch.Generator().manual_seed(0))
     assert g.shape == (7, 20, L, N) and g.dtype == torch.int64
     assert int(g.min()) >= 0 and int(g.max()) < M
-    assert bool((distinct_counts(g) == N).all()), "a fresh genotype has N distinct modules per layer"
+    assert bool((distinct_counts(g) == N).all()), (
+        "a fresh genotype has N distinct modules per layer"
+    )
     # every module index is used (uniform choice), seeds differ
     assert set(g.unique().tolist()) == set(range(M))
     assert not torch.equal(g, random_genotypes((7, 20), L, N, M, torch.Generator().manual_seed(1)))
@@ -51,7 +53,9 @@ def test_mutation_rate_and_shift_distribution(include_zero: bool) -> None:
     # binomial standard error at 600k elements is ~0.0003: allow 5 sigma
     assert abs(changed - expected_change) < 5 * (expected_change / elements) ** 0.5 + 1e-3
     shifts = diff[diff != 0]
-    assert set(shifts.unique().tolist()) == {-2, -1, 1, 2}, "shifts come from {-2..2}, both directions"
+    assert set(shifts.unique().tolist()) == {-2, -1, 1, 2}, (
+        "shifts come from {-2..2}, both directions"
+    )
     freq = torch.stack([(shifts == s).float().mean() for s in (-2, -1, 1, 2)])
     assert torch.allclose(freq, torch.full((4,), 0.25), atol=0.02), f"shifts not uniform: {freq}"
 

@@ -26,8 +26,14 @@ def trained():
     x = torch.tensor(d.data / 16.0, dtype=torch.float32)
     y = torch.tensor(d.target)
     net = PathNet(PathNetConfig(input_dim=64), runs=2, seed=0, device="cpu")
-    task = evolve(net, TaskData(x[:1000], y[:1000]), n_classes=10,
-                  config=EvolutionConfig(generations=8), seed=0, name="digits")
+    task = evolve(
+        net,
+        TaskData(x[:1000], y[:1000]),
+        n_classes=10,
+        config=EvolutionConfig(generations=8),
+        seed=0,
+        name="digits",
+    )
     return net, task, x[1000:], y[1000:]
 
 
@@ -39,17 +45,26 @@ def test_predict_proba_is_a_distribution_per_run(trained) -> None:
         torch.testing.assert_close(p.sum(1), torch.ones(len(x)))
     assert not torch.equal(net.predict_proba(x, task, run=0), net.predict_proba(x, task, run=1))
     other = task.population[0, 3]
-    assert not torch.equal(net.predict_proba(x, task, run=0, path=other), net.predict_proba(x, task, run=0))
+    assert not torch.equal(
+        net.predict_proba(x, task, run=0, path=other), net.predict_proba(x, task, run=0)
+    )
 
 
 def test_path_model_matches_supernet_and_round_trips(trained, tmp_path) -> None:
     net, task, x, _ = trained
     model = net.path_model(task, run=1)
-    torch.testing.assert_close(model.predict_proba(x), net.predict_proba(x, task, run=1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        model.predict_proba(x), net.predict_proba(x, task, run=1), rtol=1e-5, atol=1e-6
+    )
     n_params = sum(p.numel() for p in model.parameters())
     distinct = [len(set(layer)) for layer in task.best_paths[1].tolist()]
     assert model.modules_per_layer == distinct
-    assert n_params == sum(k * 20 * d + k * 20 for k, d in zip(distinct, [64, 20, 20], strict=True)) + 20 * 10 + 10
+    assert (
+        n_params
+        == sum(k * 20 * d + k * 20 for k, d in zip(distinct, [64, 20, 20], strict=True))
+        + 20 * 10
+        + 10
+    )
     torch.save({"config": model.config_dict(), "state": model.state_dict()}, tmp_path / "m.pt")
     blob = torch.load(tmp_path / "m.pt", weights_only=True)
     again = PathModel.from_config(blob["config"], blob["state"])

@@ -35,10 +35,14 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
     of the paths' gradients at every step; at the end each module gets the sum (mean over
     the paths that use it) of the changes of its copies. ``batches (S, P, B)``."""
     n_paths = len(paths)
-    ws = [[net.weights[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
-          for _ in range(n_paths)]
-    bs = [[net.biases[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
-          for _ in range(n_paths)]
+    ws = [
+        [net.weights[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+        for _ in range(n_paths)
+    ]
+    bs = [
+        [net.biases[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+        for _ in range(n_paths)
+    ]
     v, c = rw[run].clone().requires_grad_(), rb[run].clone().requires_grad_()
     scale = 1.0 if shared == "sum" else 1.0 / n_paths
     for step in batches:
@@ -48,7 +52,9 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
             a = x[step[p]]
             for layer in range(CFG.layers):
                 idx = path[layer]
-                h = torch.relu(torch.einsum("bi,kui->bku", a, ws[p][layer][idx]) + bs[p][layer][idx])
+                h = torch.relu(
+                    torch.einsum("bi,kui->bku", a, ws[p][layer][idx]) + bs[p][layer][idx]
+                )
                 a = (h * cw[layer].view(1, -1, 1)).sum(1)
             loss = torch.nn.functional.cross_entropy(a @ v.t() + c, y[step[p]])
             params = [*ws[p], *bs[p], v, c]
@@ -68,7 +74,9 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
         for path in paths:
             users[path[layer].unique()] += 1
         div = users.clamp(min=1) if shared == "mean" else torch.ones(CFG.modules)
-        out_w.append(w0 + sum(ws[p][layer].detach() - w0 for p in range(n_paths)) / div.view(-1, 1, 1))
+        out_w.append(
+            w0 + sum(ws[p][layer].detach() - w0 for p in range(n_paths)) / div.view(-1, 1, 1)
+        )
         out_b.append(b0 + sum(bs[p][layer].detach() - b0 for p in range(n_paths)) / div.view(-1, 1))
     return out_w, out_b, v.detach(), c.detach()
 
@@ -77,8 +85,10 @@ def test_manual_sgd_equals_autograd_sgd_per_path() -> None:
     net, x, y, rw, rb, gen = _setup()
     paths = torch.tensor([[[0, 3, 3], [1, 2, 7], [5, 6, 0]], [[2, 4, 6], [0, 0, 0], [1, 3, 5]]])
     batches = torch.randint(0, 60, (9, 2, 8), generator=gen)
-    refs = [_autograd_sgd(net, r, paths[r : r + 1], rw, rb, x, y, batches[:, r : r + 1], 0.05)
-            for r in range(2)]
+    refs = [
+        _autograd_sgd(net, r, paths[r : r + 1], rw, rb, x, y, batches[:, r : r + 1], 0.05)
+        for r in range(2)
+    ]
     correct, loss = train_paths(net, torch.tensor([0, 1]), paths, rw, rb, x, y, batches, lr=0.05)
     for r, (ws, bs, v, c) in enumerate(refs):
         for layer in range(CFG.layers):
@@ -128,8 +138,18 @@ def test_two_paths_of_a_run_combine_as_documented(mode: str) -> None:
 def test_bad_shared_update_is_refused() -> None:
     net, x, y, rw, rb, _ = _setup(runs=1)
     with pytest.raises(ValueError, match="shared_update"):
-        train_paths(net, torch.tensor([0]), torch.zeros(1, 3, 3, dtype=torch.int64), rw, rb, x, y,
-                    torch.zeros(1, 1, 4, dtype=torch.int64), 0.1, shared_update="max")
+        train_paths(
+            net,
+            torch.tensor([0]),
+            torch.zeros(1, 3, 3, dtype=torch.int64),
+            rw,
+            rb,
+            x,
+            y,
+            torch.zeros(1, 1, 4, dtype=torch.int64),
+            0.1,
+            shared_update="max",
+        )
 
 
 def test_training_runs_in_cache_sized_groups_gives_the_same_result(monkeypatch) -> None:

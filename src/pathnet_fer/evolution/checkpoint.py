@@ -20,8 +20,9 @@ FORMAT = "pathnet-fer-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, net: PathNet, task: Task | None = None,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, net: PathNet, task: Task | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Write net (+ task) state atomically (temp file then rename: a kill never leaves a
     half-written checkpoint). ``extra``: any picklable metadata (e.g. the run config)."""
     import pathnet_fer
@@ -34,8 +35,11 @@ def save_checkpoint(path: str | Path, net: PathNet, task: Task | None = None,
         "net": net.state(),
         "task": None if task is None else task.state(),
         "extra": extra or {},
-        "versions": {"pathnet_fer": pathnet_fer.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "pathnet_fer": pathnet_fer.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -63,8 +67,10 @@ def load_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pathnet-fer checkpoint")
     if payload.get("version") != VERSION:
-        raise ValueError(f"checkpoint {path} has format version {payload.get('version')}, "
-                         f"this code reads version {VERSION}")
+        raise ValueError(
+            f"checkpoint {path} has format version {payload.get('version')}, "
+            f"this code reads version {VERSION}"
+        )
     problems = []
     if expect_net_config is not None:
         diff = config_differences(payload["net"]["config"], expect_net_config.to_dict())
@@ -78,8 +84,10 @@ def load_checkpoint(
             diff = config_differences(payload["task"]["config"], expect_evolution_config.to_dict())
             problems += [f"EvolutionConfig.{d}" for d in diff if not d.startswith("generations:")]
     if problems:
-        raise ValueError(f"checkpoint {path} was made with a different configuration "
-                         f"(checkpoint != expected): {'; '.join(problems)}")
+        raise ValueError(
+            f"checkpoint {path} was made with a different configuration "
+            f"(checkpoint != expected): {'; '.join(problems)}"
+        )
     dev = resolve_device(device)
     net = PathNet.from_state(payload["net"], device=dev)
     task = None if payload["task"] is None else Task.from_state(payload["task"], dev)
@@ -89,7 +97,9 @@ def load_checkpoint(
 class CheckpointEvery:
     """Callback: save the net and task every ``every`` generations (and on the last one)."""
 
-    def __init__(self, path: str | Path, every: int = 50, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, every: int = 50, extra: dict[str, Any] | None = None
+    ) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         self.path = Path(path)

@@ -52,19 +52,29 @@ class EvolutionConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EvolutionConfig.{name} must be a positive int, got {value!r}")
         if not isinstance(self.generations, int) or self.generations < 0:
-            raise ValueError(f"EvolutionConfig.generations must be an int >= 0, got {self.generations!r}")
+            raise ValueError(
+                f"EvolutionConfig.generations must be an int >= 0, got {self.generations!r}"
+            )
         if self.population < 2:
             raise ValueError("EvolutionConfig.population must be >= 2 (a tournament needs two)")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"EvolutionConfig.lr must be > 0, got {self.lr!r}")
         if self.mutation_rate is not None and not 0.0 <= self.mutation_rate <= 1.0:
-            raise ValueError(f"EvolutionConfig.mutation_rate must be in [0, 1], got {self.mutation_rate}")
+            raise ValueError(
+                f"EvolutionConfig.mutation_rate must be in [0, 1], got {self.mutation_rate}"
+            )
         if self.selection_samples is not None and self.selection_samples < 1:
             raise ValueError("EvolutionConfig.selection_samples must be >= 1 or None")
-        for name, allowed in (("fitness", FITNESS_MODES), ("pair_training", PAIR_TRAINING),
-                              ("mutation_boundary", BOUNDARIES), ("shared_update", SHARED_UPDATES)):
+        for name, allowed in (
+            ("fitness", FITNESS_MODES),
+            ("pair_training", PAIR_TRAINING),
+            ("mutation_boundary", BOUNDARIES),
+            ("shared_update", SHARED_UPDATES),
+        ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"EvolutionConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"EvolutionConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
 
     def effective_mutation_rate(self, layers: int, max_active: int) -> float:
         """Per-element mutation probability: the setting, else 1/(N*L)."""

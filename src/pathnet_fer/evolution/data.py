@@ -29,7 +29,9 @@ def _as_features(x: Any, what: str, input_dim: int) -> torch.Tensor:
     if t.dim() != 2 or t.shape[1] != input_dim:
         raise ValueError(f"{what} must have shape (n, {input_dim}), got {tuple(t.shape)}")
     if not t.is_floating_point():
-        raise TypeError(f"{what} must be floating point features (e.g. pixels / 255), got {t.dtype}")
+        raise TypeError(
+            f"{what} must be floating point features (e.g. pixels / 255), got {t.dtype}"
+        )
     if t.shape[0] == 0:
         raise ValueError(f"{what} is empty: a task needs at least one sample")
     t = t.to(torch.float32)
@@ -41,7 +43,9 @@ def _as_features(x: Any, what: str, input_dim: int) -> torch.Tensor:
 def _as_labels(y: Any, what: str, n: int, n_classes: int) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     if t.dim() != 1 or t.shape[0] != n:
-        raise ValueError(f"{what} must have shape ({n},) to match the features, got {tuple(t.shape)}")
+        raise ValueError(
+            f"{what} must have shape ({n},) to match the features, got {tuple(t.shape)}"
+        )
     if t.is_floating_point() or t.dtype == torch.bool:
         raise TypeError(f"{what} must be integer class indices, got {t.dtype}")
     t = t.to(torch.int64)
@@ -78,7 +82,9 @@ def fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         "dim": int(x.shape[1]),
         "sum": round(float(x64.sum()), 6),
         "sum_sq": round(float((x64 * x64).sum()), 6),
-        "weighted": round(float((x64.sum(1) * torch.arange(1, x.shape[0] + 1, dtype=torch.float64)).sum()), 3),
+        "weighted": round(
+            float((x64.sum(1) * torch.arange(1, x.shape[0] + 1, dtype=torch.float64)).sum()), 3
+        ),
         "labels": torch.bincount(y).tolist(),
     }
 
@@ -134,6 +140,11 @@ def prepare_data(
             xv.append(None)
             yv.append(None)
     return PreparedData(
-        x=torch.cat(xs).to(device), y=torch.cat(ys).to(device), offsets=offsets, sizes=sizes,
-        x_val=xv, y_val=yv, fingerprint=fps,
+        x=torch.cat(xs).to(device),
+        y=torch.cat(ys).to(device),
+        offsets=offsets,
+        sizes=sizes,
+        x_val=xv,
+        y_val=yv,
+        fingerprint=fps,
     )

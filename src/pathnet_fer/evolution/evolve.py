@@ -48,8 +48,9 @@ def evolve(
         if n_classes is None:
             raise ValueError("n_classes is required for a new task")
         config = config or EvolutionConfig()
-        prepared = prepare_data(data, net.runs, c.input_dim, n_classes, net.device,
-                                need_val=config.fitness == "heldout")
+        prepared = prepare_data(
+            data, net.runs, c.input_dim, n_classes, net.device, need_val=config.fitness == "heldout"
+        )
         task = _new_task(net, prepared, n_classes, config, seed, name)
     else:
         prepared = _resume_checks(net, task, data, n_classes, config)
@@ -70,14 +71,26 @@ def evolve(
     return task
 
 
-def _new_task(net: PathNet, data: PreparedData, n_classes: int, config: EvolutionConfig,
-              seed: int, name: str) -> Task:
+def _new_task(
+    net: PathNet, data: PreparedData, n_classes: int, config: EvolutionConfig, seed: int, name: str
+) -> Task:
     c = net.config
     gen = torch.Generator().manual_seed(int(seed))
-    population = random_genotypes((net.runs, config.population), c.layers, c.max_active, c.modules, gen)
+    population = random_genotypes(
+        (net.runs, config.population), c.layers, c.max_active, c.modules, gen
+    )
     readout_w, readout_b = net.new_readout(n_classes)
-    task = Task(name, n_classes, config, int(seed), population, readout_w, readout_b, gen,
-                MinibatchStreams(data.sizes))
+    task = Task(
+        name,
+        n_classes,
+        config,
+        int(seed),
+        population,
+        readout_w,
+        readout_b,
+        gen,
+        MinibatchStreams(data.sizes),
+    )
     for run in range(net.runs):
         n = data.sizes[run]
         k = n if config.selection_samples is None else min(n, config.selection_samples)
@@ -90,20 +103,35 @@ def _resume_checks(net: PathNet, task: Task, data, n_classes, config) -> Prepare
     if task.runs != net.runs:
         raise ValueError(f"task {task.name!r} has {task.runs} runs but the net has {net.runs}")
     if n_classes is not None and n_classes != task.n_classes:
-        raise ValueError(f"task {task.name!r} has {task.n_classes} classes, got n_classes={n_classes}")
+        raise ValueError(
+            f"task {task.name!r} has {task.n_classes} classes, got n_classes={n_classes}"
+        )
     if config is not None:
-        diff = [d for d in config_differences(task.config.to_dict(), config.to_dict())
-                if d.split(":")[0] not in RESUMABLE_FIELDS]
+        diff = [
+            d
+            for d in config_differences(task.config.to_dict(), config.to_dict())
+            if d.split(":")[0] not in RESUMABLE_FIELDS
+        ]
         if diff:
-            raise ValueError(f"cannot continue task {task.name!r} with a different EvolutionConfig "
-                             f"(checkpoint != given): {'; '.join(diff)}")
-    prepared = prepare_data(data, net.runs, net.config.input_dim, task.n_classes, net.device,
-                            need_val=task.config.fitness == "heldout")
+            raise ValueError(
+                f"cannot continue task {task.name!r} with a different EvolutionConfig "
+                f"(checkpoint != given): {'; '.join(diff)}"
+            )
+    prepared = prepare_data(
+        data,
+        net.runs,
+        net.config.input_dim,
+        task.n_classes,
+        net.device,
+        need_val=task.config.fitness == "heldout",
+    )
     for run, (old, new) in enumerate(zip(task.data_fingerprint, prepared.fingerprint, strict=True)):
         if old != new:
             diff = config_differences(old, new)
-            raise ValueError(f"task {task.name!r}, run {run}: the data differs from the data the task "
-                             f"was started with (checkpoint != given): {'; '.join(diff)}")
+            raise ValueError(
+                f"task {task.name!r}, run {run}: the data differs from the data the task "
+                f"was started with (checkpoint != given): {'; '.join(diff)}"
+            )
     return prepared
 
 
@@ -126,40 +154,86 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
     run_of_path = torch.arange(runs).repeat_interleave(2)
     flat_paths = paths.reshape(runs * 2, c.layers, c.max_active)
     if cfg.pair_training == "batched":
-        correct, loss = train_paths(net, run_of_path, flat_paths, task.readout_weight, task.readout_bias,
-                                    data.x, data.y, batch_index, cfg.lr, cfg.shared_update)
+        correct, loss = train_paths(
+            net,
+            run_of_path,
+            flat_paths,
+            task.readout_weight,
+            task.readout_bias,
+            data.x,
+            data.y,
+            batch_index,
+            cfg.lr,
+            cfg.shared_update,
+        )
         correct, loss = correct.view(runs, 2), loss.view(runs, 2)
     else:
         parts = []
         for slot in range(2):
             sel = torch.arange(runs) * 2 + slot
-            parts.append(train_paths(net, run_of_path[sel], flat_paths[sel], task.readout_weight,
-                                     task.readout_bias, data.x, data.y, batch_index[:, sel.to(net.device)],
-                                     cfg.lr, cfg.shared_update))
+            parts.append(
+                train_paths(
+                    net,
+                    run_of_path[sel],
+                    flat_paths[sel],
+                    task.readout_weight,
+                    task.readout_bias,
+                    data.x,
+                    data.y,
+                    batch_index[:, sel.to(net.device)],
+                    cfg.lr,
+                    cfg.shared_update,
+                )
+            )
         correct = torch.stack([p[0] for p in parts], 1)
         loss = torch.stack([p[1] for p in parts], 1)
     seen = float(per_path)
     train_acc = correct.cpu().double().div(seen).float()
     mean_loss = loss.cpu().double().div(seen).float()
     if cfg.fitness == "heldout":
-        fitness = torch.stack([
-            path_accuracy(net, task, run, paths[run], data.x_val[run], data.y_val[run]) for run in range(runs)
-        ])
+        fitness = torch.stack(
+            [
+                path_accuracy(net, task, run, paths[run], data.x_val[run], data.y_val[run])
+                for run in range(runs)
+            ]
+        )
     else:
         fitness = train_acc
     winner = pick_winners(fitness)
     winners = replace_losers(
-        task.population, task.member_fitness, pairs, winner, fitness, c.modules, gen,
-        cfg.effective_mutation_rate(c.layers, c.max_active), cfg.mutation_shift,
-        cfg.mutation_include_zero, cfg.mutation_boundary,
+        task.population,
+        task.member_fitness,
+        pairs,
+        winner,
+        fitness,
+        c.modules,
+        gen,
+        cfg.effective_mutation_rate(c.layers, c.max_active),
+        cfg.mutation_shift,
+        cfg.mutation_include_zero,
+        cfg.mutation_boundary,
     )
     task.generation += 1
-    for key, value in (("pairs", pairs), ("fitness", fitness), ("loss", mean_loss),
-                       ("train_accuracy", train_acc), ("winner", winner)):
+    for key, value in (
+        ("pairs", pairs),
+        ("fitness", fitness),
+        ("loss", mean_loss),
+        ("train_accuracy", train_acc),
+        ("winner", winner),
+    ):
         task.history[key].append(value)
     seconds = time.perf_counter() - start
     task.elapsed_seconds += seconds
     return GenerationEvent(
-        generation=task.generation, task=task, net=net, pairs=pairs, paths=paths, fitness=fitness,
-        loss=mean_loss, train_accuracy=train_acc, winner=winner, winner_genotypes=winners, seconds=seconds,
+        generation=task.generation,
+        task=task,
+        net=net,
+        pairs=pairs,
+        paths=paths,
+        fitness=fitness,
+        loss=mean_loss,
+        train_accuracy=train_acc,
+        winner=winner,
+        winner_genotypes=winners,
+        seconds=seconds,
     )

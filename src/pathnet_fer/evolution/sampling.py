@@ -40,8 +40,11 @@ class MinibatchStreams:
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def state(self) -> dict[str, Any]:
-        return {"sizes": list(self.sizes), "perms": [p.clone() if p is not None else None for p in self.perms],
-                "cursors": list(self.cursors)}
+        return {
+            "sizes": list(self.sizes),
+            "perms": [p.clone() if p is not None else None for p in self.perms],
+            "cursors": list(self.cursors),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> MinibatchStreams:

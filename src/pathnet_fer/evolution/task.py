@@ -104,19 +104,35 @@ class Task:
 
         h = self.history_tensors()
         if not self.history["fitness"]:
-            return pd.DataFrame(columns=["generation", "run", "slot", "member", "fitness", "loss",
-                                         "train_accuracy", "won"])
+            return pd.DataFrame(
+                columns=[
+                    "generation",
+                    "run",
+                    "slot",
+                    "member",
+                    "fitness",
+                    "loss",
+                    "train_accuracy",
+                    "won",
+                ]
+            )
         t, r, _ = h["fitness"].shape
         gen = torch.arange(1, t + 1).view(t, 1, 1).expand(t, r, 2)
         run = torch.arange(r).view(1, r, 1).expand(t, r, 2)
         slot = torch.arange(2).view(1, 1, 2).expand(t, r, 2)
         won = slot == h["winner"].unsqueeze(-1)
-        return pd.DataFrame({
-            "generation": gen.reshape(-1).numpy(), "run": run.reshape(-1).numpy(),
-            "slot": slot.reshape(-1).numpy(), "member": h["pairs"].reshape(-1).numpy(),
-            "fitness": h["fitness"].reshape(-1).numpy(), "loss": h["loss"].reshape(-1).numpy(),
-            "train_accuracy": h["train_accuracy"].reshape(-1).numpy(), "won": won.reshape(-1).numpy(),
-        })
+        return pd.DataFrame(
+            {
+                "generation": gen.reshape(-1).numpy(),
+                "run": run.reshape(-1).numpy(),
+                "slot": slot.reshape(-1).numpy(),
+                "member": h["pairs"].reshape(-1).numpy(),
+                "fitness": h["fitness"].reshape(-1).numpy(),
+                "loss": h["loss"].reshape(-1).numpy(),
+                "train_accuracy": h["train_accuracy"].reshape(-1).numpy(),
+                "won": won.reshape(-1).numpy(),
+            }
+        )
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -146,12 +162,15 @@ class Task:
         gen = torch.Generator()
         gen.set_state(state["generator"])
         task = cls(
-            name=state["name"], n_classes=state["n_classes"],
-            config=EvolutionConfig.from_dict(state["config"]), seed=state["seed"],
+            name=state["name"],
+            n_classes=state["n_classes"],
+            config=EvolutionConfig.from_dict(state["config"]),
+            seed=state["seed"],
             population=state["population"].clone(),
             readout_weight=state["readout_weight"].to(device),
             readout_bias=state["readout_bias"].to(device),
-            generator=gen, streams=MinibatchStreams.from_state(state["streams"]),
+            generator=gen,
+            streams=MinibatchStreams.from_state(state["streams"]),
         )
         task.member_fitness = state["member_fitness"].clone()
         task.generation = state["generation"]
@@ -166,5 +185,7 @@ class Task:
 
     def __repr__(self) -> str:
         status = "finished" if self.finished else "running"
-        return (f"Task({self.name!r}, classes={self.n_classes}, runs={self.runs}, "
-                f"generation={self.generation}/{self.config.generations}, {status})")
+        return (
+            f"Task({self.name!r}, classes={self.n_classes}, runs={self.runs}, "
+            f"generation={self.generation}/{self.config.generations}, {status})"
+        )

@@ -38,7 +38,9 @@ def replace_losers(
     win_idx = pairs[rows, winner]
     lose_idx = pairs[rows, 1 - winner]
     winners = population[rows, win_idx].clone()
-    population[rows, lose_idx] = mutate(winners, modules, generator, rate, max_shift, include_zero, boundary)
+    population[rows, lose_idx] = mutate(
+        winners, modules, generator, rate, max_shift, include_zero, boundary
+    )
     member_fitness[rows, win_idx] = fitness[rows, winner].to(member_fitness.dtype)
     member_fitness[rows, lose_idx] = float("nan")
     return winners

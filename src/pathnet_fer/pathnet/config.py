@@ -46,7 +46,9 @@ class PathNetConfig:
         if self.init not in INIT_MODES:
             raise ValueError(f"PathNetConfig.init must be one of {INIT_MODES}, got {self.init!r}")
         if self.combine not in COMBINE_MODES:
-            raise ValueError(f"PathNetConfig.combine must be one of {COMBINE_MODES}, got {self.combine!r}")
+            raise ValueError(
+                f"PathNetConfig.combine must be one of {COMBINE_MODES}, got {self.combine!r}"
+            )
 
     def layer_input_dims(self) -> list[int]:
         """Input size of each layer's modules: the data, then the previous layer's units."""

@@ -13,5 +13,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+        raise RuntimeError(
+            f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'"
+        )
     return dev

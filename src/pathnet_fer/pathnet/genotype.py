@@ -84,5 +84,7 @@ def validate_genotypes(paths: torch.Tensor, layers: int, max_active: int, module
             f"genotypes must end in (L, N) = ({layers}, {max_active}), got shape {tuple(paths.shape)}"
         )
     if paths.numel() and (int(paths.min()) < 0 or int(paths.max()) >= modules):
-        raise ValueError(f"genotype module indices must be in [0, {modules}), got "
-                         f"[{int(paths.min())}, {int(paths.max())}]")
+        raise ValueError(
+            f"genotype module indices must be in [0, {modules}), got "
+            f"[{int(paths.min())}, {int(paths.max())}]"
+        )

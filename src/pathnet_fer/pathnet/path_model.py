@@ -23,8 +23,16 @@ class PathModel(nn.Module):
     """Layer ``l`` holds the path's k_l DISTINCT modules as one ``(k_l*U, in_l)`` weight;
     their ReLU outputs are averaged (or summed), then the readout gives logits."""
 
-    def __init__(self, input_dim: int, units: int, modules_per_layer: list[int], n_classes: int,
-                 combine: str = "mean", genotype: list[list[int]] | None = None, task_name: str = "") -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        units: int,
+        modules_per_layer: list[int],
+        n_classes: int,
+        combine: str = "mean",
+        genotype: list[list[int]] | None = None,
+        task_name: str = "",
+    ) -> None:
         super().__init__()
         if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
@@ -37,18 +45,37 @@ class PathModel(nn.Module):
         self.task_name = task_name
         dims = [input_dim] + [units] * (len(modules_per_layer) - 1)
         self.weights = nn.ParameterList(
-            [nn.Parameter(torch.zeros(k * units, d)) for k, d in zip(modules_per_layer, dims, strict=True)]
+            [
+                nn.Parameter(torch.zeros(k * units, d))
+                for k, d in zip(modules_per_layer, dims, strict=True)
+            ]
         )
-        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(k * units)) for k in modules_per_layer])
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.zeros(k * units)) for k in modules_per_layer]
+        )
         self.readout = nn.Linear(units, n_classes)
 
     @classmethod
-    def from_pathnet(cls, net: PathNet, genotype: torch.Tensor, readout_weight: torch.Tensor,
-                     readout_bias: torch.Tensor, run: int = 0, task_name: str = "") -> PathModel:
+    def from_pathnet(
+        cls,
+        net: PathNet,
+        genotype: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        run: int = 0,
+        task_name: str = "",
+    ) -> PathModel:
         c = net.config
         distinct = [sorted(set(genotype[layer].tolist())) for layer in range(c.layers)]
-        model = cls(c.input_dim, c.units, [len(d) for d in distinct], int(readout_weight.shape[0]),
-                    c.combine, genotype=genotype.tolist(), task_name=task_name)
+        model = cls(
+            c.input_dim,
+            c.units,
+            [len(d) for d in distinct],
+            int(readout_weight.shape[0]),
+            c.combine,
+            genotype=genotype.tolist(),
+            task_name=task_name,
+        )
         with torch.no_grad():
             for layer, idx in enumerate(distinct):
                 w = net.weights[layer][run][idx]  # (k, U, in)
@@ -84,11 +111,20 @@ class PathModel(nn.Module):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> PathModel:
+    def from_config(
+        cls, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None
+    ) -> PathModel:
         if config.get("format") != FORMAT:
             raise ValueError(f"not a PathModel config (format={config.get('format')!r})")
-        model = cls(config["input_dim"], config["units"], config["modules_per_layer"], config["n_classes"],
-                    config["combine"], genotype=config.get("genotype"), task_name=config.get("task_name", ""))
+        model = cls(
+            config["input_dim"],
+            config["units"],
+            config["modules_per_layer"],
+            config["n_classes"],
+            config["combine"],
+            genotype=config.get("genotype"),
+            task_name=config.get("task_name", ""),
+        )
         if state_dict is not None:
             model.load_state_dict(state_dict)
         return model

@@ -49,8 +49,10 @@ def run_groups(net: PathNet, runs: torch.Tensor) -> list[torch.Tensor]:
     if runs_per_group >= uniq.numel():
         return [torch.arange(runs.numel())]
     cpu_runs = runs.cpu()
-    return [torch.nonzero(torch.isin(cpu_runs, uniq[i : i + runs_per_group])).flatten()
-            for i in range(0, uniq.numel(), runs_per_group)]
+    return [
+        torch.nonzero(torch.isin(cpu_runs, uniq[i : i + runs_per_group])).flatten()
+        for i in range(0, uniq.numel(), runs_per_group)
+    ]
 
 
 @torch.no_grad()
@@ -78,20 +80,41 @@ def train_paths(
         raise ValueError(f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}")
     groups = run_groups(net, runs)
     if len(groups) == 1:
-        return _train_group(net, runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index,
-                            lr, shared_update)
+        return _train_group(
+            net,
+            runs,
+            paths,
+            readout_weight,
+            readout_bias,
+            x_all,
+            y_all,
+            batch_index,
+            lr,
+            shared_update,
+        )
     correct = torch.empty(runs.numel(), dtype=torch.int64, device=net.device)
     loss = torch.empty(runs.numel(), device=net.device)
     for sel in groups:
         dev_sel = sel.to(net.device)
-        c_g, l_g = _train_group(net, runs[sel], paths[sel], readout_weight, readout_bias, x_all, y_all,
-                                batch_index[:, dev_sel], lr, shared_update)
+        c_g, l_g = _train_group(
+            net,
+            runs[sel],
+            paths[sel],
+            readout_weight,
+            readout_bias,
+            x_all,
+            y_all,
+            batch_index[:, dev_sel],
+            lr,
+            shared_update,
+        )
         correct[dev_sel], loss[dev_sel] = c_g, l_g
     return correct, loss
 
 
-def _train_group(net, runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr,
-                 shared_update) -> tuple[torch.Tensor, torch.Tensor]:
+def _train_group(
+    net, runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr, shared_update
+) -> tuple[torch.Tensor, torch.Tensor]:
     c = net.config
     dev = net.device
     runs = runs.to(dev)

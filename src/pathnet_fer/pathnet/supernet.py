@@ -33,7 +33,11 @@ class PathNet:
     """
 
     def __init__(
-        self, config: PathNetConfig, runs: int = 1, seed: int = 0, device: str | torch.device = "auto"
+        self,
+        config: PathNetConfig,
+        runs: int = 1,
+        seed: int = 0,
+        device: str | torch.device = "auto",
     ) -> None:
         if not isinstance(config, PathNetConfig):
             raise TypeError(f"config must be a PathNetConfig, got {type(config).__name__}")
@@ -86,7 +90,9 @@ class PathNet:
 
     def parameter_count(self) -> int:
         """Parameters of the whole super-network, one run (without readouts)."""
-        return sum(w[0].numel() + b[0].numel() for w, b in zip(self.weights, self.biases, strict=True))
+        return sum(
+            w[0].numel() + b[0].numel() for w, b in zip(self.weights, self.biases, strict=True)
+        )
 
     # ------------------------------------------------------------------ transfer
     def fix(self, task: Any) -> None:
@@ -156,8 +162,13 @@ class PathNet:
                 a = self._layer(xb.expand(n_paths, n, c.input_dim), paths[:, 0], cw[:, 0], 0, run)
             for layer in range(1, c.layers):
                 a = self._layer(a, paths[:, layer], cw[:, layer], layer, run)
-            out.append(torch.baddbmm(readout_bias.unsqueeze(0).unsqueeze(0).expand(n_paths, 1, -1),
-                                     a, readout_weight.t().unsqueeze(0).expand(n_paths, -1, -1)))
+            out.append(
+                torch.baddbmm(
+                    readout_bias.unsqueeze(0).unsqueeze(0).expand(n_paths, 1, -1),
+                    a,
+                    readout_weight.t().unsqueeze(0).expand(n_paths, -1, -1),
+                )
+            )
         return torch.cat(out, dim=1)
 
     def _layer(self, a: torch.Tensor, idx: torch.Tensor, cw: torch.Tensor, layer: int, run: int):
@@ -186,7 +197,11 @@ class PathNet:
         """Class probabilities ``(n, C)`` with the task's readout and its best path (or ``path``)."""
         genotype = self._task_path(task, run, path)
         logits = self.forward_paths(
-            self.check_input(x), genotype.unsqueeze(0), task.readout_weight[run], task.readout_bias[run], run
+            self.check_input(x),
+            genotype.unsqueeze(0),
+            task.readout_weight[run],
+            task.readout_bias[run],
+            run,
         )[0]
         return logits.softmax(-1)
 
@@ -200,8 +215,14 @@ class PathNet:
         from pathnet_fer.pathnet.path_model import PathModel
 
         genotype = self._task_path(task, run, path)
-        return PathModel.from_pathnet(self, genotype, task.readout_weight[run], task.readout_bias[run],
-                                      run=run, task_name=getattr(task, "name", ""))
+        return PathModel.from_pathnet(
+            self,
+            genotype,
+            task.readout_weight[run],
+            task.readout_bias[run],
+            run=run,
+            task_name=getattr(task, "name", ""),
+        )
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -219,8 +240,12 @@ class PathNet:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str | torch.device = "auto") -> PathNet:
-        net = cls(PathNetConfig.from_dict(state["config"]), runs=state["runs"], seed=state["seed"],
-                  device=device)
+        net = cls(
+            PathNetConfig.from_dict(state["config"]),
+            runs=state["runs"],
+            seed=state["seed"],
+            device=device,
+        )
         net.weights = [w.to(net.device) for w in state["weights"]]
         net.biases = [b.to(net.device) for b in state["biases"]]
         net.fixed = state["fixed"].clone()
@@ -230,6 +255,8 @@ class PathNet:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"PathNet(L={c.layers}, M={c.modules}, U={c.units}, N={c.max_active}, "
-                f"input_dim={c.input_dim}, combine={c.combine!r}, runs={self.runs}, "
-                f"device={self.device}, fixed={int(self.fixed.sum())} modules)")
+        return (
+            f"PathNet(L={c.layers}, M={c.modules}, U={c.units}, N={c.max_active}, "
+            f"input_dim={c.input_dim}, combine={c.combine!r}, runs={self.runs}, "
+            f"device={self.device}, fixed={int(self.fixed.sum())} modules)"
+        )
