@@ -70,6 +70,7 @@ class BaselineSettings:
     folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
     max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
+    cnn_threads: int | None = None  # torch threads for CNN work (None: every core)
 
     def validate(self) -> BaselineSettings:
         unknown = [m for m in self.models if m not in KNOWN_MODELS]
@@ -365,7 +366,7 @@ def run_baselines(
                                 proba = predict_proba(net, dest.x[test], device=device)
                         else:
                             cfg = dataclasses.replace(cnn_cfg, finetune=mode or "full")
-                            with torch_threads(os.cpu_count()):
+                            with torch_threads(settings.cnn_threads or os.cpu_count()):
                                 proba, log, seconds, n_params, arm, choice = train_cnn_arm(
                                     model, cfg, settings.weights_for(model), ctx, dest,
                                     train, test, feature_cache,
