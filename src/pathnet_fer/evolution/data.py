@@ -35,8 +35,9 @@ def _as_features(x: Any, what: str, input_dim: int) -> torch.Tensor:
     if t.shape[0] == 0:
         raise ValueError(f"{what} is empty: a task needs at least one sample")
     t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contains NaN or infinite values")
+    for start in range(0, t.shape[0], 8192):  # chunked: no full-size temporary
+        if not bool(torch.isfinite(t[start : start + 8192]).all()):
+            raise ValueError(f"{what} contains NaN or infinite values")
     return t
 
 
@@ -74,17 +75,23 @@ class PreparedData:
         return self.x[s : s + n], self.y[s : s + n]
 
 
-def fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """A cheap identity of a data set (shape, sums, label counts) to catch a resume on other data."""
-    x64 = x.to(torch.float64)
+def fingerprint(x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> dict[str, Any]:
+    """A cheap identity of a data set (shape, sums, label counts) to catch a resume on other
+    data. Computed in row chunks so a large set needs no float64 copy."""
+    total = total_sq = weighted = 0.0
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk].to(torch.float64)
+        rows = part.sum(1)
+        total += float(rows.sum())
+        total_sq += float((part * part).sum())
+        position = torch.arange(start + 1, start + 1 + part.shape[0], dtype=torch.float64)
+        weighted += float((rows * position).sum())
     return {
         "n": int(x.shape[0]),
         "dim": int(x.shape[1]),
-        "sum": round(float(x64.sum()), 6),
-        "sum_sq": round(float((x64 * x64).sum()), 6),
-        "weighted": round(
-            float((x64.sum(1) * torch.arange(1, x.shape[0] + 1, dtype=torch.float64)).sum()), 3
-        ),
+        "sum": round(total, 6),
+        "sum_sq": round(total_sq, 6),
+        "weighted": round(weighted, 3),
         "labels": torch.bincount(y).tolist(),
     }
 
