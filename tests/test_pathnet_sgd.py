@@ -171,3 +171,22 @@ def test_training_runs_in_cache_sized_groups_gives_the_same_result(monkeypatch) 
     for a, b in zip(w1, w2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(r1, r2, rtol=1e-6, atol=1e-7)
+
+
+def test_path_order_does_not_matter() -> None:
+    """Paths given run by run (fast readout form) or interleaved (general form): same result."""
+    outs = []
+    for order in ([0, 1, 2, 3], [2, 0, 3, 1]):
+        net, x, y, rw, rb, gen = _setup(runs=2, seed=4)
+        runs = torch.tensor([0, 0, 1, 1])
+        paths = torch.randint(0, CFG.modules, (4, CFG.layers, CFG.max_active), generator=gen)
+        batches = torch.randint(0, 60, (5, 4, 8), generator=gen)
+        idx = torch.tensor(order)
+        correct, _ = train_paths(
+            net, runs[idx], paths[idx], rw, rb, x, y, batches[:, idx], 0.1, "mean"
+        )
+        outs.append((correct[idx.argsort()], [w.clone() for w in net.weights], rw.clone()))
+    assert torch.equal(outs[0][0], outs[1][0])
+    for a, b in zip(outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outs[0][2], outs[1][2], rtol=1e-5, atol=1e-6)

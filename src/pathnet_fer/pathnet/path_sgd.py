@@ -148,10 +148,19 @@ def _train_group(
     sb = readout_bias[uniq].reshape(-1, 1, n_classes).clone()
     sv_start, sb_start = sv.clone(), sb.clone()
     readout_lr = step_lr_of(lr, b)
+    n_runs = uniq.numel()
+    per_group = g // n_runs
+    # Fast form when the paths come run by run, the same number per run (what evolve
+    # passes): the readout works on (runs, paths*B) views, no gathers per step.
+    grouped = g == n_runs * per_group and torch.equal(
+        inv, torch.arange(n_runs, device=dev).repeat_interleave(per_group)
+    )
     if shared_update == "mean":
         per_run = torch.bincount(inv).to(torch.float32)[inv].view(g, 1, 1)
+        grouped_lr = readout_lr / per_group
     else:
         per_run = None
+        grouped_lr = readout_lr
 
     y_steps = y_all[batch_index]  # (S, G, B)
     onehot = torch.nn.functional.one_hot(y_steps, n_classes).to(torch.float32)
@@ -168,17 +177,26 @@ def _train_group(
             hs.append(h)
             a = (h.view(g, b, n_slots, units) * cw4[layer]).sum(2)
             acts.append(a)
-        vw, vb = sv[inv], sb[inv]
-        logits = torch.baddbmm(vb, a, vw.transpose(1, 2))
-        logits_all[s] = logits
-        d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
-        da = torch.bmm(d, vw)
-        gv = torch.bmm(d.transpose(1, 2), a)
-        gb = d.sum(1, keepdim=True)
-        if per_run is not None:
-            gv, gb = gv / per_run, gb / per_run
-        sv.index_add_(0, inv, gv, alpha=readout_lr)
-        sb.index_add_(0, inv, gb, alpha=readout_lr)
+        if grouped:
+            a_run = a.view(n_runs, per_group * b, units)
+            logits = torch.baddbmm(sb, a_run, sv.transpose(1, 2))
+            logits_all[s] = logits.view(g, b, n_classes)
+            d = logits.softmax(-1).sub_(onehot[s].view(n_runs, per_group * b, n_classes))
+            da = torch.bmm(d, sv).view(g, b, units)
+            sv.baddbmm_(d.transpose(1, 2), a_run, alpha=grouped_lr)
+            sb.add_(d.sum(1, keepdim=True), alpha=grouped_lr)
+        else:
+            vw, vb = sv[inv], sb[inv]
+            logits = torch.baddbmm(vb, a, vw.transpose(1, 2))
+            logits_all[s] = logits
+            d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
+            da = torch.bmm(d, vw)
+            gv = torch.bmm(d.transpose(1, 2), a)
+            gb = d.sum(1, keepdim=True)
+            if per_run is not None:
+                gv, gb = gv / per_run, gb / per_run
+            sv.index_add_(0, inv, gv, alpha=readout_lr)
+            sb.index_add_(0, inv, gb, alpha=readout_lr)
         for layer in range(c.layers - 1, -1, -1):
             h = hs[layer]
             dz = torch.ops.aten.threshold_backward(
