@@ -79,3 +79,23 @@ def test_cli_info_describes_the_model(model_file, capsys):
     assert info["class_names"] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
     assert info["input"]["input_dim"] == 2304
     assert info["dataset"] == "ckplus48"
+
+
+def test_predict_paths_annotates_images_and_summarises_without_keeping_rows(
+    model_file, require_data, tmp_path
+):
+    from pathnet_fer.faces.video import read_image
+    from pathnet_fer.predict import Predictor
+
+    media = require_data("face-media")
+    inputs = [str(media / "multi_face.jpg"), str(media / "single_face.jpg")]
+    predictor = Predictor.from_file(model_file)
+    kept = predictor.predict_paths(inputs, annotate=tmp_path / "annotated")
+    lean = predictor.predict_paths(inputs, keep_predictions=False)
+    assert lean.predictions.empty and kept.problems == lean.problems == []
+    pd.testing.assert_frame_equal(kept.summary, lean.summary)
+    assert kept.summary["frames"].tolist() == [1, 1]
+    assert kept.summary["fresh"].iloc[0] >= 2  # several faces, one row each
+    for name in ("multi_face", "single_face"):
+        drawn = read_image(tmp_path / "annotated" / f"{name}_annotated.png")
+        assert drawn.shape == read_image(media / f"{name}.jpg").shape

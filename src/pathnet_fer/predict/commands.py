@@ -74,8 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--annotate",
         metavar="VIDEO",
-        help="also write an H.264 video with boxes and labels; with several input "
-        "videos, one file per input (<stem>_<input>.mp4, or into a folder)",
+        help="also write an H.264 video with boxes and labels (images: PNG); with several "
+        "inputs, one file per input (<stem>_<input>.mp4, or into a folder)",
     )
     p.add_argument(
         "--batch-size",
@@ -118,7 +118,6 @@ def _device(name: str) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from pathnet_fer.predict.model_file import ModelFileError, load_model, read_header
     from pathnet_fer.predict.predictor import Predictor
-    from pathnet_fer.predict.summary import summarise
 
     if args.every < 1 or args.batch_size < 1:
         print("error: --every and --batch-size must be at least 1", file=sys.stderr)
@@ -147,11 +146,12 @@ def run_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    state = {"header": True, "started": time.perf_counter()}
+    state = {"header": True, "started": time.perf_counter(), "rows": 0}
 
     def on_file(path: str, table: pd.DataFrame) -> None:
         table.to_csv(out, mode="w" if state["header"] else "a", header=state["header"], index=False)
         state["header"] = False
+        state["rows"] += len(table)
         if not args.quiet:
             seconds = time.perf_counter() - state["file_started"]
             frames = table["frame"].nunique()
@@ -167,7 +167,12 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"{path}", file=sys.stderr)
 
     result = predictor.predict_paths(
-        args.inputs, every=args.every, annotate=args.annotate, on_file=on_file, progress=progress
+        args.inputs,
+        every=args.every,
+        annotate=args.annotate,
+        on_file=on_file,
+        progress=progress,
+        keep_predictions=False,  # rows go to the CSV file by file: memory stays flat
     )
     for problem in result.problems:
         if problem.rows_kept:
@@ -178,13 +183,13 @@ def run_predict(args: argparse.Namespace) -> int:
     if not result.files:
         print("error: no input could be processed", file=sys.stderr)
         return EXIT_FAILED
-    summary = summarise(result.predictions, predictor.class_names)
+    summary = result.summary
     summary_path = out.with_name(out.stem + ".summary.csv")
     summary.to_csv(summary_path, index=False)
     _print_summary(summary, predictor.class_names)
     seconds = time.perf_counter() - state["started"]
     print(
-        f"\n{len(result.predictions)} rows from {len(result.files)} file(s) in {seconds:.1f} s "
+        f"\n{state['rows']} rows from {len(result.files)} file(s) in {seconds:.1f} s "
         f"-> {out}, summary -> {summary_path}"
         + (f"; {len(result.problems)} input(s) skipped or incomplete" if result.problems else "")
     )

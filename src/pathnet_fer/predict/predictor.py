@@ -170,27 +170,33 @@ class Predictor:
         annotate: str | os.PathLike | None = None,
         on_file: Callable[[str, pd.DataFrame], None] | None = None,
         progress: Callable[[str], None] | None = None,
+        keep_predictions: bool = True,
     ) -> PredictionResult:
         """Predict on files, folders and globs; bad inputs are skipped and reported.
 
-        ``annotate``: an output video path (one video input) or folder / path template
-        (several videos: ``<stem>_<input stem>.mp4`` beside it). ``on_file`` receives each
-        file's rows as soon as they are done (the CLI appends them to the CSV), so a long
-        run keeps what it did when a later file fails.
+        ``annotate``: an output path (one input), or a folder / path template for
+        several inputs (``<stem>_<input stem>.mp4``, images as ``.png``). ``on_file``
+        receives each file's rows as soon as they are done (the CLI appends them to the
+        CSV), so a long run keeps what it did when a later file fails. With
+        ``keep_predictions=False`` the rows are not accumulated (memory stays flat over
+        many files; ``result.predictions`` is empty, the summary is complete).
         """
         expanded = expand_inputs(inputs)
         problems = [Problem(arg, reason) for arg, reason in expanded.problems]
-        videos = [p for p in expanded.files if not is_image(p)]
+        n_inputs = len(expanded.files)
         tables: list[pd.DataFrame] = []
+        summaries: list[pd.DataFrame] = []
         done: list[str] = []
         for path in expanded.files:
             if progress:
                 progress(str(path))
-            target = _annotation_target(annotate, path, len(videos)) if annotate else None
+            target = _annotation_target(annotate, path, n_inputs) if annotate else None
             chunks: list[pd.DataFrame] = []
             try:
                 if is_image(path):
                     chunks.append(self.predict_image(path))
+                    if target is not None:
+                        self._annotate_image(path, chunks[0], target)
                 else:
                     for chunk in self.iter_video(path, every=every, annotate=target):
                         chunks.append(chunk)
@@ -200,17 +206,28 @@ class Predictor:
                 if not kept:
                     continue
             table = self._concat(chunks)
-            tables.append(table)
+            summaries.append(summarise(table, self.class_names))
+            if keep_predictions:
+                tables.append(table)
             done.append(str(path))
             if on_file:
                 on_file(str(path), table)
-        predictions = self._concat(tables)
+        summary = (
+            pd.concat(summaries, ignore_index=True)
+            if summaries
+            else summarise(empty_frame(self.class_names), self.class_names)
+        )
         return PredictionResult(
-            predictions=predictions,
-            summary=summarise(predictions, self.class_names),
+            predictions=self._concat(tables),
+            summary=summary,
             problems=problems,
             files=done,
         )
+
+    def _annotate_image(self, path: Path, table: pd.DataFrame, target: Path) -> None:
+        """Draw an image's faces and labels and save it (PNG) at ``target``."""
+        image = read_image(path, "rgb24")
+        _annotation_sink(_ImageWriter(target), self.class_names)([image], table)
 
     # ------------------------------------------------------------------ streaming core
     def iter_video(
@@ -415,17 +432,37 @@ def _frame_rate(path: str | os.PathLike) -> float:
         raise MediaError(f"cannot open video {path}: {error}") from error
 
 
-def _annotation_target(annotate: str | os.PathLike, video: Path, n_videos: int) -> Path:
-    """Where the annotated copy of ``video`` goes (see ``predict_paths``)."""
+def _annotation_target(annotate: str | os.PathLike, media: Path, n_inputs: int) -> Path:
+    """Where the annotated copy of ``media`` goes (see ``predict_paths``).
+
+    A folder (existing, or a path without suffix) gets ``<stem>_annotated.mp4|png``;
+    with several inputs a file path is a template (``<out stem>_<input stem>``); videos
+    are always ``.mp4`` and images ``.png``.
+    """
     target = Path(annotate)
-    if target.is_dir() or (not target.suffix and n_videos > 1):
-        return target / f"{video.stem}_annotated.mp4"
-    if n_videos > 1:
-        return target.with_name(f"{target.stem}_{video.stem}{target.suffix}")
-    return target
+    suffix = ".png" if is_image(media) else ".mp4"
+    if target.is_dir() or not target.suffix:
+        return target / f"{media.stem}_annotated{suffix}"
+    if n_inputs > 1:
+        return target.with_name(f"{target.stem}_{media.stem}{suffix}")
+    return target.with_suffix(suffix) if is_image(media) else target
 
 
-def _annotation_sink(writer: VideoAnnotator, class_names: Sequence[str]) -> FrameSink:
+class _ImageWriter:
+    """The ``write`` side of ``VideoAnnotator`` for a still image (PNG via OpenCV)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, frame: np.ndarray) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(self.path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+            raise MediaError(f"cannot write the annotated image {self.path}")
+
+
+def _annotation_sink(
+    writer: VideoAnnotator | _ImageWriter, class_names: Sequence[str]
+) -> FrameSink:
     """Draw each frame's box and label from its table rows, then encode it."""
     pcols = [f"p_{c}" for c in class_names]
 
@@ -435,14 +472,21 @@ def _annotation_sink(writer: VideoAnnotator, class_names: Sequence[str]) -> Fram
         )
         proba = table[pcols].to_numpy(np.float64)
         detection = table["detection"].astype(str).to_numpy()
-        for image, box, p, det in zip(images, boxes, proba, detection, strict=True):
+        # Rows of one frame are consecutive (several only for a still image's faces).
+        frames = table["frame"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]])
+        ends = np.r_[starts[1:], len(frames)]
+        for image, start, end in zip(images, starts, ends, strict=True):
             frame = np.array(image, copy=True)
-            if np.isnan(box).any():
-                draw_face(frame, None, det, "no face")
-            else:
-                k = int(np.argmax(p))
-                label = annotation_label(class_names[k], float(p[k]), det)
-                draw_face(frame, tuple(box), det, label)
+            for box, p, det in zip(
+                boxes[start:end], proba[start:end], detection[start:end], strict=True
+            ):
+                if np.isnan(box).any():
+                    draw_face(frame, None, det, "no face")
+                else:
+                    k = int(np.argmax(p))
+                    label = annotation_label(class_names[k], float(p[k]), det)
+                    draw_face(frame, tuple(box), det, label)
             writer.write(frame)
 
     return sink
