@@ -173,3 +173,20 @@ def test_bad_task_data_gets_clear_errors() -> None:
         evolve(net, TaskData(x[:0], y[:0]), n_classes=4)
     with pytest.raises(ValueError, match="no best_paths"):
         net.fix(object())
+
+
+def test_time_budget_and_progress_bar_callbacks(data) -> None:
+    from pathnet_fer.evolution import ProgressBar, TimeBudget
+
+    net = PathNet(CFG, runs=2, seed=0, device="cpu")
+    bar = ProgressBar(disable=True)
+    task = evolve(
+        net,
+        data,
+        n_classes=10,
+        config=EvolutionConfig(generations=500, minibatches=5),
+        seed=0,
+        callbacks=[bar, TimeBudget(0.3)],
+    )
+    assert 1 <= task.generation < 500, "the budget stopped the task early"
+    assert task.finished and task.best_paths.shape == (2, 3, 3)

@@ -1,5 +1,6 @@
 """Binary-tournament evolution of paths, and transfer by fixing the best path."""
 
+from pathnet_fer.evolution.callbacks import ProgressBar, TimeBudget
 from pathnet_fer.evolution.checkpoint import CheckpointEvery, load_checkpoint, save_checkpoint
 from pathnet_fer.evolution.config import EvolutionConfig
 from pathnet_fer.evolution.data import TaskData
@@ -12,8 +13,10 @@ __all__ = [
     "EvolutionConfig",
     "GenerationCallback",
     "GenerationEvent",
+    "ProgressBar",
     "Task",
     "TaskData",
+    "TimeBudget",
     "evolve",
     "load_checkpoint",
     "save_checkpoint",
