@@ -113,6 +113,7 @@ def main() -> int:
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--jobs", type=int, default=4)
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--merge-only", action="store_true", help="only merge parts already written")
     a = p.parse_args()
     overrides = [f"evolution.generations={a.generations}", f"protocol.folds={a.folds}",
                  "protocol.iterations=1", *a.overrides]  # fmt: skip
@@ -125,7 +126,7 @@ def main() -> int:
     groups = a.groups.split(",")
     tasks = [
         (s, fold, g, opts)
-        for g in ("full", "head", "vector") if g in groups  # longest first
+        for g in ("head", "vector", "full") if g in groups and not a.merge_only
         for s in a.sets.split(",")
         if g == "vector" or s in a.cnn_sets.split(",")
         for fold in range(1, a.folds + 1)

@@ -39,7 +39,7 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     data = {"ckplus48": _subset(full, np.flatnonzero(keep))}
     settings = BaselineSettings.from_dict(
         {
-            "models": "mobilenet_v2,cifar,mlp,progressive",
+            "models": "mobilenet_v2,mlp,progressive",
             "folds": [2],
             "max_samples": 320,
             "input_size": 32,
@@ -48,7 +48,7 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     lines: list[str] = []
     metrics = run_baselines(config, settings, tmp_path, datasets=data, progress=lines.append)
     assert tuple(metrics.columns) == COLUMNS
-    arms = {"mobilenet_v2-head", "cifar-scratch", "mlp-scratch", "mlp-finetune", "progressive"}
+    arms = {"mobilenet_v2-head", "mlp-scratch", "mlp-finetune", "progressive"}
     assert set(metrics.arm) == arms
     assert set(metrics.fold) == {2} and set(metrics.experiment) == {"ckplus48->ckplus48"}
     test = metrics[metrics.split == "test"]
