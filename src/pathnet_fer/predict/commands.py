@@ -26,7 +26,7 @@ or only partly decoded (listed on stderr: "skipped:" / "incomplete:"); 1 the mod
 was refused or no input could be processed.
 
 examples:
-  pathnet-fer predict --model runs/demo/models/ckplus48-jaffe.pt clip.mp4
+  pathnet-fer predict --model runs/demo/models/ckplus48-to-jaffe/transfer_best.pt clip.mp4
   pathnet-fer predict --model model.pt videos/ 'more/*.flv' --out preds.csv --every 2
   pathnet-fer predict --model model.pt talk.mp4 --annotate talk_annotated.mp4
   pathnet-fer predict --model model.pt --info
