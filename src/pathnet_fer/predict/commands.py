@@ -144,8 +144,15 @@ def run_predict(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+        if args.annotate:
+            target = Path(args.annotate)
+            (target if not target.suffix else target.parent).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot write the outputs: {error}", file=sys.stderr)
+        return EXIT_FAILED
     state = {"header": True, "started": time.perf_counter(), "rows": 0}
 
     def on_file(path: str, table: pd.DataFrame) -> None:
