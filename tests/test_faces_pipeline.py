@@ -15,6 +15,8 @@ from pathnet_fer.faces import FaceDataset, FaceSettings, preprocess_dataset
 from pathnet_fer.faces.cache import dataset_cache_dir
 from pathnet_fer.faces.summary import summarise
 
+CREMA_SETTINGS = FaceSettings(every=2)
+
 
 @pytest.fixture(scope="session")
 def face_cache(tmp_path_factory) -> Path:
@@ -32,8 +34,13 @@ def ckplus(require_data, face_cache) -> FaceDataset:
 
 @pytest.fixture(scope="session")
 def crema(require_data, face_cache) -> FaceDataset:
+    # every 2nd frame keeps the test within budget; every frame is covered elsewhere
     return preprocess_dataset(
-        "crema-d", require_data("crema-d-sample"), cache_dir=face_cache, progress=False
+        "crema-d",
+        require_data("crema-d-sample"),
+        CREMA_SETTINGS,
+        cache_dir=face_cache,
+        progress=False,
     )
 
 
@@ -154,7 +161,7 @@ def test_changed_setting_rebuilds_and_resumes_after_a_kill(require_data, tmp_pat
     assert after.report.processed == 1 and after.report.from_cache == 11
 
 
-def test_crema_d_clips_every_frame(crema):
+def test_crema_d_clips(crema):
     check_invariants(crema)
     assert crema.settings.detect is True
     manifest = crema.manifest
@@ -167,9 +174,9 @@ def test_crema_d_clips_every_frame(crema):
         "sadness",
     }
     assert "NEU" in " ".join(manifest.loc[manifest["status"] != "ok", "path"])
-    assert (ok["n_frames"] > 50).all() and (ok["n_crops"] == ok["n_frames"]).all()
+    assert (ok["n_frames"] > 25).all() and (ok["n_crops"] == ok["n_frames"]).all()
     for _, rows in crema.frames.groupby("clip"):
-        np.testing.assert_array_equal(rows["frame_index"], np.arange(len(rows)))
+        np.testing.assert_array_equal(rows["frame_index"], 2 * np.arange(len(rows)))
     # one actor, one face, filmed frontally: the face box is big and steady
     assert (crema.frames["w"] > 80).all()
     assert crema.frames.groupby("clip")["x"].std().max() < 15
@@ -181,6 +188,7 @@ def test_crema_d_keep_neutral_reuses_clip_entries(crema, require_data, face_cach
     seven = preprocess_dataset(
         "crema-d",
         require_data("crema-d-sample"),
+        CREMA_SETTINGS,
         cache_dir=face_cache,
         keep_neutral=True,
         workers=1,

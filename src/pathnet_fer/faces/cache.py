@@ -32,9 +32,9 @@ from pathnet_fer.paths import cache_root
 
 def file_key(path: str | Path) -> str:
     """Identity of a file's current content: path + size + mtime (no reading needed)."""
-    path = Path(path).resolve()
+    path = os.path.abspath(path)  # no symlink resolution: 30k files in a fraction of a second
     try:
-        stat = path.stat()
+        stat = os.stat(path)
         identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     except OSError:
         identity = f"{path}|missing"
@@ -136,6 +136,19 @@ class FaceCache:
             digest.update(part.encode())
             digest.update(b"\0")
         return digest.hexdigest()[:16]
+
+    def prune_consolidated(self, keep: int = 4) -> None:
+        """Delete all but the ``keep`` newest consolidated files (older scans of the folder).
+
+        Per-clip entries stay: they are what a rebuild reads.
+        """
+        found = sorted(
+            self.directory.glob("consolidated-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        for stale in found[keep:]:
+            fingerprint = stale.stem.removeprefix("consolidated-")
+            for path in self.consolidated_paths(fingerprint):
+                path.unlink(missing_ok=True)
 
     def consolidated_paths(self, fingerprint: str) -> tuple[Path, Path]:
         return (

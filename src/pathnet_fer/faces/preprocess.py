@@ -208,6 +208,7 @@ def preprocess_samples(
 
     dataset = _assemble(samples, skipped, results, label_ok, names, settings, name)
     dataset.save(images_path, manifest_path)
+    cache.prune_consolidated()
     report.seconds = time.perf_counter() - started
     dataset.report = report
     return dataset
