@@ -3,8 +3,9 @@
 Runs ``pathnet_fer.baselines.runner.run_baselines`` for each (experiment set, fold, group
 of models) in its own process, then merges the parts into one ``metrics.csv`` and writes
 ``summary.md`` with the experiments stage's report code. Groups: ``vector`` (MLP and
-progressive nets, single-threaded on CPU), ``head`` (ImageNet CNNs with a new head, and the
-CIFAR CNN) and ``full`` (whole-network fine-tuning, optionally with its own sample cap).
+progressive nets, single-threaded on CPU), ``head`` (ImageNet CNNs with a new head; one
+process per set so the frozen features are extracted once), ``cifar`` (the CIFAR CNN from
+scratch) and ``full`` (whole-network fine-tuning, optionally with its own sample cap).
 
     python benchmarks/baselines_table.py --out runs/baselines-table --generations 100 \\
         --full-max-samples 32000 --jobs 8
@@ -30,9 +31,13 @@ CONFIG = "ckplus-jaffe"
 DATASETS = ("ckplus48", "jaffe")
 GROUPS = {
     "vector": "mlp,progressive",
-    "head": "mobilenet_v2,efficientnet_lite0,cifar",
+    "head": "mobilenet_v2,efficientnet_lite0",
+    "cifar": "cifar",
     "full": "mobilenet_v2,efficientnet_lite0",
 }
+# Head-only CNNs run one process per set: the frozen features are extracted once and
+# shared by its folds. The other groups run one process per (set, fold).
+PER_SET = ("head",)
 
 
 def export(out: Path, overrides: list[str]) -> None:
@@ -78,7 +83,7 @@ def job(args: tuple) -> str:
     device = "cpu" if group == "vector" else opts["device"]
     config = load_config(CONFIG, [*opts["overrides"], f"device={device}"])
     data = load_exported(Path(opts["data"])) if opts["data"] else None
-    section = {"models": GROUPS[group], "sets": [set_name], "folds": [fold],
+    section = {"models": GROUPS[group], "sets": [set_name], "folds": fold,
                "iterations": opts["iterations"], "cnn_threads": 1,
                "finetune": ["full" if group == "full" else "head"]}  # fmt: skip
     if opts["data"]:
@@ -88,7 +93,8 @@ def job(args: tuple) -> str:
         section["max_samples"] = opts["full_max_samples"]
     if opts["input_size"]:
         section["input_size"] = opts["input_size"]
-    out = Path(opts["out"]) / "parts" / f"{set_name.replace('->', '_to_')}-f{fold}-{group}"
+    tag = "all" if len(fold) > 1 else str(fold[0])
+    out = Path(opts["out"]) / "parts" / f"{set_name.replace('->', '_to_')}-f{tag}-{group}"
     start = time.perf_counter()
     run_baselines(config, BaselineSettings.from_dict(section), out, datasets=data, progress=None)
     return f"{set_name} fold {fold} {group}: {time.perf_counter() - start:.0f}s"
@@ -105,7 +111,8 @@ def main() -> int:
     p.add_argument("--full-max-samples", type=int, default=None, help="cap for full fine-tuning")
     p.add_argument("--iterations", type=int, default=1)
     p.add_argument("--folds", type=int, default=6)
-    p.add_argument("--groups", default="vector,head,full")
+    p.add_argument("--groups", default="head,vector,cifar,full")
+    p.add_argument("--only-folds", default="", help="comma-separated 1-based folds (default all)")
     p.add_argument("--sets", default="ckplus48->ckplus48,ckplus48->jaffe,jaffe->jaffe")
     p.add_argument("--cnn-sets", default="ckplus48->ckplus48,ckplus48->jaffe",
                    help="sets that run CNN groups (CNNs ignore the source task)")  # fmt: skip
@@ -124,12 +131,13 @@ def main() -> int:
                 iterations=a.iterations, full_max_samples=a.full_max_samples,
                 input_size=a.input_size, out=str(a.out))  # fmt: skip
     groups = a.groups.split(",")
+    folds = [int(f) for f in a.only_folds.split(",") if f] or list(range(1, a.folds + 1))
     tasks = [
-        (s, fold, g, opts)
-        for g in ("head", "vector", "full") if g in groups and not a.merge_only
+        (s, fold_list, g, opts)
+        for g in ("head", "vector", "cifar", "full") if g in groups and not a.merge_only
         for s in a.sets.split(",")
         if g == "vector" or s in a.cnn_sets.split(",")
-        for fold in range(1, a.folds + 1)
+        for fold_list in ([folds] if g in PER_SET else [[f] for f in folds])
     ]  # fmt: skip
     start = time.perf_counter()
     with ProcessPoolExecutor(a.jobs) as pool:
