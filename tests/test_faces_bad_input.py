@@ -168,3 +168,37 @@ def test_rerun_keeps_everything_and_redoes_nothing(bad_run, bad_tree, tmp_path_f
     )
     assert again.report.consolidated and again.report.processed == 0
     assert again.manifest.equals(bad_run.manifest)
+
+
+def test_a_killed_run_keeps_its_work_and_resumes(require_data, tmp_path):
+    """SIGKILL a real run after its first clip is cached; the next run finishes the rest."""
+    import subprocess
+    import sys
+    import time
+
+    root = require_data("crema-d-sample")
+    cache = tmp_path / "cache"
+    code = (
+        "import sys; from pathnet_fer.faces import FaceSettings, preprocess_dataset; "
+        "preprocess_dataset('crema-d', sys.argv[1], FaceSettings(every=4), "
+        "cache_dir=sys.argv[2], workers=1, progress=False)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code, str(root), str(cache)])
+    entries: list[Path] = []
+    deadline = time.monotonic() + 180
+    while not entries and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        entries = list(cache.glob("*/clips/*.npz"))
+    finished_alone = run.poll() is not None
+    run.kill()
+    run.wait()
+    assert entries and not finished_alone, "the run must be killed after its first clip"
+    assert not list(cache.glob("*/consolidated-*.npz"))  # it never reached the end
+    resumed = preprocess_dataset(
+        "crema-d", root, FaceSettings(every=4), cache_dir=cache, progress=False
+    )
+    report = resumed.report
+    assert report.from_cache >= len(entries) >= 1
+    assert report.processed + report.from_cache == 5 and report.processed < 5
+    assert (resumed.manifest["status"] == "ok").sum() == 5
+    assert len(resumed) == resumed.manifest["n_crops"].sum() > 60

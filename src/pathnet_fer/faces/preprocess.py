@@ -58,6 +58,13 @@ def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
     return position, faces
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def _mp_context() -> multiprocessing.context.BaseContext:
     # Not fork: a parent that already ran OpenCV or FFmpeg threads (a benchmark, a notebook,
     # the predictor) leaves their locks held in a forked child, which then hangs forever.
@@ -198,6 +205,7 @@ def preprocess_samples(
         elif key not in queued:
             queued.add(key)
             todo.append((position, path, key))
+    todo.sort(key=lambda task: -_size(task[1]))  # longest first: workers finish together
     for position, faces in _run(todo, settings, cache, name, workers, progress):
         results[position] = faces
         report.processed += 1
