@@ -36,6 +36,8 @@ SHARED_UPDATES = ("sum", "mean")
 # streams all of a group's first-layer weights twice); on CUDA, all runs in one group.
 # Runs share nothing, so grouping changes speed, not the result.
 CPU_GROUP_BYTES = int(os.environ.get("PATHNET_FER_GROUP_BYTES", 2 * 1024 * 1024))
+# Inputs of several steps are gathered at once, up to this many bytes per gather.
+GATHER_BYTES = 4 * 1024 * 1024
 
 
 def run_groups(net: PathNet, runs: torch.Tensor) -> list[torch.Tensor]:
@@ -115,6 +117,15 @@ def train_paths(
 def _train_group(
     net, runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr, shared_update
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One group of runs: per step ~27 batched ops, no autograd.
+
+    Layout tricks that cut the op count per step: hidden-layer and readout biases are
+    folded into their weights (activations carry a constant-1 column, so one
+    ``baddbmm_`` updates weight and bias); the per-layer combine of the N module outputs
+    (mean or sum over distinct modules) is one ``baddbmm`` with a fixed (N*U, U+1)
+    matrix that also writes the constant-1 column; the inputs of all steps are gathered
+    in a few large ``index_select`` calls; logits are written in place.
+    """
     c = net.config
     dev = net.device
     runs = runs.to(dev)
@@ -123,30 +134,47 @@ def _train_group(
     n_classes = readout_weight.shape[1]
     n_slots, units = c.max_active, c.units
     k = n_slots * units
+    u1 = units + 1
+    n_layers = c.layers
 
     cw = slot_weights(paths, c.combine)  # (G, L, N)
-    fixed = net.fixed.to(dev)[runs.unsqueeze(1), torch.arange(c.layers, device=dev).unsqueeze(0)]
+    fixed = net.fixed.to(dev)[runs.unsqueeze(1), torch.arange(n_layers, device=dev).unsqueeze(0)]
     fixed_slot = fixed.gather(2, paths)  # (G, L, N): slot names a fixed module
     trainable = (cw > 0) & ~fixed_slot
-    cw4 = [cw[:, layer].reshape(g, 1, n_slots, 1) for layer in range(c.layers)]
-    any_frozen = [bool((~trainable[:, layer]).any()) for layer in range(c.layers)]
+    any_frozen = [bool((~trainable[:, layer]).any()) for layer in range(n_layers)]
     tmask = [
         trainable[:, layer].repeat_interleave(units, dim=1).reshape(g, 1, k).float()
-        for layer in range(c.layers)
+        for layer in range(n_layers)
     ]
+    # combine[l] (G, N*U, U+1): a = h @ combine puts sum_n cw_n h_n in the first U
+    # columns and 0 in the last; baddbmm with `one` (0,..,0,1) makes that column 1.
+    eye = torch.eye(units, u1, device=dev)
+    combine = [
+        (cw[:, layer].reshape(g, n_slots, 1, 1) * eye).reshape(g, k, u1)
+        for layer in range(n_layers)
+    ]
+    combine_t = [m.transpose(1, 2).contiguous() for m in combine]  # (G, U+1, N*U)
+    one = torch.zeros(1, 1, u1, device=dev)
+    one[..., units] = 1.0
 
-    # Working copies (advanced indexing copies): (G, N*U, in) and (G, 1, N*U).
+    # Working copies. Layer 0: (G, N*U, D) + bias (G, 1, N*U); layers >= 1: (G, N*U, U+1)
+    # with the bias as last column.
     rw = runs.unsqueeze(1)
-    ws = [net.weights[layer][rw, paths[:, layer]].reshape(g, k, -1) for layer in range(c.layers)]
-    bs = [net.biases[layer][rw, paths[:, layer]].reshape(g, 1, k) for layer in range(c.layers)]
+    ws = []
+    for layer in range(n_layers):
+        w = net.weights[layer][rw, paths[:, layer]].reshape(g, k, -1)
+        if layer > 0:
+            bias = net.biases[layer][rw, paths[:, layer]].reshape(g, k, 1)
+            w = torch.cat([w, bias], dim=2)
+        ws.append(w)
+    b0 = net.biases[0][rw, paths[:, 0]].reshape(g, 1, k)
     w_start = [w.clone() for w in ws]
-    b_start = [bb.clone() for bb in bs]
-    # The readout is shared by all paths of a run at every step: one working copy per run,
-    # gathered for the paths each step, their gradients summed (or averaged) per run.
+    b0_start = b0.clone()
+    # The readout is shared by all paths of a run at every step: one working copy per run
+    # (G... -> Ru), weight and bias as (Ru, C, U+1); gradients summed (or averaged) per run.
     uniq, inv = torch.unique(runs, return_inverse=True)
-    sv = readout_weight[uniq].clone()  # (Ru, C, U)
-    sb = readout_bias[uniq].reshape(-1, 1, n_classes).clone()
-    sv_start, sb_start = sv.clone(), sb.clone()
+    sv = torch.cat([readout_weight[uniq], readout_bias[uniq].unsqueeze(2)], dim=2)
+    sv_start = sv.clone()
     readout_lr = step_lr_of(lr, b)
     n_runs = uniq.numel()
     per_group = g // n_runs
@@ -167,55 +195,70 @@ def _train_group(
     logits_all = torch.empty(steps, g, b, n_classes, device=dev)
     step_lr = -lr / b  # mean loss over the minibatch
     flat_rows = batch_index.reshape(steps, g * b)
+    row_bytes = g * b * x_all.shape[1] * 4
+    chunk = max(1, min(steps, GATHER_BYTES // max(row_bytes, 1)))
 
     for s in range(steps):
-        a = x_all.index_select(0, flat_rows[s]).view(g, b, -1)
-        acts = [a]
+        if s % chunk == 0:
+            x_chunk = x_all.index_select(0, flat_rows[s : s + chunk].reshape(-1))
+            x_chunk = x_chunk.view(-1, g, b, x_all.shape[1])
+        x = x_chunk[s % chunk]
+        acts = [x]
         hs = []
-        for layer in range(c.layers):
-            h = torch.baddbmm(bs[layer], a, ws[layer].transpose(1, 2)).relu_()
-            hs.append(h)
-            a = (h.view(g, b, n_slots, units) * cw4[layer]).sum(2)
+        h = torch.baddbmm(b0, x, ws[0].transpose(1, 2)).relu_()
+        hs.append(h)
+        a = torch.baddbmm(one, h, combine[0])  # (G, B, U+1), last column 1
+        for layer in range(1, n_layers):
             acts.append(a)
+            h = torch.bmm(a, ws[layer].transpose(1, 2)).relu_()
+            hs.append(h)
+            a = torch.baddbmm(one, h, combine[layer])
+        out = logits_all[s]
         if grouped:
-            a_run = a.view(n_runs, per_group * b, units)
-            logits = torch.baddbmm(sb, a_run, sv.transpose(1, 2))
-            logits_all[s] = logits.view(g, b, n_classes)
+            a_run = a.view(n_runs, per_group * b, u1)
+            logits = torch.bmm(
+                a_run, sv.transpose(1, 2), out=out.view(n_runs, per_group * b, n_classes)
+            )
             d = logits.softmax(-1).sub_(onehot[s].view(n_runs, per_group * b, n_classes))
-            da = torch.bmm(d, sv).view(g, b, units)
+            da = torch.bmm(d, sv).view(g, b, u1)
             sv.baddbmm_(d.transpose(1, 2), a_run, alpha=grouped_lr)
-            sb.add_(d.sum(1, keepdim=True), alpha=grouped_lr)
         else:
-            vw, vb = sv[inv], sb[inv]
-            logits = torch.baddbmm(vb, a, vw.transpose(1, 2))
-            logits_all[s] = logits
+            vw = sv[inv]
+            logits = torch.bmm(a, vw.transpose(1, 2), out=out)
             d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
             da = torch.bmm(d, vw)
             gv = torch.bmm(d.transpose(1, 2), a)
-            gb = d.sum(1, keepdim=True)
             if per_run is not None:
-                gv, gb = gv / per_run, gb / per_run
+                gv = gv / per_run
             sv.index_add_(0, inv, gv, alpha=readout_lr)
-            sb.index_add_(0, inv, gb, alpha=readout_lr)
-        for layer in range(c.layers - 1, -1, -1):
-            h = hs[layer]
-            dz = torch.ops.aten.threshold_backward(
-                (da.unsqueeze(2) * cw4[layer]).view(g, b, k), h, 0.0
-            )
+        for layer in range(n_layers - 1, -1, -1):
+            # da's last column (d/d of the constant 1) meets combine_t's zero row.
+            dz = torch.ops.aten.threshold_backward(torch.bmm(da, combine_t[layer]), hs[layer], 0.0)
             if layer > 0:
                 da = torch.bmm(dz, ws[layer])
             if any_frozen[layer]:
                 dz.mul_(tmask[layer])
             ws[layer].baddbmm_(dz.transpose(1, 2), acts[layer], alpha=step_lr)
-            bs[layer].add_(dz.sum(1, keepdim=True), alpha=step_lr)
+            if layer == 0:
+                b0.add_(dz.sum(1, keepdim=True), alpha=step_lr)
 
     logp = logits_all.log_softmax(-1)
     loss = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)
     correct = (logits_all.argmax(-1) == y_steps).sum((0, 2))
 
-    _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update)
-    readout_weight.index_add_(0, uniq, sv - sv_start)
-    readout_bias.index_add_(0, uniq, (sb - sb_start).reshape(-1, n_classes))
+    deltas_w, deltas_b = [], []
+    for layer in range(n_layers):
+        delta = ws[layer] - w_start[layer]
+        if layer == 0:
+            deltas_w.append(delta)
+            deltas_b.append((b0 - b0_start).reshape(g, k))
+        else:
+            deltas_w.append(delta[..., :units])
+            deltas_b.append(delta[..., units])
+    _write_back(net, runs, paths, trainable, deltas_w, deltas_b, shared_update)
+    delta_v = sv - sv_start
+    readout_weight.index_add_(0, uniq, delta_v[..., :units].contiguous())
+    readout_bias.index_add_(0, uniq, delta_v[..., units].contiguous())
     return correct, loss
 
 
@@ -224,8 +267,9 @@ def step_lr_of(lr: float, batch: int) -> float:
     return -lr / batch
 
 
-def _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_update) -> None:
-    """Add each trainable slot's delta into the stacked tensors (sum or mean over paths)."""
+def _write_back(net, runs, paths, trainable, deltas_w, deltas_b, shared_update) -> None:
+    """Add each trainable slot's delta into the stacked tensors (sum or mean over paths).
+    ``deltas_w[l] (G, N*U, in_l)``, ``deltas_b[l] (G, N*U)``."""
     c = net.config
     g = paths.shape[0]
     for layer in range(c.layers):
@@ -233,8 +277,8 @@ def _write_back(net, runs, paths, trainable, ws, bs, w_start, b_start, shared_up
         if not bool(sel.any()):
             continue
         flat = (runs.unsqueeze(1) * c.modules + paths[:, layer])[sel]  # (T,)
-        dw = (ws[layer] - w_start[layer]).view(g, c.max_active, c.units, -1)[sel]
-        db = (bs[layer] - b_start[layer]).view(g, c.max_active, c.units)[sel]
+        dw = deltas_w[layer].reshape(g, c.max_active, c.units, -1)[sel]
+        db = deltas_b[layer].reshape(g, c.max_active, c.units)[sel]
         if shared_update == "mean":
             count = torch.bincount(flat, minlength=net.runs * c.modules).to(dw.dtype)[flat]
             dw = dw / count.view(-1, 1, 1)
