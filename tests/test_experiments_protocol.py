@@ -161,10 +161,10 @@ RESUME = ["sets=[{source: ckplus48, destination: ckplus48}]", "evolution.generat
           "logging.progress=false", "save_models=none"]
 
 
-def _command(out):
-    args = [sys.executable, "-m", "pathnet_fer.cli", "experiment", "demo", "--out", str(out),
+def _command(out, *extra):
+    args = [sys.executable, "-m", "pathnet_fer.experiments", "experiment", "demo", "--out", str(out),
             "--quiet"]
-    for item in RESUME:
+    for item in [*RESUME, *extra]:
         args += ["--set", item]
     return args
 
@@ -173,7 +173,10 @@ def test_killed_experiment_resumes_to_the_same_result(tmp_path, require_data):
     require_data("ckplus48")
     env = {**os.environ}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(_command(whole), env=env, check=True, timeout=300)
+    # The uninterrupted run goes through worker processes, the other in-process: the
+    # executor must not change any result.
+    subprocess.run(_command(whole, "executor.kind=local", "executor.workers=2"), env=env,
+                   check=True, timeout=300)
     proc = subprocess.Popen(_command(killed), env=env)
     deadline = time.monotonic() + 240
     # Kill once the first job has finished and the second has checkpointed mid-way.
@@ -195,3 +198,26 @@ def test_killed_experiment_resumes_to_the_same_result(tmp_path, require_data):
     pd.testing.assert_frame_equal(a, b)
     for name in ("confusion.csv", "folds.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(whole / name), pd.read_csv(killed / name))
+
+
+def test_chained_iterations_fix_each_destination_in_turn(tmp_path, require_data):
+    from pathnet_fer.evolution import load_checkpoint
+
+    require_data("ckplus48")
+    config = load_config("demo", [
+        "sets=[{source: ckplus48, destination: ckplus48}]", "protocol.iteration_mode=chained",
+        "protocol.iterations=2", "evolution.generations=4", "evolution.minibatches=4",
+        "protocol.eval_every=2", "protocol.folds=2", "logging.progress=false",
+        "save_models=none", f"cache_dir={tmp_path / 'cache'}"])
+    result = run_experiment(config, tmp_path / "run", executor=InlineExecutor(), quiet=True)
+    metrics = result.metrics
+    transfer = metrics[metrics.arm == "transfer"]
+    assert sorted(transfer.iteration.unique()) == [1, 2]
+    assert sorted(metrics[metrics.arm == "source"].iteration.unique()) == [1]
+    assert sorted(metrics[metrics.arm == "scratch"].iteration.unique()) == [1, 2]
+    assert "chained" in (tmp_path / "run" / "summary.md").read_text()
+    net, _, _ = load_checkpoint(tmp_path / "run" / "checkpoints" /
+                                "ckplus48-to-ckplus48__transfer" / "state.pt")
+    # Source fixed, then iteration 1's destination; iteration 2 is the chain's last link.
+    assert net.fixed_tasks == ["source", "transfer_it1"]
+    assert net.runs == 2  # one chain per fold
