@@ -202,3 +202,19 @@ def test_a_killed_run_keeps_its_work_and_resumes(require_data, tmp_path):
     assert report.processed + report.from_cache == 5 and report.processed < 5
     assert (resumed.manifest["status"] == "ok").sum() == 5
     assert len(resumed) == resumed.manifest["n_crops"].sum() > 60
+
+
+def test_long_faceless_opening_is_decoded_twice_not_held(require_data, monkeypatch):
+    """Frames before the first face beyond the memory cap are re-decoded: same crops."""
+    import pathnet_fer.faces.extract as extract
+
+    clip = str(require_data("face-media") / "noface_face.mov")  # the face shows up late
+    settings = FaceSettings(detect=True, every=4)
+    held = extract.extract_faces(clip, settings)
+    first_fresh = int(np.argmax(~held.fallback))
+    assert held.status == "ok" and first_fresh > 3 and held.fallback[:first_fresh].all()
+    monkeypatch.setattr(extract, "MAX_PENDING_FRAMES", 2)
+    capped = extract.extract_faces(clip, settings)
+    np.testing.assert_array_equal(capped.images, held.images)
+    np.testing.assert_array_equal(capped.frame_index, held.frame_index)
+    np.testing.assert_array_equal(capped.boxes, held.boxes)

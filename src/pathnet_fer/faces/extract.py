@@ -13,6 +13,9 @@ from pathnet_fer.faces.tracking import FaceTracker, choose_face
 from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
 
 NO_FACE = "no face detected"
+# Frames held in memory while waiting for a clip's first face (about 300 MB of 720p grey);
+# later ones are decoded a second time once the face is known.
+MAX_PENDING_FRAMES = 300
 SEVERAL_FACES = "several faces in every frame and no single face to follow (policy 'previous')"
 
 
@@ -92,10 +95,12 @@ def extract_faces(
                 box, fresh = tracker.update(frame)
                 n_multi += tracker.n_faces > 1
                 if box is None:
-                    pending.append((index, frame))
+                    # hold frames until the first face; past the cap keep only the index
+                    # and decode the opening again once the face is known
+                    pending.append((index, frame if len(pending) < MAX_PENDING_FRAMES else None))
                     continue
                 if pending:
-                    for pending_index, pending_frame in pending:
+                    for pending_index, pending_frame in _pending_frames(path, pending, settings):
                         crops.append(crop_face(pending_frame, box, settings))
                         indices.append(pending_index)
                         fallback.append(True)
@@ -121,6 +126,24 @@ def extract_faces(
         result.n_detections = int((~result.fallback).sum())
         result.n_multi = n_multi
     return result
+
+
+def _pending_frames(
+    path: str, pending: list[tuple[int, np.ndarray | None]], settings: FaceSettings
+) -> list[tuple[int, np.ndarray]]:
+    """The held-back frames, re-decoding those dropped to bound memory (long faceless starts)."""
+    dropped = {index for index, frame in pending if frame is None}
+    if not dropped:
+        return pending
+    pixel_format = "gray" if settings.colour == "grey" else "rgb24"
+    last = max(dropped)
+    frames = {index: frame for index, frame in pending if frame is not None}
+    for index, _, frame in iter_frames(path, settings.every, pixel_format, check_complete=False):
+        if index in dropped:
+            frames[index] = frame
+        if index >= last:
+            break
+    return [(index, frames[index]) for index, _ in pending]
 
 
 def _extract_image(path: str, settings: FaceSettings, detector: FaceDetector | None) -> ClipFaces:
