@@ -49,7 +49,7 @@ def _same_state(net_a, task_a, net_b, task_b) -> None:
     assert torch.equal(task_a.population, task_b.population)
     assert torch.equal(task_a.readout_weight, task_b.readout_weight)
     assert torch.equal(task_a.best_paths, task_b.best_paths)
-    for key in ("fitness", "loss", "pairs", "winner"):
+    for key in ("fitness", "loss", "pairs", "winner", "winner_genotypes"):
         assert torch.equal(task_a.history_tensors()[key], task_b.history_tensors()[key]), key
 
 

@@ -220,6 +220,7 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
         ("loss", mean_loss),
         ("train_accuracy", train_acc),
         ("winner", winner),
+        ("winner_genotypes", winners),
     ):
         task.history[key].append(value)
     seconds = time.perf_counter() - start

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pathnet_fer.evolution.data import PreparedData
     from pathnet_fer.pathnet.supernet import PathNet
 
-HISTORY_KEYS = ("pairs", "fitness", "loss", "train_accuracy", "winner")
+HISTORY_KEYS = ("pairs", "fitness", "loss", "train_accuracy", "winner", "winner_genotypes")
 
 
 class Task:
@@ -94,7 +94,7 @@ class Task:
 
     def history_tensors(self) -> dict[str, torch.Tensor]:
         """Per-generation records stacked: ``fitness/loss/train_accuracy (T, R, 2)``,
-        ``pairs (T, R, 2)``, ``winner (T, R)``."""
+        ``pairs (T, R, 2)``, ``winner (T, R)``, ``winner_genotypes (T, R, L, N)``."""
         return {k: (torch.stack(v) if v else torch.empty(0)) for k, v in self.history.items()}
 
     def history_frame(self) -> pd.DataFrame:
@@ -174,7 +174,7 @@ class Task:
         )
         task.member_fitness = state["member_fitness"].clone()
         task.generation = state["generation"]
-        task.history = {k: [t.clone() for t in v] for k, v in state["history"].items()}
+        task.history = {k: [t.clone() for t in state["history"].get(k, [])] for k in HISTORY_KEYS}
         task.best_paths = state["best_paths"]
         task.best_fitness = state["best_fitness"]
         task.selection_rows = [r.clone() for r in state["selection_rows"]]
