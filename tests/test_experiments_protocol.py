@@ -221,3 +221,29 @@ def test_chained_iterations_fix_each_destination_in_turn(tmp_path, require_data)
     # Source fixed, then iteration 1's destination; iteration 2 is the chain's last link.
     assert net.fixed_tasks == ["source", "transfer_it1"]
     assert net.runs == 2  # one chain per fold
+
+
+def test_report_adds_baseline_arms(tiny_run, tmp_path):
+    import shutil
+
+    from pathnet_fer.experiments.__main__ import main
+    from pathnet_fer.experiments.metrics_log import MetricsWriter
+
+    _, out, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    with MetricsWriter(tmp_path / "bl" / "metrics.csv") as log:
+        for fold in (1, 2):
+            log.log(experiment="ckplus48->jaffe", iteration=1, fold=fold, task="jaffe",
+                    arm="mlp-scratch", generation=5, split="test", level="frame",
+                    metric="accuracy", value=0.25 * fold)
+    assert main(["report", str(run), "--add", str(tmp_path / "bl")]) == 0
+    summary = pd.read_csv(run / "summary.csv")
+    row = summary[summary.arm == "mlp-scratch"].iloc[0]
+    assert (row.experiment, row.n, row["mean"]) == ("ckplus48->jaffe", 2, pytest.approx(0.375))
+    assert "mlp-scratch" in (run / "summary.md").read_text()
+    assert main(["report", str(run)]) == 0  # stays on a later rebuild
+    assert "mlp-scratch" in set(read_metrics(run).arm)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["report", str(run), "--add", str(bad)]) == 2

@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Re-read RUN_DIR's job outputs and rewrite metrics.csv, "
                        "summary.csv, summary.md and figures/ (e.g. after baselines added arms).")
     r.add_argument("run_dir")
+    r.add_argument("--add", action="append", default=[], metavar="METRICS_CSV",
+                   help="also include another run's metrics.csv (e.g. a baselines run, "
+                   "`pathnet-fer baseline ... --out DIR`): copied into RUN_DIR/parts/ so its "
+                   "arms stay in every later report (repeatable)")
     r.set_defaults(func=_report)
 
 
@@ -125,6 +129,20 @@ def _report(args: argparse.Namespace) -> int:
     if not (run_dir / "config.yaml").exists():
         print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    from pathnet_fer.experiments.metrics_log import read_metrics
+
+    for extra in args.add:
+        src = Path(extra)
+        src = src / "metrics.csv" if src.is_dir() else src
+        try:
+            frame = read_metrics(src)  # validates the contract before anything is copied
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        dest = run_dir / "parts" / f"added-{src.resolve().parent.name}" / "metrics.csv"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(dest, index=False)
+        print(f"added {len(frame)} rows ({', '.join(sorted(frame.arm.unique()))}) from {src}")
     result = finalise(run_dir)
     print(f"report: {result.summary_md}")
     return 0
