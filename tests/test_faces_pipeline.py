@@ -200,12 +200,20 @@ def test_crema_d_keep_neutral_reuses_clip_entries(crema, require_data, face_cach
     assert seven.report.processed == 1 and seven.report.from_cache == 5
 
 
-def test_jaffe_goes_through_the_detector(require_data, face_cache):
-    jaffe = preprocess_dataset("jaffe", require_data("jaffe"), cache_dir=face_cache, progress=False)
+def test_jaffe_goes_through_the_detector(require_data, tmp_path):
+    # two of the ten posers (the full set: 183 images, see docs/faces.md), MK included:
+    # MK.DI3.130 shows a small false positive beside the face
+    tree = tmp_path / "jaffe"
+    tree.mkdir()
+    for path in sorted(require_data("jaffe").glob("*.tiff")):
+        if path.name.startswith(("MK.", "KA.")):
+            shutil.copy2(path, tree / path.name)
+    jaffe = preprocess_dataset("jaffe", tree, cache_dir=tmp_path / "cache", progress=False)
     check_invariants(jaffe)
     assert jaffe.settings.detect is True
-    assert (jaffe.manifest["status"] == "ok").sum() == 183 and len(jaffe) == 183
-    assert jaffe.frames["subject"].nunique() == 10
+    six = sum(1 for p in tree.iterdir() if ".NE" not in p.name)
+    assert (jaffe.manifest["status"] == "ok").sum() == six == len(jaffe) > 30
+    assert set(jaffe.frames["subject"]) == {"MK", "KA"}
     # 256x256 portraits: one big face each; a small false positive beside the face
     # (e.g. MK.DI3.130) is recorded, and the still image keeps its largest face
     assert (jaffe.frames["w"] > 100).all()

@@ -32,12 +32,14 @@ def default_workers() -> int:
 
 
 def _init_worker(
-    settings: FaceSettings, cache_directory: str, name: str, single_thread: bool = True
+    settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
 ) -> None:
-    if single_thread:
+    if threads is not None:
         import cv2
 
-        cv2.setNumThreads(1)  # parallelism comes from the processes; avoid oversubscription
+        # parallelism comes from the processes; OpenCV gets the cores left over (more
+        # cores than clips), never more, to avoid oversubscription
+        cv2.setNumThreads(threads)
     _worker_state["settings"] = settings
     _worker_state["cache"] = FaceCache(Path(cache_directory), settings, name)
     _worker_state["detector"] = FaceDetector(settings) if settings.detect else None
@@ -89,14 +91,18 @@ def _run(
     )
     try:
         if workers <= 1 or len(tasks) <= 1:
-            _init_worker(settings, str(cache.directory), name, single_thread=False)
+            _init_worker(settings, str(cache.directory), name, threads=None)
             for task in tasks:
                 yield _process(task)
                 bar.update()
             return
         chunk = max(1, min(32, len(tasks) // (workers * 8)))
+        processes = min(workers, len(tasks))
+        threads = max(1, default_workers() // processes)
         with _mp_context().Pool(
-            workers, initializer=_init_worker, initargs=(settings, str(cache.directory), name)
+            processes,
+            initializer=_init_worker,
+            initargs=(settings, str(cache.directory), name, threads),
         ) as pool:
             for result in pool.imap_unordered(_process, tasks, chunksize=chunk):
                 yield result
