@@ -98,3 +98,22 @@ def test_settings_refuse_unknown_models_and_keys():
         "*": "auto",
         "mobilenet_v2": "/w.pth",
     }
+
+
+def test_baselines_section_of_an_experiment_config(tmp_path):
+    """A ``baselines:`` section is read by the baseline command and kept out of the
+    experiment config's strict validation."""
+    from pathnet_fer.baselines.commands import load_with_baselines
+    from pathnet_fer.experiments.config import CONFIG_DIR
+
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        f"extends: {CONFIG_DIR / 'demo.yaml'}\n"
+        "baselines:\n  models: [mobilenet_v2, mlp]\n  finetune: [head, full]\n  max_samples: 800\n"
+    )
+    config, section = load_with_baselines(str(path), ["baselines.input_size=64"])
+    settings = BaselineSettings.from_dict(section)
+    assert config.name == "demo" and settings.max_samples == 800 and settings.input_size == 64
+    assert [a for a, _ in expand_arms(settings)] == [
+        "mobilenet_v2", "mobilenet_v2", "mlp-scratch", "mlp-finetune"
+    ]  # fmt: skip
