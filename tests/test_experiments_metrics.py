@@ -165,3 +165,38 @@ def test_subject_folds_on_real_ckplus_labels(require_data):
         subject_folds(subjects, labels, n_folds=200)
     fixed = fixed_split_fold(np.array(["train", "test", "train"]))
     assert list(fixed[0].test_index) == [1]
+
+
+def test_loggers_fan_out_to_csv_console_and_tensorboard(tmp_path, capsys):
+    import io
+
+    from pathnet_fer.experiments.loggers import (
+        ConsoleLogger,
+        CSVLogger,
+        LoggerGroup,
+        RunKey,
+        TensorBoardLogger,
+    )
+
+    stream = io.StringIO()
+    loggers = [CSVLogger(tmp_path / "metrics.csv"), ConsoleLogger(every=2, stream=stream)]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(tmp_path / "tb"))
+    except ImportError:
+        pass
+    group = LoggerGroup(loggers)
+    key = RunKey("a->b", 1, 2, "b", "transfer")
+    for g in range(1, 5):
+        group.log_values(key, g, "train", "minibatch", {"accuracy": g / 4, "loss": 1 / g})
+    group.log_values(key, 4, "test", "frame", {"accuracy": 0.5, "macro_f1": 0.4})
+    group.close()
+    frame = read_metrics(tmp_path / "metrics.csv")
+    assert len(frame) == 10 and set(frame.fold) == {2} and set(frame.arm) == {"transfer"}
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "gen 4] test: accuracy=0.500" in lines[-1]  # gens 2, 4 + test
+    if len(loggers) == 3:
+        events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+        assert len(events) == 1 and events[0].stat().st_size > 0
+        assert "a-to-b/transfer/it1_fold2" in str(events[0].parent)

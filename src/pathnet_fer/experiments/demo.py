@@ -22,7 +22,9 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None,
     """Run the demo config into ``out`` and print the summary's location and tables."""
     cfg = load_config(config, overrides)
     result = run_experiment(cfg, out, restart=restart, quiet=quiet)
-    if not quiet:
+    if quiet:
+        print(f"Report: {result.summary_md}")
+    else:
         curves = [p for p in result.figures if p.name.startswith("learning_curves")]
         print(f"\nDemo finished in {result.seconds:.0f} s.", file=sys.stderr)
         print(result.summary_md.read_text().split("\n## Figures")[0])
