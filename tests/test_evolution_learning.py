@@ -116,3 +116,30 @@ def test_learns_on_real_face_crops_subject_independent(require_data) -> None:
     majority = np.bincount(y[test]).max() / test.sum()
     print(f"CK+48 held-out accuracy per run {acc}, majority class {majority:.3f}")
     assert acc.mean() > majority + 0.1, (acc, majority)
+
+
+def test_tiny_data_and_other_settings_run_end_to_end() -> None:
+    """Fewer rows than one minibatch, clamp boundary, sequential pairs, sum combine, 1 layer."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 8, generator=gen)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    net = PathNet(
+        PathNetConfig(input_dim=8, layers=1, modules=3, units=4, max_active=2, combine="sum"),
+        runs=2,
+        seed=0,
+        device="cpu",
+    )
+    cfg = EvolutionConfig(
+        generations=4,
+        population=3,
+        minibatches=3,
+        mutation_boundary="clamp",
+        pair_training="sequential",
+        mutation_rate=0.5,
+    )
+    task = evolve(net, TaskData(x, y), n_classes=3, config=cfg, seed=0)
+    assert task.best_paths.shape == (2, 1, 2)
+    assert int(task.population.min()) >= 0 and int(task.population.max()) < 3
+    frame = task.history_frame()
+    assert len(frame) == 4 * 2 * 2 and frame["won"].sum() == 4 * 2
+    assert net.predict_proba(x, task, run=1).shape == (5, 3)

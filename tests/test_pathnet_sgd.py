@@ -20,10 +20,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _setup(runs: int = 2, seed: int = 0):
-    net = PathNet(CFG, runs=runs, seed=seed, device="cpu")
+def _setup(runs: int = 2, seed: int = 0, cfg: PathNetConfig = CFG):
+    net = PathNet(cfg, runs=runs, seed=seed, device="cpu")
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(60, CFG.input_dim, generator=gen)
+    x = torch.rand(60, cfg.input_dim, generator=gen)
     y = torch.randint(0, 4, (60,), generator=gen)
     rw, rb = net.new_readout(4)
     return net, x, y, rw, rb, gen
@@ -34,13 +34,14 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
     each with its OWN copy of its modules; the readout is shared and takes the sum (mean)
     of the paths' gradients at every step; at the end each module gets the sum (mean over
     the paths that use it) of the changes of its copies. ``batches (S, P, B)``."""
+    cfg = net.config
     n_paths = len(paths)
     ws = [
-        [net.weights[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+        [net.weights[layer][run].clone().requires_grad_() for layer in range(cfg.layers)]
         for _ in range(n_paths)
     ]
     bs = [
-        [net.biases[layer][run].clone().requires_grad_() for layer in range(CFG.layers)]
+        [net.biases[layer][run].clone().requires_grad_() for layer in range(cfg.layers)]
         for _ in range(n_paths)
     ]
     v, c = rw[run].clone().requires_grad_(), rb[run].clone().requires_grad_()
@@ -48,9 +49,9 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
     for step in batches:
         gv, gc = torch.zeros_like(v), torch.zeros_like(c)
         for p, path in enumerate(paths):
-            cw = slot_weights(path, CFG.combine)
+            cw = slot_weights(path, cfg.combine)
             a = x[step[p]]
-            for layer in range(CFG.layers):
+            for layer in range(cfg.layers):
                 idx = path[layer]
                 h = torch.relu(
                     torch.einsum("bi,kui->bku", a, ws[p][layer][idx]) + bs[p][layer][idx]
@@ -68,12 +69,12 @@ def _autograd_sgd(net, run, paths, rw, rb, x, y, batches, lr, shared="sum"):
             v -= lr * scale * gv
             c -= lr * scale * gc
     out_w, out_b = [], []
-    for layer in range(CFG.layers):
+    for layer in range(cfg.layers):
         w0, b0 = net.weights[layer][run], net.biases[layer][run]
-        users = torch.zeros(CFG.modules)
+        users = torch.zeros(cfg.modules)
         for path in paths:
             users[path[layer].unique()] += 1
-        div = users.clamp(min=1) if shared == "mean" else torch.ones(CFG.modules)
+        div = users.clamp(min=1) if shared == "mean" else torch.ones(cfg.modules)
         out_w.append(
             w0 + sum(ws[p][layer].detach() - w0 for p in range(n_paths)) / div.view(-1, 1, 1)
         )
@@ -190,3 +191,27 @@ def test_path_order_does_not_matter() -> None:
     for a, b in zip(outs[0][1], outs[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(outs[0][2], outs[1][2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        PathNetConfig(input_dim=12, layers=1, modules=4, units=5, max_active=2),
+        PathNetConfig(input_dim=12, layers=4, modules=6, units=3, max_active=4, combine="sum"),
+        PathNetConfig(
+            input_dim=12, layers=2, modules=1, units=4, max_active=1, init="torch-linear"
+        ),
+    ],
+    ids=["1-layer", "4-layer-sum", "single-module"],
+)
+def test_other_shapes_match_autograd(cfg: PathNetConfig) -> None:
+    net, x, y, rw, rb, gen = _setup(runs=1, seed=3, cfg=cfg)
+    paths = torch.randint(0, cfg.modules, (2, cfg.layers, cfg.max_active), generator=gen)
+    batches = torch.randint(0, 60, (4, 2, 8), generator=gen)
+    ws, bs, v, c = _autograd_sgd(net, 0, paths, rw, rb, x, y, batches, 0.1)
+    train_paths(net, torch.tensor([0, 0]), paths, rw, rb, x, y, batches, 0.1)
+    for layer in range(cfg.layers):
+        torch.testing.assert_close(net.weights[layer][0], ws[layer], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(net.biases[layer][0], bs[layer], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rw[0], v, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rb[0], c, rtol=1e-5, atol=1e-6)
