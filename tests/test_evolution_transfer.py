@@ -136,3 +136,17 @@ def test_transfer_beats_scratch_on_a_related_small_destination(digits) -> None:
     print(f"scratch  curve {s.mean(1).round(3)} final per run {s[-1].round(3)}")
     assert t.mean() > s.mean() + 0.02, (t.mean(), s.mean())
     assert t[-1].mean() > s[-1].mean(), (t[-1], s[-1])
+
+
+def test_fix_accepts_genotypes_and_refuses_bad_ones() -> None:
+    net = PathNet(PathNetConfig(input_dim=8, modules=6, max_active=2), runs=2, seed=0, device="cpu")
+    paths = torch.tensor([[[0, 1], [2, 2], [5, 4]], [[3, 3], [0, 1], [1, 2]]])
+    before = [w.clone() for w in net.weights]
+    net.fix(paths)
+    assert int(net.fixed.sum()) == 2 + 1 + 2 + 1 + 2 + 2
+    assert torch.equal(net.weights[1][0, 2], before[1][0, 2])  # fixed: kept
+    assert not torch.equal(net.weights[1][0, 3], before[1][0, 3])  # free: re-initialised
+    with pytest.raises(ValueError, match=r"one path per run"):
+        net.fix(paths[:1])
+    with pytest.raises(ValueError, match=r"in \[0, 6\)"):
+        net.fix(paths + 6)

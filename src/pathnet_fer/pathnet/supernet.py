@@ -97,25 +97,31 @@ class PathNet:
     # ------------------------------------------------------------------ transfer
     def fix(self, task: Any) -> None:
         """Transfer step: FIX the task's best path in every run (union with paths fixed
-        before) and RE-INITIALISE every module that is not fixed (the paper)."""
-        paths = getattr(task, "best_paths", None)
-        if paths is None:
-            raise ValueError(
-                f"task {getattr(task, 'name', task)!r} has no best_paths yet: finish evolve() first"
-            )
-        name = getattr(task, "name", "task")
-        if getattr(task, "fixed_into_net", False):
-            raise ValueError(f"task {name!r} was already fixed into this net")
+        before) and RE-INITIALISE every module that is not fixed (the paper).
+
+        ``task``: a finished Task (its ``best_paths``), or genotypes ``(R, L, N)``.
+        """
+        if isinstance(task, torch.Tensor):
+            paths, name = task, "paths"
+        else:
+            paths = getattr(task, "best_paths", None)
+            name = getattr(task, "name", "task")
+            if paths is None:
+                raise ValueError(f"task {name!r} has no best_paths yet: finish evolve() first")
+            if getattr(task, "fixed_into_net", False):
+                raise ValueError(f"task {name!r} was already fixed into this net")
         validate_genotypes(paths, self.config.layers, self.config.max_active, self.config.modules)
-        if paths.shape[0] != self.runs:
-            raise ValueError(f"task {name!r} has {paths.shape[0]} runs, the net has {self.runs}")
-        paths = paths.cpu()
+        if paths.dim() != 3 or paths.shape[0] != self.runs:
+            raise ValueError(
+                f"{name!r}: need one path per run, shape ({self.runs}, L, N), got {tuple(paths.shape)}"
+            )
         mark = torch.zeros_like(self.fixed)
-        mark.scatter_(2, paths, True)
+        mark.scatter_(2, paths.cpu().long(), True)
         self.fixed |= mark
         self._initialise(~self.fixed)
         self.fixed_tasks.append(name)
-        task.fixed_into_net = True
+        if not isinstance(task, torch.Tensor):
+            task.fixed_into_net = True
 
     # ------------------------------------------------------------------ inference
     def check_input(self, x: Any) -> torch.Tensor:
