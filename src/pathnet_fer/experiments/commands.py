@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 EPILOG = """\
 Re-running the same command continues an interrupted run from its checkpoints (finished
-work is kept). Settings: see docs/experiments.md; override any with --set key.sub=value,
+work is kept). Errors print one line; PATHNET_FER_DEBUG=1 shows the traceback. Settings: see docs/experiments.md; override any with --set key.sub=value,
 e.g. --set evolution.generations=200 --set protocol.folds=3."""
 
 
@@ -73,7 +74,11 @@ def _errors():
     from pathnet_fer.experiments.protocol import DataMissingError
     from pathnet_fer.experiments.runner import RunDirError
 
-    return (ConfigError, DataMissingError, RunDirError)
+    # RuntimeError: failed jobs (already logged with tracebacks in the run's log.txt);
+    # ValueError: bad settings found while planning (e.g. more folds than subjects).
+    if os.environ.get("PATHNET_FER_DEBUG"):
+        return (ConfigError, DataMissingError, RunDirError)
+    return (ConfigError, DataMissingError, RunDirError, RuntimeError, ValueError)
 
 
 def _experiment(args: argparse.Namespace) -> int:

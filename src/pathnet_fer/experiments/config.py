@@ -413,6 +413,11 @@ def _validate(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"executor.kind {config.executor.kind!r} unknown (available: local, inline)"
         )
+    if config.evolution.get("fitness") == "heldout":
+        raise ConfigError(
+            "evolution.fitness=heldout is not supported by the experiment protocol: it would "
+            "need a validation split carved from each fold's training subjects; use train"
+        )
     if config.save_models not in ("best", "all", "none"):
         raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
     if not config.sets:

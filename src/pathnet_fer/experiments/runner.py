@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,11 @@ class RunLog:
             fh.write(f"{stamp} {message}\n")
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
+
+    def detail(self, text: str) -> None:
+        """Only to log.txt (tracebacks)."""
+        with self.path.open("a") as fh:
+            fh.write(text.rstrip() + "\n")
 
 
 def package_versions() -> dict[str, str]:
@@ -151,11 +157,29 @@ def run_experiment(
     start = time.perf_counter()
     out = Path(out).expanduser().resolve()
     check_data(config, sorted({d for s in config.sets for d in (s.source, s.destination)}))
+    # Preprocess (or read cached crops) once here, with all cores, and plan the folds
+    # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
+    # leaves nothing behind that a corrected command would refuse as "different".
+    names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
+    datasets, notes = {}, []
+    for name in names:
+        t0 = time.perf_counter()
+        datasets[name] = load_dataset(config, name, progress=not quiet)
+        faces = datasets[name].faces
+        notes.append(f"dataset {name}: {len(faces)} crops, "
+                     f"{len(set(datasets[name].subjects))} subjects, classes "
+                     f"{list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)")
+    plan = fold_plan(config, datasets)
+    del datasets
+
     resumed = prepare_run_dir(config, out, restart)
     log = RunLog(out / "log.txt", quiet)
     log(f"{'resuming' if resumed else 'starting'} experiment {config.name!r} in {out}")
     reading = ITERATION_READINGS[config.protocol.iteration_mode]
     log(f"iterations ({config.protocol.iteration_mode}): {reading}")
+    for note in notes:
+        log(note)
+    plan.to_csv(out / "folds.csv", index=False)
     meta_path = out / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("started", datetime.now(UTC).isoformat(timespec="seconds"))
@@ -168,19 +192,6 @@ def run_experiment(
                  "versions": package_versions(), "git_commit": git_commit(),
                  "data_root": str(config.resolved_data_root())})
     meta_path.write_text(json.dumps(meta, indent=1))
-
-    # Preprocess (or read cached crops) once here, with all cores, before jobs start.
-    names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
-    datasets = {}
-    for name in names:
-        t0 = time.perf_counter()
-        datasets[name] = load_dataset(config, name, progress=not quiet)
-        faces = datasets[name].faces
-        log(f"dataset {name}: {len(faces)} crops, {len(set(datasets[name].subjects))} subjects, "
-            f"classes {list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)")
-    plan = fold_plan(config, datasets)
-    plan.to_csv(out / "folds.csv", index=False)
-    del datasets
 
     jobs = plan_jobs(config)
     (out / "jobs").mkdir(exist_ok=True)
@@ -221,6 +232,7 @@ def run_experiment(
                 if isinstance(result, BaseException):
                     failed.append(job.job_id)
                     log(f"job {job.job_id} FAILED: {type(result).__name__}: {result}")
+                    log.detail("".join(traceback.format_exception(result)))
                 else:
                     secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
                     log(f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s evolving)")
@@ -229,6 +241,10 @@ def run_experiment(
         overall.close()
         if own_executor:
             executor.close()
+    if failed and not any((out / "jobs").glob("*__*.json")):
+        raise RuntimeError(
+            f"every job failed ({', '.join(failed)}); see {out / 'log.txt'} for the tracebacks"
+        )
     result = finalise(out, config, quiet=quiet)
     result.failed = failed
     result.seconds = time.perf_counter() - start
