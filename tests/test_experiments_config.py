@@ -38,8 +38,15 @@ def test_demo_extends_ckplus_jaffe():
 
 
 def test_overrides_change_values_and_check_types():
-    config = load_config("demo", ["evolution.generations=7", "protocol.iteration_mode=chained",
-                                  "sets.0.destination=ckplus48", "evolution.lr=1"])
+    config = load_config(
+        "demo",
+        [
+            "evolution.generations=7",
+            "protocol.iteration_mode=chained",
+            "sets.0.destination=ckplus48",
+            "evolution.lr=1",
+        ],
+    )
     assert config.evolution["generations"] == 7
     assert config.evolution["lr"] == 1.0 and isinstance(config.evolution["lr"], float)
     assert config.protocol.iteration_mode == "chained"

@@ -29,17 +29,43 @@ def _synthetic_run(path, gap: float, n_folds=4, iterations=2, generations=20, se
                 for arm, shift in (("transfer", gap), ("scratch", 0.0)):
                     for g in range(1, generations + 1):
                         acc = min(1.0, 0.2 + 0.02 * g + shift)
-                        log.log(iteration=it, fold=fold, task="b", arm=arm, generation=g,
-                                split="train", level="minibatch", metric="accuracy", value=acc)
-                        log.log(iteration=it, fold=fold, task="b", arm=arm, generation=g,
-                                split="train", level="minibatch", metric="loss", value=2 - acc)
+                        log.log(
+                            iteration=it,
+                            fold=fold,
+                            task="b",
+                            arm=arm,
+                            generation=g,
+                            split="train",
+                            level="minibatch",
+                            metric="accuracy",
+                            value=acc,
+                        )
+                        log.log(
+                            iteration=it,
+                            fold=fold,
+                            task="b",
+                            arm=arm,
+                            generation=g,
+                            split="train",
+                            level="minibatch",
+                            metric="loss",
+                            value=2 - acc,
+                        )
                     for g in (10, 20):
                         base = 0.3 + shift + 0.01 * fold + rng.normal(0, 0.01)
                         for level in ("frame", "clip"):
                             for metric in ("accuracy", "macro_f1", "uar"):
-                                log.log(iteration=it, fold=fold, task="b", arm=arm,
-                                        generation=g, split="test", level=level,
-                                        metric=metric, value=base + g / 100)
+                                log.log(
+                                    iteration=it,
+                                    fold=fold,
+                                    task="b",
+                                    arm=arm,
+                                    generation=g,
+                                    split="test",
+                                    level=level,
+                                    metric=metric,
+                                    value=base + g / 100,
+                                )
 
 
 def test_writer_validates_and_round_trips(tmp_path):
@@ -49,17 +75,54 @@ def test_writer_validates_and_round_trips(tmp_path):
     assert tuple(frame.columns) == COLUMNS
     assert set(frame.arm) == {"transfer", "scratch"} and frame.value.dtype == float
     with MetricsWriter(path, experiment="a->b") as log:  # appending keeps one header
-        log.log(iteration=1, fold=1, task="b", arm="mlp", generation=1, split="train",
-                level="minibatch", metric="train_seconds", value=3.5)
+        log.log(
+            iteration=1,
+            fold=1,
+            task="b",
+            arm="mlp",
+            generation=1,
+            split="train",
+            level="minibatch",
+            metric="train_seconds",
+            value=3.5,
+        )
         with pytest.raises(ValueError, match="split must be"):
-            log.log(iteration=1, fold=1, task="b", arm="x", generation=1, split="valid",
-                    level="frame", metric="accuracy", value=1)
+            log.log(
+                iteration=1,
+                fold=1,
+                task="b",
+                arm="x",
+                generation=1,
+                split="valid",
+                level="frame",
+                metric="accuracy",
+                value=1,
+            )
         with pytest.raises(ValueError, match="metric must be"):
-            log.log(iteration=1, fold=1, task="b", arm="x", generation=1, split="test",
-                    level="frame", metric="acc", value=1)
+            log.log(
+                iteration=1,
+                fold=1,
+                task="b",
+                arm="x",
+                generation=1,
+                split="test",
+                level="frame",
+                metric="acc",
+                value=1,
+            )
         with pytest.raises(ValueError, match="unknown columns"):
-            log.log(iteration=1, fold=1, task="b", arm="x", generation=1, split="test",
-                    level="frame", metric="accuracy", value=1, extra=2)
+            log.log(
+                iteration=1,
+                fold=1,
+                task="b",
+                arm="x",
+                generation=1,
+                split="test",
+                level="frame",
+                metric="accuracy",
+                value=1,
+                extra=2,
+            )
     assert len(read_metrics(path)) == len(frame) + 1
     bad = tmp_path / "other.csv"
     bad.write_text("a,b\n1,2\n")
@@ -71,12 +134,17 @@ def test_summary_final_values_and_paired_test(tmp_path):
     _synthetic_run(tmp_path / "metrics.csv", gap=0.1)
     metrics = read_metrics(tmp_path)
     final = final_values(metrics)
-    test_rows = final[(final.split == "test") & (final.level == "frame")
-                      & (final.metric == "accuracy")]
+    test_rows = final[
+        (final.split == "test") & (final.level == "frame") & (final.metric == "accuracy")
+    ]
     assert set(test_rows.generation) == {20} and len(test_rows) == 2 * 4 * 2
     summary = summarise(metrics)
-    row = summary[(summary.arm == "transfer") & (summary.split == "test")
-                  & (summary.level == "frame") & (summary.metric == "accuracy")].iloc[0]
+    row = summary[
+        (summary.arm == "transfer")
+        & (summary.split == "test")
+        & (summary.level == "frame")
+        & (summary.metric == "accuracy")
+    ].iloc[0]
     assert row.n == 8 and row.n_folds == 4
     assert row["mean"] == pytest.approx(test_rows[test_rows.arm == "transfer"].value.mean())
     comp = paired_comparison(metrics, "a->b")
@@ -94,12 +162,31 @@ def test_report_and_figures_include_every_arm(tmp_path):
     with MetricsWriter(tmp_path / "part2.csv", experiment="a->b") as log:
         for fold in range(1, 5):
             for metric, value in (("accuracy", 0.4), ("macro_f1", 0.35)):
-                log.log(iteration=1, fold=fold, task="b", arm="resnet18-head", generation=30,
-                        split="test", level="frame", metric=metric, value=value)
-            log.log(iteration=1, fold=fold, task="b", arm="resnet18-head", generation=30,
-                    split="train", level="minibatch", metric="train_seconds", value=12.0)
-    metrics = merge_metric_files([tmp_path / "part2.csv", tmp_path / "part1.csv"],
-                                 tmp_path / "metrics.csv")
+                log.log(
+                    iteration=1,
+                    fold=fold,
+                    task="b",
+                    arm="resnet18-head",
+                    generation=30,
+                    split="test",
+                    level="frame",
+                    metric=metric,
+                    value=value,
+                )
+            log.log(
+                iteration=1,
+                fold=fold,
+                task="b",
+                arm="resnet18-head",
+                generation=30,
+                split="train",
+                level="minibatch",
+                metric="train_seconds",
+                value=12.0,
+            )
+    metrics = merge_metric_files(
+        [tmp_path / "part2.csv", tmp_path / "part1.csv"], tmp_path / "metrics.csv"
+    )
     paths = write_report(tmp_path, header="# test run")
     text = paths["summary_md"].read_text()
     assert "resnet18-head" in text and "transfer" in text and "Wilcoxon" in text
@@ -109,11 +196,23 @@ def test_report_and_figures_include_every_arm(tmp_path):
     curves = all_learning_curves(metrics, tmp_path / "figures")
     assert [p.name for p in curves] == ["learning_curves_a-to-b.png"]
     assert curves[0].stat().st_size > 10_000
-    conf = pd.DataFrame([
-        dict(experiment="a->b", arm="transfer", task="b", iteration=1, fold=f, level="frame",
-             true=t, pred=p, count=c)
-        for f in (1, 2) for t, p, c in (("anger", "anger", 5), ("anger", "fear", 1),
-                                        ("fear", "fear", 3))])
+    conf = pd.DataFrame(
+        [
+            dict(
+                experiment="a->b",
+                arm="transfer",
+                task="b",
+                iteration=1,
+                fold=f,
+                level="frame",
+                true=t,
+                pred=p,
+                count=c,
+            )
+            for f in (1, 2)
+            for t, p, c in (("anger", "anger", 5), ("anger", "fear", 1), ("fear", "fear", 3))
+        ]
+    )
     figs = confusion_figures(conf, tmp_path / "figures")
     assert [p.name for p in figs] == ["confusion_a-to-b.png"]
 
@@ -125,9 +224,16 @@ def test_classification_metrics_and_clip_votes():
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["uar"] == pytest.approx((1 + 0 + 1) / 3)
     # Three clips: frames disagree within clip "b"; majority vs mean-probability differ.
-    proba = np.array([[0.9, 0.1], [0.8, 0.2],          # clip a, label 0
-                      [0.45, 0.55], [0.45, 0.55], [0.99, 0.01],  # clip b, label 1
-                      [0.2, 0.8]])                      # clip c, label 1
+    proba = np.array(
+        [
+            [0.9, 0.1],
+            [0.8, 0.2],  # clip a, label 0
+            [0.45, 0.55],
+            [0.45, 0.55],
+            [0.99, 0.01],  # clip b, label 1
+            [0.2, 0.8],
+        ]
+    )  # clip c, label 1
     labels = np.array([0, 0, 1, 1, 1, 1])
     clips = np.array(["a", "a", "b", "b", "b", "c"])
     ids, true, pred = clip_vote(proba, labels, clips, "majority")

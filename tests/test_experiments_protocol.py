@@ -27,8 +27,14 @@ from pathnet_fer.experiments.protocol import (
 from pathnet_fer.experiments.runner import RunDirError, run_experiment
 
 # Small but real: the paper's network, fewer minibatches per path and generations.
-TINY = ["evolution.generations=6", "evolution.minibatches=8", "protocol.eval_every=3",
-        "protocol.folds=2", "protocol.iterations=1", "logging.progress=false"]
+TINY = [
+    "evolution.generations=6",
+    "evolution.minibatches=8",
+    "protocol.eval_every=3",
+    "protocol.folds=2",
+    "protocol.iterations=1",
+    "logging.progress=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,17 @@ def tiny_run(tmp_path_factory, require_data):
 
 def test_tiny_experiment_writes_every_output(tiny_run):
     config, out, result = tiny_run
-    for name in ("config.yaml", "run.json", "metrics.csv", "summary.csv", "summary.md",
-                 "paired_tests.csv", "confusion.csv", "folds.csv", "log.txt"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "metrics.csv",
+        "summary.csv",
+        "summary.md",
+        "paired_tests.csv",
+        "confusion.csv",
+        "folds.csv",
+        "log.txt",
+    ):
         assert (out / name).stat().st_size > 0, name
     meta = json.loads((out / "run.json").read_text())
     assert meta["seed"] == config.seed and meta["versions"]["torch"]
@@ -76,8 +91,9 @@ def test_tiny_experiment_writes_every_output(tiny_run):
     assert acc.between(0, 1).all()
 
     summary = pd.read_csv(out / "summary.csv")
-    final = summary[(summary.split == "test") & (summary.level == "frame")
-                    & (summary.metric == "accuracy")]
+    final = summary[
+        (summary.split == "test") & (summary.level == "frame") & (summary.metric == "accuracy")
+    ]
     assert len(final) == 3 * len(sets) and (final.n == 2).all() and (final.n_folds == 2).all()
     text = (out / "summary.md").read_text()
     assert all(f"## {name}" in text for name in sets) and "Wilcoxon" in text
@@ -98,8 +114,12 @@ def test_tiny_experiment_writes_every_output(tiny_run):
         dest = plan[(plan.experiment == s.name) & (plan.role == "destination")]
         for fold in (1, 2):
             n_test = dest[(dest.fold == fold) & (dest.side == "test")].n_samples.sum()
-            c = confusion[(confusion.experiment == s.name) & (confusion.arm == "transfer")
-                          & (confusion.fold == fold) & (confusion.level == "frame")]
+            c = confusion[
+                (confusion.experiment == s.name)
+                & (confusion.arm == "transfer")
+                & (confusion.fold == fold)
+                & (confusion.level == "frame")
+            ]
             assert c["count"].sum() == n_test
 
 
@@ -119,8 +139,9 @@ def test_folds_are_subject_independent_in_every_phase(tiny_run):
             for rd, key in zip(phase.data, phase.keys, strict=True):
                 assert not set(rd.train_subjects) & set(rd.test_subjects), (job.job_id, key)
     # Same dataset: the source never trains on the destination fold's test subjects.
-    job = next(j for j in plan_jobs(config) if j.experiment == "jaffe->jaffe"
-               and j.arm == "transfer")
+    job = next(
+        j for j in plan_jobs(config) if j.experiment == "jaffe->jaffe" and j.arm == "transfer"
+    )
     source, transfer = build_phases(config, job, datasets)
     for src, dst in zip(source.data, transfer.data, strict=True):
         assert not set(src.train_subjects) & set(dst.test_subjects)
@@ -143,8 +164,12 @@ def test_models_are_saved_for_prediction(tiny_run):
 def test_rerun_with_other_settings_is_refused(tiny_run):
     _, out, _ = tiny_run
     with pytest.raises(RunDirError, match="evolution.generations: 6 .* != 7"):
-        run_experiment(load_config(out / "config.yaml", ["evolution.generations=7"]), out,
-                       executor=InlineExecutor(), quiet=True)
+        run_experiment(
+            load_config(out / "config.yaml", ["evolution.generations=7"]),
+            out,
+            executor=InlineExecutor(),
+            quiet=True,
+        )
 
 
 def test_missing_data_says_what_and_where(tmp_path):
@@ -155,15 +180,31 @@ def test_missing_data_says_what_and_where(tmp_path):
     assert str(tmp_path / "ckplus48") in str(err.value)
 
 
-RESUME = ["sets=[{source: ckplus48, destination: ckplus48}]", "evolution.generations=8",
-          "evolution.minibatches=6", "protocol.eval_every=4", "protocol.folds=2",
-          "protocol.iterations=1", "executor.checkpoint_every=2", "executor.kind=inline",
-          "logging.progress=false", "save_models=none"]
+RESUME = [
+    "sets=[{source: ckplus48, destination: ckplus48}]",
+    "evolution.generations=8",
+    "evolution.minibatches=6",
+    "protocol.eval_every=4",
+    "protocol.folds=2",
+    "protocol.iterations=1",
+    "executor.checkpoint_every=2",
+    "executor.kind=inline",
+    "logging.progress=false",
+    "save_models=none",
+]
 
 
 def _command(out, *extra):
-    args = [sys.executable, "-m", "pathnet_fer.experiments", "experiment", "demo", "--out", str(out),
-            "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "pathnet_fer.experiments",
+        "experiment",
+        "demo",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     for item in [*RESUME, *extra]:
         args += ["--set", item]
     return args
@@ -175,8 +216,12 @@ def test_killed_experiment_resumes_to_the_same_result(tmp_path, require_data):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     # The uninterrupted run goes through worker processes, the other in-process: the
     # executor must not change any result.
-    subprocess.run(_command(whole, "executor.kind=local", "executor.workers=2"), env=env,
-                   check=True, timeout=300)
+    subprocess.run(
+        _command(whole, "executor.kind=local", "executor.workers=2"),
+        env=env,
+        check=True,
+        timeout=300,
+    )
     proc = subprocess.Popen(_command(killed), env=env)
     deadline = time.monotonic() + 240
     # Kill once the first job has finished and the second has checkpointed mid-way.
@@ -204,11 +249,21 @@ def test_chained_iterations_fix_each_destination_in_turn(tmp_path, require_data)
     from pathnet_fer.evolution import load_checkpoint
 
     require_data("ckplus48")
-    config = load_config("demo", [
-        "sets=[{source: ckplus48, destination: ckplus48}]", "protocol.iteration_mode=chained",
-        "protocol.iterations=2", "evolution.generations=4", "evolution.minibatches=4",
-        "protocol.eval_every=2", "protocol.folds=2", "logging.progress=false",
-        "save_models=none", f"cache_dir={tmp_path / 'cache'}"])
+    config = load_config(
+        "demo",
+        [
+            "sets=[{source: ckplus48, destination: ckplus48}]",
+            "protocol.iteration_mode=chained",
+            "protocol.iterations=2",
+            "evolution.generations=4",
+            "evolution.minibatches=4",
+            "protocol.eval_every=2",
+            "protocol.folds=2",
+            "logging.progress=false",
+            "save_models=none",
+            f"cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     result = run_experiment(config, tmp_path / "run", executor=InlineExecutor(), quiet=True)
     metrics = result.metrics
     transfer = metrics[metrics.arm == "transfer"]
@@ -216,8 +271,9 @@ def test_chained_iterations_fix_each_destination_in_turn(tmp_path, require_data)
     assert sorted(metrics[metrics.arm == "source"].iteration.unique()) == [1]
     assert sorted(metrics[metrics.arm == "scratch"].iteration.unique()) == [1, 2]
     assert "chained" in (tmp_path / "run" / "summary.md").read_text()
-    net, _, _ = load_checkpoint(tmp_path / "run" / "checkpoints" /
-                                "ckplus48-to-ckplus48__transfer" / "state.pt")
+    net, _, _ = load_checkpoint(
+        tmp_path / "run" / "checkpoints" / "ckplus48-to-ckplus48__transfer" / "state.pt"
+    )
     # Source fixed, then iteration 1's destination; iteration 2 is the chain's last link.
     assert net.fixed_tasks == ["source", "transfer_it1"]
     assert net.runs == 2  # one chain per fold
@@ -234,9 +290,18 @@ def test_report_adds_baseline_arms(tiny_run, tmp_path):
     shutil.copytree(out, run)
     with MetricsWriter(tmp_path / "bl" / "metrics.csv") as log:
         for fold in (1, 2):
-            log.log(experiment="ckplus48->jaffe", iteration=1, fold=fold, task="jaffe",
-                    arm="mlp-scratch", generation=5, split="test", level="frame",
-                    metric="accuracy", value=0.25 * fold)
+            log.log(
+                experiment="ckplus48->jaffe",
+                iteration=1,
+                fold=fold,
+                task="jaffe",
+                arm="mlp-scratch",
+                generation=5,
+                split="test",
+                level="frame",
+                metric="accuracy",
+                value=0.25 * fold,
+            )
     assert main(["report", str(run), "--add", str(tmp_path / "bl")]) == 0
     summary = pd.read_csv(run / "summary.csv")
     row = summary[summary.arm == "mlp-scratch"].iloc[0]

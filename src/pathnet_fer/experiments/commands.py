@@ -14,51 +14,82 @@ e.g. --set evolution.generations=200 --set protocol.folds=3."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable), e.g. evolution.generations=200")
-    p.add_argument("--restart", action="store_true",
-                   help="discard what is in the output directory and start again")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run (the default when --out holds one)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: one per CPU core)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable), e.g. evolution.generations=200",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard what is in the output directory and start again",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (the default when --out holds one)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per CPU core)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``experiment``, ``demo`` and ``report``."""
     p = sub.add_parser(
-        "experiment", help="run a study from a YAML config (source -> transfer vs scratch)",
+        "experiment",
+        help="run a study from a YAML config (source -> transfer vs scratch)",
         description="Run every experiment set x iteration x fold of CONFIG: the source task, "
         "the destination with transfer, and the destination from scratch with the same budget; "
         "then write metrics.csv, summary.csv/.md, figures and models into --out.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="a YAML file, or the name of a shipped config "
-                   "(paper, ckplus-jaffe, demo)")
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", help="a YAML file, or the name of a shipped config (paper, ckplus-jaffe, demo)"
+    )
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config, the jobs and the fold plan, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config, the jobs and the fold plan, run nothing",
+    )
     _add_common(p)
     p.set_defaults(func=_experiment)
 
     d = sub.add_parser(
-        "demo", help="run configs/demo.yaml end to end (preprocess, experiment, report)",
+        "demo",
+        help="run configs/demo.yaml end to end (preprocess, experiment, report)",
         description="The main job: preprocess CK+48 and JAFFE from the data root (cached), run "
         "the three transfer sets briefly on every core, and print where the report is.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     d.add_argument("--config", default=None, help="another config instead of demo.yaml")
     _add_common(d)
     d.set_defaults(func=_demo)
 
-    r = sub.add_parser("report", help="rebuild tables and figures of a run directory",
-                       description="Re-read RUN_DIR's job outputs and rewrite metrics.csv, "
-                       "summary.csv, summary.md and figures/ (e.g. after baselines added arms).")
+    r = sub.add_parser(
+        "report",
+        help="rebuild tables and figures of a run directory",
+        description="Re-read RUN_DIR's job outputs and rewrite metrics.csv, "
+        "summary.csv, summary.md and figures/ (e.g. after baselines added arms).",
+    )
     r.add_argument("run_dir")
-    r.add_argument("--add", action="append", default=[], metavar="METRICS_CSV",
-                   help="also include another run's metrics.csv (e.g. a baselines run, "
-                   "`pathnet-fer baseline ... --out DIR`): copied into RUN_DIR/parts/ so its "
-                   "arms stay in every later report (repeatable)")
+    r.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="METRICS_CSV",
+        help="also include another run's metrics.csv (e.g. a baselines run, "
+        "`pathnet-fer baseline ... --out DIR`): copied into RUN_DIR/parts/ so its "
+        "arms stay in every later report (repeatable)",
+    )
     r.set_defaults(func=_report)
 
 
@@ -104,13 +135,18 @@ def _dry_run(config, out: Path) -> int:
 
     print(config.to_yaml())
     print(f"# output: {out}")
-    print(f"# iterations ({config.protocol.iteration_mode}): "
-          f"{ITERATION_READINGS[config.protocol.iteration_mode]}")
+    print(
+        f"# iterations ({config.protocol.iteration_mode}): "
+        f"{ITERATION_READINGS[config.protocol.iteration_mode]}"
+    )
     for job in plan_jobs(config):
         print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}")
     plan = fold_plan(config)
-    summary = plan.groupby(["experiment", "role", "dataset", "fold", "side"]).agg(
-        subjects=("subject", "nunique"), samples=("n_samples", "sum")).reset_index()
+    summary = (
+        plan.groupby(["experiment", "role", "dataset", "fold", "side"])
+        .agg(subjects=("subject", "nunique"), samples=("n_samples", "sum"))
+        .reset_index()
+    )
     print(summary.to_string(index=False))
     return 0
 
@@ -119,8 +155,13 @@ def _demo(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.demo import DEMO_CONFIG, run_demo
 
     try:
-        run_demo(args.out, _overrides(args), config=args.config or DEMO_CONFIG,
-                 restart=args.restart, quiet=args.quiet)
+        run_demo(
+            args.out,
+            _overrides(args),
+            config=args.config or DEMO_CONFIG,
+            restart=args.restart,
+            quiet=args.quiet,
+        )
     except _errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -133,7 +133,8 @@ class ExperimentConfig:
     def generations(self, role: str) -> int:
         """Generation budget of the ``source`` or ``destination`` task."""
         value = (
-            self.protocol.source_generations if role == "source"
+            self.protocol.source_generations
+            if role == "source"
             else self.protocol.destination_generations
         )
         return int(value if value is not None else self.evolution["generations"])

@@ -16,9 +16,13 @@ from pathnet_fer.experiments.runner import ExperimentResult, run_experiment
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 
 
-def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None,
-             config: str | Path = DEMO_CONFIG, restart: bool = False,
-             quiet: bool = False) -> ExperimentResult:
+def run_demo(
+    out: str | Path = "runs/demo",
+    overrides: list[str] | None = None,
+    config: str | Path = DEMO_CONFIG,
+    restart: bool = False,
+    quiet: bool = False,
+) -> ExperimentResult:
     """Run the demo config into ``out`` and print the summary's location and tables."""
     cfg = load_config(config, overrides)
     result = run_experiment(cfg, out, restart=restart, quiet=quiet)
@@ -30,7 +34,9 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None,
         print(result.summary_md.read_text().split("\n## Figures")[0])
         print(f"Report:  {result.summary_md}")
         print(f"Tables:  {result.run_dir / 'summary.csv'}  {result.run_dir / 'metrics.csv'}")
-        print(f"Figures: {result.run_dir / 'figures'} ({len(result.figures)} files, e.g. "
-              f"{curves[0].name if curves else '-'})")
+        print(
+            f"Figures: {result.run_dir / 'figures'} ({len(result.figures)} files, e.g. "
+            f"{curves[0].name if curves else '-'})"
+        )
         print(f"Models:  {result.run_dir / 'models'}")
     return result

@@ -32,14 +32,20 @@ def classification_metrics(
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
     if len(y_true) == 0:
         raise ValueError("cannot score an empty test set")
-    if y_true.min() < 0 or y_true.max() >= n_classes or y_pred.min() < 0 or y_pred.max() >= n_classes:
+    if (
+        y_true.min() < 0
+        or y_true.max() >= n_classes
+        or y_pred.min() < 0
+        or y_pred.max() >= n_classes
+    ):
         raise ValueError(f"labels must lie in [0, {n_classes})")
     present = np.unique(y_true)
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "uar": float(recall_score(y_true, y_pred, labels=present, average="macro",
-                                  zero_division=0)),
+        "uar": float(
+            recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
     }
 
 

@@ -97,8 +97,12 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int = 0, threads: int = 1) -> None:
         self.workers = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads,))
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads,),
+        )
         self._futures: dict[Future, JobSpec] = {}
 
     def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
@@ -125,8 +129,9 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(kind: str, workers: int = 0, threads: int = 1, n_jobs: int | None = None
-                  ) -> Executor:
+def make_executor(
+    kind: str, workers: int = 0, threads: int = 1, n_jobs: int | None = None
+) -> Executor:
     """The executor a config names (``executor.kind``)."""
     if kind == "inline":
         return InlineExecutor()

@@ -39,8 +39,11 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def learning_curves(
-    metrics: pd.DataFrame, experiment: str, path: str | Path,
-    arms: tuple[str, ...] = ("transfer", "scratch"), smooth: int | None = None,
+    metrics: pd.DataFrame,
+    experiment: str,
+    path: str | Path,
+    arms: tuple[str, ...] = ("transfer", "scratch"),
+    smooth: int | None = None,
 ) -> Path:
     """Accuracy and loss per generation for one set: one line per iteration (mean over
     folds), transfer vs scratch. Training curves are smoothed by a running mean (window
@@ -48,8 +51,11 @@ def learning_curves(
     data = metrics[(metrics.experiment == experiment) & metrics.arm.isin(arms)]
     if data.empty:
         raise ValueError(f"no metrics for experiment {experiment!r} and arms {arms}")
-    panels = [p for p in PANELS if ((data.split == p[0]) & (data.level == p[1])
-                                    & (data.metric == p[2])).any()]
+    panels = [
+        p
+        for p in PANELS
+        if ((data.split == p[0]) & (data.level == p[1]) & (data.metric == p[2])).any()
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     iterations = sorted(data.iteration.unique())
     styles = ["-", "--", ":", "-."]
@@ -57,28 +63,40 @@ def learning_curves(
         sel = data[(data.split == split) & (data.level == level) & (data.metric == metric)]
         for arm in arms:
             for k, it in enumerate(iterations):
-                curve = (sel[(sel.arm == arm) & (sel.iteration == it)]
-                         .groupby("generation")["value"].mean())
+                curve = (
+                    sel[(sel.arm == arm) & (sel.iteration == it)]
+                    .groupby("generation")["value"]
+                    .mean()
+                )
                 if curve.empty:
                     continue
                 y = curve.to_numpy()
                 if split == "train":
                     y = _smooth(y, smooth or max(1, len(y) // 50))
-                ax.plot(curve.index, y, styles[k % len(styles)],
-                        color=ARM_COLOURS.get(arm), alpha=0.9, lw=1.2,
-                        label=f"{arm}, iteration {it}",
-                        marker="o" if split == "test" and len(y) < 30 else None, ms=3)
+                ax.plot(
+                    curve.index,
+                    y,
+                    styles[k % len(styles)],
+                    color=ARM_COLOURS.get(arm),
+                    alpha=0.9,
+                    lw=1.2,
+                    label=f"{arm}, iteration {it}",
+                    marker="o" if split == "test" and len(y) < 30 else None,
+                    ms=3,
+                )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3)
         if metric != "loss":
             ax.set_ylim(0, 1)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
-               frameon=False)
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False
+    )
     n_folds = data.fold.nunique()
-    fig.suptitle(f"{experiment}: transfer vs scratch (mean over {n_folds} folds per iteration)",
-                 fontsize=11)
+    fig.suptitle(
+        f"{experiment}: transfer vs scratch (mean over {n_folds} folds per iteration)", fontsize=11
+    )
     fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(labels) - 1) // 4), 1, 0.95))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +112,15 @@ def _draw_confusion(ax, matrix: np.ndarray, class_names: list[str], title: str) 
     n = len(class_names)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(matrix[i, j])})", ha="center",
-                    va="center", fontsize=6, color="white" if rates[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.2f}\n({int(matrix[i, j])})",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if rates[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(n), class_names, fontsize=7)
     ax.set_xlabel("predicted", fontsize=8)
@@ -129,21 +154,26 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
         order = {"source": 0, "transfer": 1, "scratch": 2}
         arms = sorted(dict.fromkeys(part["arm"]), key=lambda a: (order.get(a, 3), a))
         levels = [lv for lv in ("frame", "clip") if (part.level == lv).any()]
-        fig, axes = plt.subplots(len(arms), len(levels), squeeze=False,
-                                 figsize=(4.4 * len(levels), 4.0 * len(arms)))
+        fig, axes = plt.subplots(
+            len(arms), len(levels), squeeze=False, figsize=(4.4 * len(levels), 4.0 * len(arms))
+        )
         for i, arm in enumerate(arms):
             for j, level in enumerate(levels):
                 sel = part[(part.arm == arm) & (part.level == level)]
                 names = list(dict.fromkeys(sel["true"].tolist() + sel["pred"].tolist()))
-                table = sel.pivot_table(index="true", columns="pred", values="count",
-                                        aggfunc="sum", fill_value=0)
+                table = sel.pivot_table(
+                    index="true", columns="pred", values="count", aggfunc="sum", fill_value=0
+                )
                 table = table.reindex(index=names, columns=names, fill_value=0)
                 runs = sel.groupby(["iteration", "fold"]).ngroups
                 task = sel["task"].iloc[0]
-                _draw_confusion(axes[i][j], table.to_numpy(), names,
-                                f"{arm} on {task}, {level} level ({runs} runs)")
-        fig.suptitle(f"{experiment}: held-out confusion (sum over folds x iterations)",
-                     fontsize=10)
+                _draw_confusion(
+                    axes[i][j],
+                    table.to_numpy(),
+                    names,
+                    f"{arm} on {task}, {level} level ({runs} runs)",
+                )
+        fig.suptitle(f"{experiment}: held-out confusion (sum over folds x iterations)", fontsize=10)
         fig.tight_layout()
         path = Path(out_dir) / f"confusion_{slug(experiment)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,9 +187,18 @@ def all_learning_curves(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path
     """A learning-curve figure per experiment set that has transfer or scratch rows."""
     paths = []
     for experiment in metrics.experiment.unique():
-        arms = tuple(a for a in ("transfer", "scratch")
-                     if ((metrics.experiment == experiment) & (metrics.arm == a)).any())
+        arms = tuple(
+            a
+            for a in ("transfer", "scratch")
+            if ((metrics.experiment == experiment) & (metrics.arm == a)).any()
+        )
         if arms:
-            paths.append(learning_curves(metrics, experiment, Path(out_dir) /
-                                         f"learning_curves_{slug(experiment)}.png", arms))
+            paths.append(
+                learning_curves(
+                    metrics,
+                    experiment,
+                    Path(out_dir) / f"learning_curves_{slug(experiment)}.png",
+                    arms,
+                )
+            )
     return paths

@@ -116,9 +116,7 @@ def fixed_split_fold(splits: Sequence[str] | np.ndarray, subjects=None) -> list[
     ]
 
 
-def exclude_subjects(
-    subjects: Sequence[str] | np.ndarray, excluded: Sequence[str]
-) -> np.ndarray:
+def exclude_subjects(subjects: Sequence[str] | np.ndarray, excluded: Sequence[str]) -> np.ndarray:
     """Indices of samples whose subject is not excluded.
 
     Same-dataset transfer: the destination fold's test subjects must never be seen by the

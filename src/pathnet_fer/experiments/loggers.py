@@ -32,8 +32,9 @@ class RunKey:
 class Logger(Protocol):
     """Receives per-run values; ``split``/``level`` as in the metrics contract."""
 
-    def log_values(self, key: RunKey, generation: int, split: str, level: str,
-                   values: dict[str, float]) -> None: ...
+    def log_values(
+        self, key: RunKey, generation: int, split: str, level: str, values: dict[str, float]
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -44,12 +45,22 @@ class CSVLogger:
     def __init__(self, path: str | Path):
         self.writer = MetricsWriter(path)
 
-    def log_values(self, key: RunKey, generation: int, split: str, level: str,
-                   values: dict[str, float]) -> None:
+    def log_values(
+        self, key: RunKey, generation: int, split: str, level: str, values: dict[str, float]
+    ) -> None:
         for metric, value in values.items():
-            self.writer.log(experiment=key.experiment, iteration=key.iteration, fold=key.fold,
-                            task=key.task, arm=key.arm, generation=generation, split=split,
-                            level=level, metric=metric, value=float(value))
+            self.writer.log(
+                experiment=key.experiment,
+                iteration=key.iteration,
+                fold=key.fold,
+                task=key.task,
+                arm=key.arm,
+                generation=generation,
+                split=split,
+                level=level,
+                metric=metric,
+                value=float(value),
+            )
 
     def flush(self) -> None:
         self.writer.flush()
@@ -65,8 +76,9 @@ class ConsoleLogger:
         self.every = every
         self.stream = stream or sys.stderr
 
-    def log_values(self, key: RunKey, generation: int, split: str, level: str,
-                   values: dict[str, float]) -> None:
+    def log_values(
+        self, key: RunKey, generation: int, split: str, level: str, values: dict[str, float]
+    ) -> None:
         if split == "train" and (self.every <= 0 or generation % self.every):
             return
         if split == "test" and level != "frame":
@@ -93,12 +105,17 @@ class TensorBoardLogger:
         self.log_dir = Path(log_dir)
         self._writers: dict[RunKey, object] = {}
 
-    def log_values(self, key: RunKey, generation: int, split: str, level: str,
-                   values: dict[str, float]) -> None:
+    def log_values(
+        self, key: RunKey, generation: int, split: str, level: str, values: dict[str, float]
+    ) -> None:
         writer = self._writers.get(key)
         if writer is None:
-            sub = self.log_dir / key.experiment.replace("->", "-to-") / key.arm / (
-                f"it{key.iteration}_fold{key.fold}")
+            sub = (
+                self.log_dir
+                / key.experiment.replace("->", "-to-")
+                / key.arm
+                / (f"it{key.iteration}_fold{key.fold}")
+            )
             writer = self._writers[key] = self._writer_cls(str(sub))
         for metric, value in values.items():
             writer.add_scalar(f"{split}/{level}/{metric}", float(value), generation)
@@ -115,8 +132,9 @@ class LoggerGroup:
     def __init__(self, loggers: list):
         self.loggers = loggers
 
-    def log_values(self, key: RunKey, generation: int, split: str, level: str,
-                   values: dict[str, float]) -> None:
+    def log_values(
+        self, key: RunKey, generation: int, split: str, level: str, values: dict[str, float]
+    ) -> None:
         for logger in self.loggers:
             logger.log_values(key, generation, split, level, values)
 

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 COLUMNS: tuple[str, ...] = (
-    "experiment", "iteration", "fold", "task", "arm", "generation", "split", "level", "metric",
+    "experiment",
+    "iteration",
+    "fold",
+    "task",
+    "arm",
+    "generation",
+    "split",
+    "level",
+    "metric",
     "value",
 )
 SPLITS: frozenset[str] = frozenset({"train", "test"})
@@ -27,8 +35,16 @@ METRICS: frozenset[str] = frozenset(
 # Arms written by the PathNet protocol; baselines add their own names (any non-empty string).
 PATHNET_ARMS: tuple[str, ...] = ("source", "transfer", "scratch")
 _DTYPES = {
-    "experiment": str, "iteration": int, "fold": int, "task": str, "arm": str,
-    "generation": int, "split": str, "level": str, "metric": str, "value": float,
+    "experiment": str,
+    "iteration": int,
+    "fold": int,
+    "task": str,
+    "arm": str,
+    "generation": int,
+    "split": str,
+    "level": str,
+    "metric": str,
+    "value": float,
 }
 
 
@@ -119,14 +135,33 @@ class MetricsWriter:
 
 
 def rows(
-    *, experiment: str, iteration: int, fold: int, task: str, arm: str, generation: int,
-    split: str, level: str, values: Mapping[str, float],
+    *,
+    experiment: str,
+    iteration: int,
+    fold: int,
+    task: str,
+    arm: str,
+    generation: int,
+    split: str,
+    level: str,
+    values: Mapping[str, float],
 ) -> list[dict[str, object]]:
     """Several metrics sharing every other column, as rows ready for ``log_many``."""
     return [
-        validate_row(dict(experiment=experiment, iteration=iteration, fold=fold, task=task,
-                          arm=arm, generation=generation, split=split, level=level,
-                          metric=metric, value=float(value)))
+        validate_row(
+            dict(
+                experiment=experiment,
+                iteration=iteration,
+                fold=fold,
+                task=task,
+                arm=arm,
+                generation=generation,
+                split=split,
+                level=level,
+                metric=metric,
+                value=float(value),
+            )
+        )
         for metric, value in values.items()
     ]
 
@@ -190,8 +225,17 @@ def merge_metric_files(parts: Iterable[str | Path], out: str | Path) -> pd.DataF
     """Concatenate per-job metric files into one ``metrics.csv`` (sorted, deterministic)."""
     parts = sorted(Path(p) for p in parts)
     frame = read_metrics(parts) if parts else read_metrics([])
-    order = ["experiment", "arm", "iteration", "fold", "task", "generation", "split", "level",
-             "metric"]
+    order = [
+        "experiment",
+        "arm",
+        "iteration",
+        "fold",
+        "task",
+        "generation",
+        "split",
+        "level",
+        "metric",
+    ]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     frame.to_csv(out, index=False, columns=list(COLUMNS))
     return frame

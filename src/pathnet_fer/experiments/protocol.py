@@ -100,24 +100,34 @@ def check_data(config: ExperimentConfig, names: list[str] | None = None) -> None
         )
 
 
-def load_dataset(config: ExperimentConfig, name: str, progress: bool = False,
-                 workers: int | None = None) -> LoadedDataset:
+def load_dataset(
+    config: ExperimentConfig, name: str, progress: bool = False, workers: int | None = None
+) -> LoadedDataset:
     """Face crops of a configured dataset (from the cache when already preprocessed)."""
     from pathnet_fer.faces.preprocess import preprocess_dataset
 
     check_data(config, [name])
     spec = config.datasets[name]
-    faces = preprocess_dataset(spec.adapter, config.dataset_root(name),
-                               settings=face_settings_for(config, name),
-                               cache_dir=config.cache_dir, workers=workers,
-                               keep_neutral=spec.keep_neutral, progress=progress)
+    faces = preprocess_dataset(
+        spec.adapter,
+        config.dataset_root(name),
+        settings=face_settings_for(config, name),
+        cache_dir=config.cache_dir,
+        workers=workers,
+        keep_neutral=spec.keep_neutral,
+        progress=progress,
+    )
     if len(faces) == 0:
         raise ValueError(f"dataset {name!r} gave no face crops; see its manifest for reasons")
-    return LoadedDataset(name=name, faces=faces, x=np.ascontiguousarray(faces.features()),
-                         y=np.asarray(faces.labels, dtype=np.int64),
-                         subjects=np.asarray(faces.subjects).astype(str),
-                         clips=np.asarray(faces.clips).astype(str),
-                         class_names=tuple(faces.class_names))
+    return LoadedDataset(
+        name=name,
+        faces=faces,
+        x=np.ascontiguousarray(faces.features()),
+        y=np.asarray(faces.labels, dtype=np.int64),
+        subjects=np.asarray(faces.subjects).astype(str),
+        clips=np.asarray(faces.clips).astype(str),
+        class_names=tuple(faces.class_names),
+    )
 
 
 def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
@@ -129,18 +139,22 @@ def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> l
     if spec.folds == "fixed":
         from pathnet_fer.data.registry import get_adapter
 
-        samples = get_adapter(spec.adapter).scan(config.dataset_root(name),
-                                                 keep_neutral=spec.keep_neutral).samples
-        split_of = dict(zip(samples["clip"].astype(str), samples["split"].astype(str),
-                            strict=True))
+        samples = (
+            get_adapter(spec.adapter)
+            .scan(config.dataset_root(name), keep_neutral=spec.keep_neutral)
+            .samples
+        )
+        split_of = dict(zip(samples["clip"].astype(str), samples["split"].astype(str), strict=True))
         return fixed_split_fold([split_of.get(c, "") for c in data.clips], data.subjects)
     groups = data.subjects if spec.folds == "subjects" else data.clips
-    return subject_folds(groups, data.y, config.n_folds(name), seed=config.seed,
-                         stratify=config.protocol.stratify)
+    return subject_folds(
+        groups, data.y, config.n_folds(name), seed=config.seed, stratify=config.protocol.stratify
+    )
 
 
-def fold_plan(config: ExperimentConfig, datasets: dict[str, LoadedDataset] | None = None
-              ) -> pd.DataFrame:
+def fold_plan(
+    config: ExperimentConfig, datasets: dict[str, LoadedDataset] | None = None
+) -> pd.DataFrame:
     """Every set's destination folds: ``experiment, dataset, fold, subject, side, n_samples``.
 
     ``fold`` is 1-based as in metrics.csv. Baselines use the same plan to be comparable.
@@ -156,11 +170,21 @@ def fold_plan(config: ExperimentConfig, datasets: dict[str, LoadedDataset] | Non
             for fold in dataset_folds(config, name, data):
                 for side, index in (("train", fold.train_index), ("test", fold.test_index)):
                     counts = pd.Series(data.subjects[index]).value_counts()
-                    rows += [dict(experiment=s.name, role=role, dataset=name,
-                                  fold=fold.index + 1, subject=subj, side=side, n_samples=int(n))
-                             for subj, n in sorted(counts.items())]
-    return pd.DataFrame(rows, columns=["experiment", "role", "dataset", "fold", "subject", "side",
-                                       "n_samples"])
+                    rows += [
+                        dict(
+                            experiment=s.name,
+                            role=role,
+                            dataset=name,
+                            fold=fold.index + 1,
+                            subject=subj,
+                            side=side,
+                            n_samples=int(n),
+                        )
+                        for subj, n in sorted(counts.items())
+                    ]
+    return pd.DataFrame(
+        rows, columns=["experiment", "role", "dataset", "fold", "subject", "side", "n_samples"]
+    )
 
 
 # --------------------------------------------------------------------------- jobs
@@ -184,9 +208,14 @@ class JobSpec:
     cost: float  # relative work (generations x runs), for scheduling longest first
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "experiment": self.experiment, "arm": self.arm,
-                "slots": [[s.iteration, s.fold] for s in self.slots], "seed": self.seed,
-                "cost": self.cost}
+        return {
+            "job_id": self.job_id,
+            "experiment": self.experiment,
+            "arm": self.arm,
+            "slots": [[s.iteration, s.fold] for s in self.slots],
+            "seed": self.seed,
+            "cost": self.cost,
+        }
 
 
 def _stable_seed(*parts: object) -> int:
@@ -207,15 +236,17 @@ def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:
     chained = p.iteration_mode == "chained"
     for s in config.sets:
         n_folds = config.n_folds(s.destination)
-        all_slots = [RunSlot(i, k) for i in range(1, p.iterations + 1)
-                     for k in range(1, n_folds + 1)]
+        all_slots = [
+            RunSlot(i, k) for i in range(1, p.iterations + 1) for k in range(1, n_folds + 1)
+        ]
         g_src, g_dst = config.generations("source"), config.generations("destination")
         for arm in ("transfer", "scratch"):
             if arm == "transfer" and chained:
                 groups = [tuple(all_slots)]  # a chain needs every iteration of a fold in order
                 if not config.executor.batch_runs:
-                    groups = [tuple(sl for sl in all_slots if sl.fold == k)
-                              for k in range(1, n_folds + 1)]
+                    groups = [
+                        tuple(sl for sl in all_slots if sl.fold == k) for k in range(1, n_folds + 1)
+                    ]
             elif config.executor.batch_runs:
                 groups = [tuple(all_slots)]
             else:
@@ -226,13 +257,26 @@ def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:
                     cost = runs * (g_src + g_dst * (p.iterations if chained else 1))
                 else:
                     cost = len(group) * g_dst
-                suffix = "" if len(groups) == 1 else (
-                    f"_it{group[0].iteration}_fold{group[0].fold}" if len(group) == 1
-                    else f"_fold{group[0].fold}")
+                suffix = (
+                    ""
+                    if len(groups) == 1
+                    else (
+                        f"_it{group[0].iteration}_fold{group[0].fold}"
+                        if len(group) == 1
+                        else f"_fold{group[0].fold}"
+                    )
+                )
                 job_id = f"{_slug(s.name)}__{arm}{suffix}"
-                jobs.append(JobSpec(job_id=job_id, experiment=s.name, arm=arm, slots=group,
-                                    seed=_stable_seed(config.seed, s.name, arm, suffix),
-                                    cost=float(cost)))
+                jobs.append(
+                    JobSpec(
+                        job_id=job_id,
+                        experiment=s.name,
+                        arm=arm,
+                        slots=group,
+                        seed=_stable_seed(config.seed, s.name, arm, suffix),
+                        cost=float(cost),
+                    )
+                )
     return sorted(jobs, key=lambda j: -j.cost)
 
 
@@ -268,8 +312,15 @@ class Phase:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _source_rows(config: ExperimentConfig, s: SetSpec, fold_index: int, src: LoadedDataset,
-                 dst_fold: Fold, src_folds: list[Fold] | None, seed: int) -> RunData:
+def _source_rows(
+    config: ExperimentConfig,
+    s: SetSpec,
+    fold_index: int,
+    src: LoadedDataset,
+    dst_fold: Fold,
+    src_folds: list[Fold] | None,
+    seed: int,
+) -> RunData:
     if s.source == s.destination:
         # Same dataset: the source never sees the destination fold's test subjects.
         train = exclude_subjects(src.subjects, dst_fold.test_subjects)
@@ -281,18 +332,33 @@ def _source_rows(config: ExperimentConfig, s: SetSpec, fold_index: int, src: Loa
     if cap is not None and len(train) > cap:
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(train, cap, replace=False))
-    return RunData(src.x[train], src.y[train], src.x[test], src.y[test], src.clips[test],
-                   src.subjects[train], src.subjects[test])
+    return RunData(
+        src.x[train],
+        src.y[train],
+        src.x[test],
+        src.y[test],
+        src.clips[test],
+        src.subjects[train],
+        src.subjects[test],
+    )
 
 
 def _dest_rows(dst: LoadedDataset, fold: Fold) -> RunData:
     tr, te = fold.train_index, fold.test_index
-    return RunData(dst.x[tr], dst.y[tr], dst.x[te], dst.y[te], dst.clips[te], dst.subjects[tr],
-                   dst.subjects[te])
+    return RunData(
+        dst.x[tr],
+        dst.y[tr],
+        dst.x[te],
+        dst.y[te],
+        dst.clips[te],
+        dst.subjects[tr],
+        dst.subjects[te],
+    )
 
 
-def build_phases(config: ExperimentConfig, job: JobSpec,
-                 datasets: dict[str, LoadedDataset]) -> list[Phase]:
+def build_phases(
+    config: ExperimentConfig, job: JobSpec, datasets: dict[str, LoadedDataset]
+) -> list[Phase]:
     """The evolve calls of a job, in order, with each run's data."""
     s = next(x for x in config.sets if x.name == job.experiment)
     dst = datasets[s.destination]
@@ -307,18 +373,29 @@ def build_phases(config: ExperimentConfig, job: JobSpec,
             f"{dst.input_dim}; use the same faces.size and faces.colour for both datasets"
         )
     dst_folds = dataset_folds(config, s.destination, dst)
-    src_folds = (None if s.source == s.destination or job.arm == "scratch"
-                 else dataset_folds(config, s.source, src))
+    src_folds = (
+        None
+        if s.source == s.destination or job.arm == "scratch"
+        else dataset_folds(config, s.source, src)
+    )
     chained = config.protocol.iteration_mode == "chained"
     g_src, g_dst = config.generations("source"), config.generations("destination")
     save = config.save_models != "none"
 
     def dest_phase(arm: str, slots, label: str, seed: int, fix_after: bool) -> Phase:
-        return Phase(label=label, arm=arm, task=s.destination,
-                     keys=[RunKey(s.name, sl.iteration, sl.fold, s.destination, arm) for sl in slots],
-                     data=[_dest_rows(dst, dst_folds[sl.fold - 1]) for sl in slots],
-                     n_classes=len(dst.class_names), class_names=dst.class_names,
-                     generations=g_dst, seed=seed, fix_after=fix_after, save_models=save)
+        return Phase(
+            label=label,
+            arm=arm,
+            task=s.destination,
+            keys=[RunKey(s.name, sl.iteration, sl.fold, s.destination, arm) for sl in slots],
+            data=[_dest_rows(dst, dst_folds[sl.fold - 1]) for sl in slots],
+            n_classes=len(dst.class_names),
+            class_names=dst.class_names,
+            generations=g_dst,
+            seed=seed,
+            fix_after=fix_after,
+            save_models=save,
+        )
 
     if job.arm == "scratch":
         return [dest_phase("scratch", job.slots, "scratch", job.seed + 2, False)]
@@ -328,19 +405,36 @@ def build_phases(config: ExperimentConfig, job: JobSpec,
     else:
         src_slots = list(job.slots)
     source = Phase(
-        label="source", arm="source", task=s.source,
+        label="source",
+        arm="source",
+        task=s.source,
         keys=[RunKey(s.name, sl.iteration, sl.fold, s.source, "source") for sl in src_slots],
-        data=[_source_rows(config, s, sl.fold - 1, src, dst_folds[sl.fold - 1], src_folds,
-                           job.seed + sl.fold) for sl in src_slots],
-        n_classes=len(src.class_names), class_names=src.class_names, generations=g_src,
-        seed=job.seed + 1, fix_after=True)
+        data=[
+            _source_rows(
+                config, s, sl.fold - 1, src, dst_folds[sl.fold - 1], src_folds, job.seed + sl.fold
+            )
+            for sl in src_slots
+        ],
+        n_classes=len(src.class_names),
+        class_names=src.class_names,
+        generations=g_src,
+        seed=job.seed + 1,
+        fix_after=True,
+    )
     if not chained:
         return [source, dest_phase("transfer", job.slots, "transfer", job.seed + 2, False)]
     phases = [source]
     for it in range(1, config.protocol.iterations + 1):
         slots = [RunSlot(it, k) for k in folds]
-        phases.append(dest_phase("transfer", slots, f"transfer_it{it}", job.seed + 1 + it,
-                                 it < config.protocol.iterations))
+        phases.append(
+            dest_phase(
+                "transfer",
+                slots,
+                f"transfer_it{it}",
+                job.seed + 1 + it,
+                it < config.protocol.iterations,
+            )
+        )
     return phases
 
 
@@ -354,8 +448,9 @@ def _truncate_part(path: Path, generation: int, final_generation: int) -> None:
     per_generation = (frame["split"] == "train") & frame["metric"].isin(["accuracy", "loss"])
     # The final evaluation (test rows, train_seconds, parameters at the last generation)
     # is redone after a resume; periodic checks before the checkpoint are kept.
-    keep = (gen < generation) | ((gen == generation) & (
-        per_generation | (generation < final_generation)))
+    keep = (gen < generation) | (
+        (gen == generation) & (per_generation | (generation < final_generation))
+    )
     frame[keep].to_csv(path, index=False, columns=list(COLUMNS))
 
 
@@ -376,9 +471,17 @@ class _Progress:
         self.path, self.total, self.done = path, total, 0
         # Per-job bars only on a terminal: in logs, several processes' bars are noise.
         enabled = enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=total, desc=desc, unit="gen", disable=not enabled,
-                        position=position, leave=False, file=sys.stderr, dynamic_ncols=True,
-                        mininterval=1.0)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="gen",
+            disable=not enabled,
+            position=position,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         self._last = 0.0
 
     def set(self, done: int) -> None:
@@ -395,8 +498,9 @@ class _Progress:
         self.bar.close()
 
 
-def execute_job(job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path,
-                position: int = 0) -> dict[str, Any]:
+def execute_job(
+    job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path, position: int = 0
+) -> dict[str, Any]:
     """Run (or resume) one job; return its record. Writes only under ``run_dir``:
     ``parts/<job>/`` metrics and confusions, ``checkpoints/<job>/state.pt``,
     ``models/``, ``progress/<job>.json`` and finally ``jobs/<job>.json``."""
@@ -424,20 +528,28 @@ def execute_job(job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path,
     device = config.device
     start_phase, resume_task = 0, None
     if state_path.exists():
-        net, resume_task, extra = load_checkpoint(state_path, device=device,
-                                                  expect_net_config=net_config,
-                                                  expect_runs=runs)
+        net, resume_task, extra = load_checkpoint(
+            state_path, device=device, expect_net_config=net_config, expect_runs=runs
+        )
         if extra.get("job") != job.job_id:
-            raise ValueError(f"{state_path} belongs to job {extra.get('job')!r}, not {job.job_id!r}")
+            raise ValueError(
+                f"{state_path} belongs to job {extra.get('job')!r}, not {job.job_id!r}"
+            )
         start_phase = int(extra["phase"])
     else:
         net = PathNet(net_config, runs=runs, seed=job.seed, device=device)
     total = sum(ph.generations for ph in phases)
-    progress = _Progress(run_dir / "progress" / f"{job.job_id}.json", total,
-                         f"{job.experiment} {job.arm} ({runs} runs)",
-                         config.logging.progress, position)
-    progress.set(sum(ph.generations for ph in phases[:start_phase])
-                 + (resume_task.generation if resume_task is not None else 0))
+    progress = _Progress(
+        run_dir / "progress" / f"{job.job_id}.json",
+        total,
+        f"{job.experiment} {job.arm} ({runs} runs)",
+        config.logging.progress,
+        position,
+    )
+    progress.set(
+        sum(ph.generations for ph in phases[:start_phase])
+        + (resume_task.generation if resume_task is not None else 0)
+    )
     record: dict[str, Any] = {**job.to_dict(), "phases": [], "runs": runs}
     try:
         for i, phase in enumerate(phases):
@@ -445,12 +557,30 @@ def execute_job(job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path,
                 continue
             task = resume_task if i == start_phase else None
             if task is not None and task.name != phase.label:
-                raise ValueError(f"{state_path}: checkpoint holds task {task.name!r}, "
-                                 f"expected {phase.label!r}; delete it to restart this job")
-            record["phases"].append(_run_phase(
-                config, job, i, phase, net, task, parts, state_path, progress,
-                sum(ph.generations for ph in phases[:i]), run_dir, datasets, evolve,
-                EvolutionConfig, save_checkpoint, torch))
+                raise ValueError(
+                    f"{state_path}: checkpoint holds task {task.name!r}, "
+                    f"expected {phase.label!r}; delete it to restart this job"
+                )
+            record["phases"].append(
+                _run_phase(
+                    config,
+                    job,
+                    i,
+                    phase,
+                    net,
+                    task,
+                    parts,
+                    state_path,
+                    progress,
+                    sum(ph.generations for ph in phases[:i]),
+                    run_dir,
+                    datasets,
+                    evolve,
+                    EvolutionConfig,
+                    save_checkpoint,
+                    torch,
+                )
+            )
             save_checkpoint(state_path, net, None, {"job": job.job_id, "phase": i + 1})
     finally:
         progress.close()
@@ -461,9 +591,24 @@ def execute_job(job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path,
     return record
 
 
-def _run_phase(config, job, index, phase: Phase, net, task, parts: Path, state_path: Path,
-               progress: _Progress, offset: int, run_dir: Path, datasets, evolve,
-               EvolutionConfig, save_checkpoint, torch) -> dict[str, Any]:
+def _run_phase(
+    config,
+    job,
+    index,
+    phase: Phase,
+    net,
+    task,
+    parts: Path,
+    state_path: Path,
+    progress: _Progress,
+    offset: int,
+    run_dir: Path,
+    datasets,
+    evolve,
+    EvolutionConfig,
+    save_checkpoint,
+    torch,
+) -> dict[str, Any]:
     from pathnet_fer.evolution import TaskData
 
     part = parts / f"{index:02d}_{phase.label}.csv"
@@ -493,8 +638,9 @@ def _run_phase(config, job, index, phase: Phase, net, task, parts: Path, state_p
             log.log_values(key, g, "train", "minibatch", {"accuracy": acc[r], "loss": loss[r]})
         if g % K == 0 and g < G:
             paths = event.task.current_best_paths()
-            for key, ev in zip(phase.keys, _evaluate(event.net, event.task, phase, paths, vote),
-                               strict=True):
+            for key, ev in zip(
+                phase.keys, _evaluate(event.net, event.task, phase, paths, vote), strict=True
+            ):
                 for level, values in ev.by_level().items():
                     log.log_values(key, g, "test", level, values)
         if g % every == 0 or g == G:
@@ -504,8 +650,16 @@ def _run_phase(config, job, index, phase: Phase, net, task, parts: Path, state_p
 
     evo = EvolutionConfig.from_dict({**config.evolution, "generations": G})
     data = [TaskData(rd.x, rd.y, name=phase.task) for rd in phase.data]
-    task = evolve(net, data, phase.n_classes, config=evo, seed=phase.seed,
-                  callbacks=[on_generation], name=phase.label, task=task)
+    task = evolve(
+        net,
+        data,
+        phase.n_classes,
+        config=evo,
+        seed=phase.seed,
+        callbacks=[on_generation],
+        name=phase.label,
+        task=task,
+    )
     paths = task.best_paths
     evaluations = _evaluate(net, task, phase, paths, vote)
     confusion_rows = []
@@ -514,26 +668,46 @@ def _run_phase(config, job, index, phase: Phase, net, task, parts: Path, state_p
         for level, values in ev.by_level().items():
             log.log_values(key, task.generation, "test", level, values)
         params = sum(p.numel() for p in net.path_model(task, run=r).parameters())
-        log.log_values(key, task.generation, "train", "minibatch",
-                       {"train_seconds": seconds, "parameters": float(params)})
+        log.log_values(
+            key,
+            task.generation,
+            "train",
+            "minibatch",
+            {"train_seconds": seconds, "parameters": float(params)},
+        )
         for level, matrix in (("frame", ev.frame_confusion), ("clip", ev.clip_confusion)):
             for t, p in zip(*np.nonzero(matrix >= 0), strict=True):
-                confusion_rows.append(dict(
-                    experiment=key.experiment, arm=key.arm, task=key.task,
-                    iteration=key.iteration, fold=key.fold, level=level,
-                    true=phase.class_names[t], pred=phase.class_names[p],
-                    count=int(matrix[t, p])))
+                confusion_rows.append(
+                    dict(
+                        experiment=key.experiment,
+                        arm=key.arm,
+                        task=key.task,
+                        iteration=key.iteration,
+                        fold=key.fold,
+                        level=level,
+                        true=phase.class_names[t],
+                        pred=phase.class_names[p],
+                        count=int(matrix[t, p]),
+                    )
+                )
     log.close()
-    pd.DataFrame(confusion_rows).to_csv(parts / f"{index:02d}_{phase.label}_confusion.csv",
-                                        index=False)
+    pd.DataFrame(confusion_rows).to_csv(
+        parts / f"{index:02d}_{phase.label}_confusion.csv", index=False
+    )
     models = []
     if phase.save_models:
         models = _save_models(config, job, phase, net, task, run_dir, datasets)
     if phase.fix_after:
         net.fix(task)
-    return {"phase": phase.label, "arm": phase.arm, "task": phase.task,
-            "generations": task.generation, "seconds": task.elapsed_seconds,
-            "best_fitness": [float(v) for v in task.best_fitness], "models": models}
+    return {
+        "phase": phase.label,
+        "arm": phase.arm,
+        "task": phase.task,
+        "generations": task.generation,
+        "seconds": task.elapsed_seconds,
+        "best_fitness": [float(v) for v in task.best_fitness],
+        "models": models,
+    }
 
 
 def _save_models(config, job, phase: Phase, net, task, run_dir: Path, datasets) -> list[str]:
@@ -545,18 +719,34 @@ def _save_models(config, job, phase: Phase, net, task, run_dir: Path, datasets) 
     out = []
     for r in runs:
         key = phase.keys[r]
-        name = (f"{phase.arm}_it{key.iteration}_fold{key.fold}.pt" if config.save_models == "all"
-                else f"{phase.arm}_best.pt" if phase.label == phase.arm
-                else f"{phase.label}_best.pt")
+        name = (
+            f"{phase.arm}_it{key.iteration}_fold{key.fold}.pt"
+            if config.save_models == "all"
+            else f"{phase.arm}_best.pt"
+            if phase.label == phase.arm
+            else f"{phase.label}_best.pt"
+        )
         path = run_dir / "models" / _slug(key.experiment) / name
-        save_model(path, net=net, task=task, run=r, class_names=list(phase.class_names),
-                   face_settings=face_settings_for(config, phase.task), dataset=phase.task,
-                   metadata={"experiment": key.experiment, "arm": key.arm,
-                             "iteration": key.iteration, "fold": key.fold,
-                             "selection": "highest training-selection accuracy of the "
-                                          "final population's best path (no test data)",
-                             "train_selection_accuracy": float(fitness[r]),
-                             "job": job.job_id, "config": config.name,
-                             "test_subjects": sorted(set(phase.data[r].test_subjects))})
+        save_model(
+            path,
+            net=net,
+            task=task,
+            run=r,
+            class_names=list(phase.class_names),
+            face_settings=face_settings_for(config, phase.task),
+            dataset=phase.task,
+            metadata={
+                "experiment": key.experiment,
+                "arm": key.arm,
+                "iteration": key.iteration,
+                "fold": key.fold,
+                "selection": "highest training-selection accuracy of the "
+                "final population's best path (no test data)",
+                "train_selection_accuracy": float(fitness[r]),
+                "job": job.job_id,
+                "config": config.name,
+                "test_subjects": sorted(set(phase.data[r].test_subjects)),
+            },
+        )
         out.append(str(path.relative_to(run_dir)))
     return out

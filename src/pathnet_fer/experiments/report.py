@@ -33,20 +33,34 @@ TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("train", "minibatch", "train_seconds", "train seconds"),
     ("train", "minibatch", "parameters", "parameters"),
 )
-COMPARED = (("test", "frame", "accuracy"), ("test", "frame", "macro_f1"),
-            ("test", "frame", "uar"), ("test", "clip", "accuracy"),
-            ("train", "minibatch", "accuracy"), ("train", "minibatch", "loss"))
+COMPARED = (
+    ("test", "frame", "accuracy"),
+    ("test", "frame", "macro_f1"),
+    ("test", "frame", "uar"),
+    ("test", "clip", "accuracy"),
+    ("train", "minibatch", "accuracy"),
+    ("train", "minibatch", "loss"),
+)
 ARM_ORDER = ("source", "transfer", "scratch")
 
 
 def paired_comparison(
-    metrics: pd.DataFrame, experiment: str, arm_a: str = "transfer", arm_b: str = "scratch",
-    split: str = "test", level: str = "frame", metric: str = "accuracy",
+    metrics: pd.DataFrame,
+    experiment: str,
+    arm_a: str = "transfer",
+    arm_b: str = "scratch",
+    split: str = "test",
+    level: str = "frame",
+    metric: str = "accuracy",
 ) -> dict[str, object] | None:
     """``arm_a`` minus ``arm_b`` on one final metric, paired by fold; None if not both arms."""
     final = final_values(metrics)
-    sel = final[(final.experiment == experiment) & (final.split == split)
-                & (final.level == level) & (final.metric == metric)]
+    sel = final[
+        (final.experiment == experiment)
+        & (final.split == split)
+        & (final.level == level)
+        & (final.metric == metric)
+    ]
     per_fold = sel.groupby(["arm", "fold"])["value"].mean().unstack("arm")
     if arm_a not in per_fold or arm_b not in per_fold:
         return None
@@ -63,13 +77,20 @@ def paired_comparison(
                 p_w = float(stats.wilcoxon(diff, zero_method="zsplit").pvalue)
                 p_t = float(stats.ttest_rel(pairs[arm_a], pairs[arm_b]).pvalue)
     return {
-        "experiment": experiment, "comparison": f"{arm_a} - {arm_b}", "split": split,
-        "level": level, "metric": metric, "mean_a": float(pairs[arm_a].mean()) if n else math.nan,
+        "experiment": experiment,
+        "comparison": f"{arm_a} - {arm_b}",
+        "split": split,
+        "level": level,
+        "metric": metric,
+        "mean_a": float(pairs[arm_a].mean()) if n else math.nan,
         "mean_b": float(pairs[arm_b].mean()) if n else math.nan,
         "mean_diff": float(diff.mean()) if n else math.nan,
         "std_diff": float(diff.std(ddof=1)) if n > 1 else math.nan,
-        "n_folds": n, "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()),
-        "p_wilcoxon": p_w, "p_ttest": p_t,
+        "n_folds": n,
+        "wins": int((diff > 0).sum()),
+        "losses": int((diff < 0).sum()),
+        "p_wilcoxon": p_w,
+        "p_ttest": p_t,
     }
 
 
@@ -101,28 +122,41 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
     lines: list[str] = []
     for experiment in summary["experiment"].unique():
         part = summary[summary.experiment == experiment]
-        cols = [c for c in TABLE_COLUMNS
-                if ((part.split == c[0]) & (part.level == c[1]) & (part.metric == c[2])).any()]
-        lines += [f"## {experiment}", "",
-                  "| arm | task | runs | folds | " + " | ".join(c[3] for c in cols) + " |",
-                  "|---|---|---|---|" + "---|" * len(cols)]
-        for (arm, task), rows in sorted(part.groupby(["arm", "task"], sort=False),
-                                        key=lambda kv: _arm_key(kv[0][0])):
+        cols = [
+            c
+            for c in TABLE_COLUMNS
+            if ((part.split == c[0]) & (part.level == c[1]) & (part.metric == c[2])).any()
+        ]
+        lines += [
+            f"## {experiment}",
+            "",
+            "| arm | task | runs | folds | " + " | ".join(c[3] for c in cols) + " |",
+            "|---|---|---|---|" + "---|" * len(cols),
+        ]
+        for (arm, task), rows in sorted(
+            part.groupby(["arm", "task"], sort=False), key=lambda kv: _arm_key(kv[0][0])
+        ):
             cells = []
             for split, level, metric, _ in cols:
                 r = rows[(rows.split == split) & (rows.level == level) & (rows.metric == metric)]
-                cells.append(_fmt(r["mean"].iloc[0], r["std"].iloc[0], int(r["n"].iloc[0]),
-                                  metric) if len(r) else "")
+                cells.append(
+                    _fmt(r["mean"].iloc[0], r["std"].iloc[0], int(r["n"].iloc[0]), metric)
+                    if len(r)
+                    else ""
+                )
             n = int(rows["n"].max())
             folds = int(rows["n_folds"].max())
             lines.append(f"| {arm} | {task} | {n} | {folds} | " + " | ".join(cells) + " |")
         lines.append("")
         c = comp[comp.experiment == experiment] if len(comp) else comp
         if len(c):
-            lines += ["Transfer minus scratch, paired by fold:", "",
-                      "| metric | transfer | scratch | difference | folds (wins/losses) "
-                      "| Wilcoxon p | paired t p |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += [
+                "Transfer minus scratch, paired by fold:",
+                "",
+                "| metric | transfer | scratch | difference | folds (wins/losses) "
+                "| Wilcoxon p | paired t p |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for r in c.itertuples():
                 lines.append(
                     f"| {r.split} {r.level} {r.metric} | {r.mean_a:.3f} | {r.mean_b:.3f} | "

@@ -37,8 +37,14 @@ from pathnet_fer.experiments.report import PAIRED_TEST, write_report
 from pathnet_fer.paths import REPO_ROOT
 
 # Settings that do not change any result: a resumed run may differ in these.
-NON_RESULT_KEYS = {("logging",), ("executor", "workers"), ("executor", "threads"),
-                   ("executor", "kind"), ("cache_dir",), ("data_root",)}
+NON_RESULT_KEYS = {
+    ("logging",),
+    ("executor", "workers"),
+    ("executor", "threads"),
+    ("executor", "kind"),
+    ("cache_dir",),
+    ("data_root",),
+}
 
 
 class RunDirError(ValueError):
@@ -69,9 +75,16 @@ def package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for name, dist in (("torch", "torch"), ("numpy", "numpy"), ("cv2", "opencv-python-headless"),
-                       ("av", "av"), ("sklearn", "scikit-learn"), ("pandas", "pandas"),
-                       ("scipy", "scipy"), ("pathnet_fer", "pathnet-fer")):
+    for name, dist in (
+        ("torch", "torch"),
+        ("numpy", "numpy"),
+        ("cv2", "opencv-python-headless"),
+        ("av", "av"),
+        ("sklearn", "scikit-learn"),
+        ("pandas", "pandas"),
+        ("scipy", "scipy"),
+        ("pathnet_fer", "pathnet-fer"),
+    ):
         try:
             out[name] = md.version(dist)
         except md.PackageNotFoundError:
@@ -82,10 +95,21 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str | None:
     """The checkout's commit (``+dirty`` when files differ), or None outside a checkout."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return head + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -115,7 +139,8 @@ def prepare_run_dir(config: ExperimentConfig, out: Path, restart: bool = False) 
         diff = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
         if diff:
             raise RunDirError(
-                f"{out} holds a run with a different configuration:\n  " + "\n  ".join(diff)
+                f"{out} holds a run with a different configuration:\n  "
+                + "\n  ".join(diff)
                 + "\nUse another --out directory, or --restart to discard that run."
             )
         return True
@@ -166,9 +191,11 @@ def run_experiment(
         t0 = time.perf_counter()
         datasets[name] = load_dataset(config, name, progress=not quiet)
         faces = datasets[name].faces
-        notes.append(f"dataset {name}: {len(faces)} crops, "
-                     f"{len(set(datasets[name].subjects))} subjects, classes "
-                     f"{list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)")
+        notes.append(
+            f"dataset {name}: {len(faces)} crops, "
+            f"{len(set(datasets[name].subjects))} subjects, classes "
+            f"{list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)"
+        )
     plan = fold_plan(config, datasets)
     del datasets
 
@@ -183,33 +210,57 @@ def run_experiment(
     meta_path = out / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("started", datetime.now(UTC).isoformat(timespec="seconds"))
-    meta.setdefault("sessions", []).append({
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "argv": sys.argv,
-        "git_commit": git_commit(), "versions": package_versions()})
-    meta.update({"name": config.name, "seed": config.seed, "device": config.device,
-                 "iteration_mode": config.protocol.iteration_mode, "iteration_reading": reading,
-                 "clip_vote": config.protocol.clip_vote, "paired_test": PAIRED_TEST,
-                 "versions": package_versions(), "git_commit": git_commit(),
-                 "data_root": str(config.resolved_data_root())})
+    meta.setdefault("sessions", []).append(
+        {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+        }
+    )
+    meta.update(
+        {
+            "name": config.name,
+            "seed": config.seed,
+            "device": config.device,
+            "iteration_mode": config.protocol.iteration_mode,
+            "iteration_reading": reading,
+            "clip_vote": config.protocol.clip_vote,
+            "paired_test": PAIRED_TEST,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "data_root": str(config.resolved_data_root()),
+        }
+    )
     meta_path.write_text(json.dumps(meta, indent=1))
 
     jobs = plan_jobs(config)
     (out / "jobs").mkdir(exist_ok=True)
     (out / "jobs" / "plan.json").write_text(json.dumps([j.to_dict() for j in jobs], indent=1))
     todo = [j for j in jobs if not (out / "jobs" / f"{j.job_id}.json").exists()]
-    log(f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished); "
+    log(
+        f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished); "
         f"{config.generations('source')} source / {config.generations('destination')} "
-        f"destination generations per task")
+        f"destination generations per task"
+    )
     config_dict = config.to_dict()
     failed: list[str] = []
     own_executor = executor is None
     if executor is None:
-        executor = make_executor(config.executor.kind, config.executor.workers,
-                                 config.executor.threads, n_jobs=len(todo))
+        executor = make_executor(
+            config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
+        )
     totals = {j.job_id: _job_total(config, j) for j in jobs}
-    overall = tqdm(total=sum(totals.values()), desc=f"experiment {config.name}", unit="gen",
-                   position=0, disable=quiet or not config.logging.progress, file=sys.stderr,
-                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 15.0)
+    overall = tqdm(
+        total=sum(totals.values()),
+        desc=f"experiment {config.name}",
+        unit="gen",
+        position=0,
+        disable=quiet or not config.logging.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 15.0,
+    )
 
     def refresh() -> None:
         done = 0
@@ -257,22 +308,27 @@ def run_experiment(
     return result
 
 
-def finalise(out: Path, config: ExperimentConfig | None = None, quiet: bool = True
-             ) -> ExperimentResult:
+def finalise(
+    out: Path, config: ExperimentConfig | None = None, quiet: bool = True
+) -> ExperimentResult:
     """Merge job outputs into metrics.csv / confusion.csv, write tables and figures."""
     import yaml
 
     out = Path(out)
     if config is None:
         config = build_config(yaml.safe_load((out / "config.yaml").read_text()))
-    parts = sorted(p for p in (out / "parts").glob("*/*.csv") if not p.name.endswith(
-        "_confusion.csv"))
+    parts = sorted(
+        p for p in (out / "parts").glob("*/*.csv") if not p.name.endswith("_confusion.csv")
+    )
     if not parts:
         raise FileNotFoundError(f"{out} holds no job metrics yet (parts/*/*.csv)")
     metrics = merge_metric_files(parts, out / "metrics.csv")
     conf_parts = sorted((out / "parts").glob("*/*_confusion.csv"))
-    confusion = pd.concat([pd.read_csv(p) for p in conf_parts], ignore_index=True) \
-        if conf_parts else pd.DataFrame()
+    confusion = (
+        pd.concat([pd.read_csv(p) for p in conf_parts], ignore_index=True)
+        if conf_parts
+        else pd.DataFrame()
+    )
     confusion.to_csv(out / "confusion.csv", index=False)
     meta = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     header = (
@@ -292,7 +348,17 @@ def finalise(out: Path, config: ExperimentConfig | None = None, quiet: bool = Tr
         figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")
     if figures:
         md = paths["summary_md"]
-        md.write_text(md.read_text() + "\n## Figures\n\n" + "\n".join(
-            f"![{p.stem}](figures/{p.name})" for p in figures if "learning" in p.name) + "\n")
-    return ExperimentResult(run_dir=out, metrics=metrics, summary_md=paths["summary_md"],
-                            figures=figures, failed=[], seconds=0.0)
+        md.write_text(
+            md.read_text()
+            + "\n## Figures\n\n"
+            + "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures if "learning" in p.name)
+            + "\n"
+        )
+    return ExperimentResult(
+        run_dir=out,
+        metrics=metrics,
+        summary_md=paths["summary_md"],
+        figures=figures,
+        failed=[],
+        seconds=0.0,
+    )
