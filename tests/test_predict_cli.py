@@ -91,6 +91,17 @@ def test_predict_paths_annotates_images_and_summarises_without_keeping_rows(
     inputs = [str(media / "multi_face.jpg"), str(media / "single_face.jpg")]
     predictor = Predictor.from_file(model_file)
     kept = predictor.predict_paths(inputs, annotate=tmp_path / "annotated")
+    # The same name in another folder gets its own annotated file, never overwrites.
+    (tmp_path / "copy").mkdir()
+    shutil.copy(media / "single_face.jpg", tmp_path / "copy" / "single_face.jpg")
+    twice = predictor.predict_paths(
+        [inputs[1], str(tmp_path / "copy")], annotate=tmp_path / "twice", keep_predictions=False
+    )
+    assert len(twice.files) == 2
+    assert sorted(p.name for p in (tmp_path / "twice").iterdir()) == [
+        "single_face_annotated.png",
+        "single_face_annotated_2.png",
+    ]
     lean = predictor.predict_paths(inputs, keep_predictions=False)
     assert lean.predictions.empty and kept.problems == lean.problems == []
     pd.testing.assert_frame_equal(kept.summary, lean.summary)

@@ -116,6 +116,9 @@ def _device(name: str) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pathnet_fer.faces.video import frame_count_hint, is_image
     from pathnet_fer.predict.model_file import ModelFileError, load_model, read_header
     from pathnet_fer.predict.predictor import Predictor
 
@@ -156,22 +159,42 @@ def run_predict(args: argparse.Namespace) -> int:
     state = {"header": True, "started": time.perf_counter(), "rows": 0}
 
     def on_file(path: str, table: pd.DataFrame) -> None:
+        if bar["tqdm"] is not None:
+            bar["tqdm"].close()
+            bar["tqdm"] = None
         table.to_csv(out, mode="w" if state["header"] else "a", header=state["header"], index=False)
         state["header"] = False
         state["rows"] += len(table)
         if not args.quiet:
             seconds = time.perf_counter() - state["file_started"]
             frames = table["frame"].nunique()
-            faces = int(table["detection"].ne("none").sum())
+            with_face = table["detection"].ne("none")
+            faces, frames_with = int(with_face.sum()), table.loc[with_face, "frame"].nunique()
+            several = f" ({faces} faces)" if faces > frames_with else ""
             print(
-                f"  {frames} frames, {faces} with a face, {frames / max(seconds, 1e-9):.1f} frames/s",
+                f"  {frames} frames, {frames_with} with a face{several}, "
+                f"{frames / max(seconds, 1e-9):.1f} frames/s",
                 file=sys.stderr,
             )
 
+    bar = {"tqdm": None}
+
     def progress(path: str) -> None:
         state["file_started"] = time.perf_counter()
-        if not args.quiet:
-            print(f"{path}", file=sys.stderr)
+        if bar["tqdm"] is not None:
+            bar["tqdm"].close()
+            bar["tqdm"] = None
+        if args.quiet:
+            return
+        print(f"{path}", file=sys.stderr)
+        if not is_image(path):
+            hint = frame_count_hint(path)
+            total = -(-hint // args.every) if hint else None
+            bar["tqdm"] = tqdm(total=total, unit="frame", leave=False, file=sys.stderr)
+
+    def on_chunk(rows: int) -> None:
+        if bar["tqdm"] is not None:
+            bar["tqdm"].update(rows)
 
     result = predictor.predict_paths(
         args.inputs,
@@ -180,7 +203,10 @@ def run_predict(args: argparse.Namespace) -> int:
         on_file=on_file,
         progress=progress,
         keep_predictions=False,  # rows go to the CSV file by file: memory stays flat
+        on_chunk=on_chunk,
     )
+    if bar["tqdm"] is not None:
+        bar["tqdm"].close()
     for problem in result.problems:
         if problem.rows_kept:
             print(f"incomplete: {problem.file}: {problem.reason} ({problem.rows_kept} rows kept)",

@@ -171,6 +171,7 @@ class Predictor:
         on_file: Callable[[str, pd.DataFrame], None] | None = None,
         progress: Callable[[str], None] | None = None,
         keep_predictions: bool = True,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> PredictionResult:
         """Predict on files, folders and globs; bad inputs are skipped and reported.
 
@@ -180,6 +181,8 @@ class Predictor:
         CSV), so a long run keeps what it did when a later file fails. With
         ``keep_predictions=False`` the rows are not accumulated (memory stays flat over
         many files; ``result.predictions`` is empty, the summary is complete).
+        ``progress(file)`` is called before each file, ``on_chunk(rows)`` after each
+        batch of a video (for progress bars).
         """
         expanded = expand_inputs(inputs)
         problems = [Problem(arg, reason) for arg, reason in expanded.problems]
@@ -187,10 +190,18 @@ class Predictor:
         tables: list[pd.DataFrame] = []
         summaries: list[pd.DataFrame] = []
         done: list[str] = []
+        used_targets: set[Path] = set()
         for path in expanded.files:
             if progress:
                 progress(str(path))
-            target = _annotation_target(annotate, path, n_inputs) if annotate else None
+            target = None
+            if annotate:
+                target = _annotation_target(annotate, path, n_inputs)
+                stem, n = target.stem, 1
+                while target in used_targets:  # same name in two folders: never overwrite
+                    n += 1
+                    target = target.with_name(f"{stem}_{n}{target.suffix}")
+                used_targets.add(target)
             chunks: list[pd.DataFrame] = []
             try:
                 if is_image(path):
@@ -200,6 +211,8 @@ class Predictor:
                 else:
                     for chunk in self.iter_video(path, every=every, annotate=target):
                         chunks.append(chunk)
+                        if on_chunk:
+                            on_chunk(len(chunk))
             except MediaError as error:
                 kept = sum(len(c) for c in chunks)
                 problems.append(Problem(str(path), str(error), kept))
