@@ -131,10 +131,15 @@ def test_several_faces_policy_is_applied_and_recorded(bad_run, bad_tree, tmp_pat
     video = _write_video(tmp_path / "two.mp4", [two] * 4)
     paper = extract_faces(str(video), FaceSettings(detect=True))
     assert paper.status == "skipped" and paper.reason == SEVERAL_FACES and paper.n_multi == 4
-    nearest = extract_faces(str(video), FaceSettings(detect=True, multi_face="nearest"))
+    strict = FaceSettings(detect=True, multi_face="nearest", recheck_every=1)
+    nearest = extract_faces(str(video), strict)
     assert nearest.status == "ok" and nearest.n_crops == 4 and nearest.n_multi == 4
     # nearest keeps following the same face
     assert len({tuple(b) for b in nearest.boxes.tolist()}) <= 2
+    # the quick search near the followed face sees only the full-frame rechecks' crowds
+    quick = extract_faces(str(video), FaceSettings(detect=True, multi_face="nearest"))
+    assert quick.n_crops == 4 and quick.n_multi == 1
+    np.testing.assert_allclose(quick.boxes, nearest.boxes, atol=8)
 
 
 def _read(path: Path) -> np.ndarray:

@@ -104,3 +104,21 @@ def test_tracker_streams_with_previous_face_rule(require_data):
     assert tracker.n_fallback == 1 and tracker.n_faces == 0
     tracker.reset()
     assert tracker.update(blank) == (None, False)
+
+
+def test_tracker_near_search_matches_full_search(require_data):
+    """Searching near the previous face gives the boxes a full-frame search gives."""
+    from pathnet_fer.faces.video import iter_frames
+
+    clip = require_data("face-media") / "single_face.mp4"
+    frames = [f for _, _, f in iter_frames(clip, every=2, pixel_format="gray")]
+    strict = FaceTracker(FaceSettings(detect=True, recheck_every=1))
+    quick = FaceTracker(FaceSettings(detect=True, recheck_every=10))
+    a = np.array([strict.update(f).box for f in frames], dtype=float)
+    b = np.array([quick.update(f).box for f in frames], dtype=float)
+    assert strict.n_full == len(frames) and quick.n_full <= len(frames) // 5
+    inter_w = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    inter_h = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
+    iou = inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
+    assert iou.min() >= 0.8, iou.min()

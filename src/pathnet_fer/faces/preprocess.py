@@ -246,6 +246,10 @@ def _assemble(
     boxes: list[np.ndarray] = []
     for position, sample in enumerate(samples.itertuples(index=False)):
         faces = results.get(position)
+        if faces is None and label_ok[position]:  # a duplicate whose entry became unreadable
+            from pathnet_fer.faces.extract import _empty
+
+            faces = _empty(settings, "skipped", "cache entry unreadable; run again to redo it")
         row = {
             "path": sample.path,
             "clip": sample.clip,

@@ -93,7 +93,8 @@ class FaceTracker:
     ``update(frame)`` returns ``(box, fresh)``: ``fresh=True`` when the face was detected in
     this frame, ``False`` when the previous region is reused. Before the first usable
     detection it returns ``(None, False)``. ``n_faces`` holds the last frame's detection
-    count, ``n_fallback`` the fallbacks so far.
+    count, ``n_fallback`` the fallbacks so far. ``update_with_boxes`` applies the rule to
+    detections made elsewhere (always full-frame ones).
     """
 
     def __init__(self, settings: FaceSettings | None = None, detector: FaceDetector | None = None):
@@ -106,6 +107,8 @@ class FaceTracker:
         self.previous: Box | None = None
         self.n_faces = 0
         self.n_fallback = 0
+        self.n_full = 0  # full-frame searches so far
+        self._since_full = 0
 
     def update_with_boxes(self, boxes: np.ndarray) -> Track:
         """Advance with detections computed elsewhere (e.g. by a batch detector)."""
@@ -120,5 +123,17 @@ class FaceTracker:
         return Track(self.previous, False)
 
     def update(self, frame: np.ndarray) -> Track:
-        """Detect in ``frame`` (RGB or grey) and return this frame's face region."""
+        """Detect in ``frame`` (RGB or grey) and return this frame's face region.
+
+        While a face is followed, the search starts near it; the full frame is searched
+        every ``settings.recheck_every`` frames and whenever the nearby search finds no
+        face or several, so the previous-face rule sees what a full search would.
+        """
+        if self.previous is not None and self._since_full + 1 < self.settings.recheck_every:
+            near = self.detector.detect_near(frame, self.previous)
+            if len(near) == 1:
+                self._since_full += 1
+                return self.update_with_boxes(near)
+        self._since_full = 0
+        self.n_full += 1
         return self.update_with_boxes(self.detector.detect(frame))
