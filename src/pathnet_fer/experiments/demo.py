@@ -8,10 +8,11 @@ they are.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pathnet_fer.experiments.config import CONFIG_DIR, load_config
-from pathnet_fer.experiments.runner import ExperimentResult, run_experiment
+from pathnet_fer.experiments.runner import ExperimentResult, RunDirError, run_experiment
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 
@@ -25,7 +26,22 @@ def run_demo(
 ) -> ExperimentResult:
     """Run the demo config into ``out`` and print the summary's location and tables."""
     cfg = load_config(config, overrides)
-    result = run_experiment(cfg, out, restart=restart, quiet=quiet)
+    out = Path(out)
+    try:
+        result = run_experiment(cfg, out, restart=restart, quiet=quiet)
+    except RunDirError as err:
+        # An older demo (other settings or code) is in the way: keep it, start afresh.
+        if not (out / "config.yaml").exists():
+            raise
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        kept = out.with_name(f"{out.name}.old-{stamp}")
+        out.rename(kept)
+        print(
+            f"{out} held a demo with other settings ({str(err).splitlines()[1].strip()} ...);"
+            f" moved it to {kept}",
+            file=sys.stderr,
+        )
+        result = run_experiment(cfg, out, quiet=quiet)
     if quiet:
         print(f"Report: {result.summary_md}")
     else:
