@@ -9,7 +9,8 @@ from pathlib import Path
 
 EPILOG = """\
 Re-running the same command continues an interrupted run from its checkpoints (finished
-work is kept). Errors print one line; PATHNET_FER_DEBUG=1 shows the traceback. Settings: see docs/experiments.md; override any with --set key.sub=value,
+work is kept). Errors print one line; PATHNET_FER_DEBUG=1 shows the traceback.
+Settings: see docs/experiments.md; override any with --set key.sub=value,
 e.g. --set evolution.generations=200 --set protocol.folds=3."""
 
 
