@@ -19,6 +19,7 @@ Timings on a shared machine are noisy: rerun on a quiet one for figures to publi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -198,6 +199,12 @@ def main() -> None:
         else f"cpu x{torch.get_num_threads()} threads"
     )
     print(f"device: {name}; torch {torch.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if device.type == "cpu" and load > (os.cpu_count() or 1):
+        print(
+            f"WARNING: load average {load:.1f} on {os.cpu_count()} cores: other processes compete, "
+            "timings are unreliable (try --threads 1, or rerun on a quiet machine)"
+        )
     print(
         f"schedule: L={cfg.layers} M={cfg.modules} U={cfg.units} N={cfg.max_active}, input {cfg.input_dim}, "
         f"{classes} classes, generation = 2 paths x {ev.minibatches} minibatches of {ev.batch_size}"
