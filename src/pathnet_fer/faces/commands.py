@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=defaults.detect_side,
         help="detect on frames downscaled to this longer side (0 = full size)",
     )
+    parser.add_argument(
+        "--recheck-every",
+        type=int,
+        default=defaults.recheck_every,
+        help="while following a face, search near it and the full frame every K frames "
+        "(and whenever the nearby search is unsure); 1 = full frame every frame",
+    )
     parser.add_argument("--keep-neutral", action="store_true", help="keep neutral as a 7th class")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,6 +91,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
             detect=args.detect,
             multi_face=args.multi_face,
             detect_side=args.detect_side,
+            recheck_every=args.recheck_every,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

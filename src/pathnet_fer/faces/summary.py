@@ -52,12 +52,18 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
     """Human-readable summary: ok/skipped clips with reasons, faces, fallbacks, seconds."""
     s = summarise(dataset)
     settings = dataset.settings
+    detection = (
+        f"on at {settings.detect_side or 'full'} px, full-frame recheck every "
+        f"{settings.recheck_every}"
+        if settings.detect
+        else "off"
+    )
     lines = [
         f"dataset {s['dataset']}: {s['clips_ok']} clips ok, {s['clips_skipped']} skipped, "
         f"{s['subjects']} subjects",
         f"faces: {s['crops']} crops ({settings.size}x{settings.size} {settings.colour}, "
         f"margin {settings.margin}, every {settings.every}, "
-        f"detection {'on' if settings.detect else 'off'}, multi-face '{settings.multi_face}')",
+        f"detection {detection}, multi-face '{settings.multi_face}')",
     ]
     if settings.detect:
         share = s["fallbacks"] / s["crops"] if s["crops"] else 0.0
