@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--finetune", help="head | full | head,full (default head)")
     p.add_argument("--weights", help="weights spec (see above); default auto")
-    p.add_argument("--out", type=Path, help="run directory (default runs/<config name>-baselines)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="run directory (default runs/<config name>-baselines); a PathNet run directory "
+        "gets the baselines in OUT/baselines/ and its report rebuilt with every arm",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -97,7 +102,13 @@ def run_command(args: argparse.Namespace) -> int:
             section["folds"] = [int(f) for f in section["folds"].split(",") if f.strip()]
         settings = BaselineSettings.from_dict(section)
         out = args.out or Path("runs") / f"{config.name}-baselines"
-        run_baselines(config, settings, out, progress=None if args.quiet else print)
+        pathnet_run = (out / "config.yaml").exists()
+        target = out / "baselines" if pathnet_run else out
+        run_baselines(config, settings, target, progress=None if args.quiet else print)
+        if pathnet_run:
+            summary = add_to_pathnet_run(out, target / "metrics.csv")
+            print(f"added the baseline arms to {out}: {summary}")
+            return 0
     except (
         ConfigError,
         BaselineConfigError,
@@ -109,3 +120,28 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {out / 'metrics.csv'} and {out / 'summary.md'}")
     return 0
+
+
+def add_to_pathnet_run(run_dir: Path, metrics_csv: Path) -> Path:
+    """Put baseline rows beside a PathNet run's job outputs and rebuild its report.
+
+    The experiments stage rebuilds ``metrics.csv`` from ``parts/*/*.csv``; a copy of the
+    baselines' metrics there keeps their arms in every later ``pathnet-fer report``.
+    """
+    from pathnet_fer.experiments.metrics_log import read_metrics
+    from pathnet_fer.experiments.runner import finalise
+
+    ours = read_metrics(metrics_csv)
+    parts = run_dir / "parts"
+    pathnet_parts = [p for p in parts.glob("*/*.csv") if p.parent.name != "baselines"]
+    if not pathnet_parts and (run_dir / "metrics.csv").exists():
+        # A run directory copied without its parts/ (e.g. fetched from another machine):
+        # keep its PathNet rows as a part, or the rebuild would drop them.
+        theirs = read_metrics(run_dir / "metrics.csv")
+        theirs = theirs[~theirs["arm"].isin(set(ours["arm"]))]
+        (parts / "pathnet").mkdir(parents=True, exist_ok=True)
+        theirs.to_csv(parts / "pathnet" / "metrics.csv", index=False)
+    dest = parts / "baselines" / "metrics.csv"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ours.to_csv(dest, index=False)
+    return finalise(run_dir).summary_md
