@@ -68,6 +68,7 @@ def evolve(
             break
     if not task.finished:
         task.best_paths, task.best_fitness = task._reevaluate()
+    task._data = None  # do not keep the training data (possibly on the GPU) alive
     return task
 
 

@@ -86,7 +86,10 @@ class Task:
         from pathnet_fer.evolution.evaluate import evaluate_population
 
         if self._net is None or self._data is None:
-            raise RuntimeError("re-evaluation needs the task's net and data: call evolve() first")
+            raise RuntimeError(
+                "re-evaluation needs the task's training data, held only while evolve() runs "
+                "(after it, use task.best_paths)"
+            )
         acc = evaluate_population(self._net, self, self._data)  # (R, P)
         best = acc.argmax(1)
         rows = torch.arange(self.runs)
