@@ -223,3 +223,17 @@ def test_long_faceless_opening_is_decoded_twice_not_held(require_data, monkeypat
     np.testing.assert_array_equal(capped.images, held.images)
     np.testing.assert_array_equal(capped.frame_index, held.frame_index)
     np.testing.assert_array_equal(capped.boxes, held.boxes)
+
+
+def test_max_gap_drops_frames_far_from_any_face(require_data):
+    """face_noface.mov loses the face for good: the paper's rule crops the empty scene."""
+    from pathnet_fer.faces.extract import extract_faces
+
+    clip = str(require_data("face-media") / "face_noface.mov")
+    paper = extract_faces(clip, FaceSettings(detect=True, every=4))
+    capped = extract_faces(clip, FaceSettings(detect=True, every=4, max_gap=3))
+    assert paper.n_dropped == 0 and paper.n_crops == paper.n_frames
+    assert capped.n_dropped > 10 and capped.n_crops == capped.n_frames - capped.n_dropped
+    assert capped.n_detections == paper.n_detections and capped.n_fallback <= paper.n_fallback
+    kept = np.isin(paper.frame_index, capped.frame_index)
+    np.testing.assert_array_equal(capped.images, paper.images[kept])

@@ -122,3 +122,14 @@ def test_tracker_near_search_matches_full_search(require_data):
     inter = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
     iou = inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
     assert iou.min() >= 0.8, iou.min()
+
+
+def test_within_gap_limits_previous_face_reuse():
+    from pathnet_fer.faces.extract import within_gap
+
+    fallback = np.array([1, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1], dtype=bool)
+    np.testing.assert_array_equal(within_gap(fallback, 0), np.ones(13, bool))  # the paper
+    keep = within_gap(fallback, 2)
+    # backfill: 2 frames before the first face; gaps: 2 frames after each face
+    np.testing.assert_array_equal(keep, [0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0])
+    assert within_gap(np.zeros(4, bool), 1).all()

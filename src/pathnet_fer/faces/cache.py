@@ -99,6 +99,7 @@ class FaceCache:
             "n_frames": faces.n_frames,
             "n_detections": faces.n_detections,
             "n_multi": faces.n_multi,
+            "n_dropped": faces.n_dropped,
         }
         arrays = {
             "images": faces.images,
@@ -124,6 +125,7 @@ class FaceCache:
                     n_frames=meta["n_frames"],
                     n_detections=meta["n_detections"],
                     n_multi=meta.get("n_multi", 0),
+                    n_dropped=meta.get("n_dropped", 0),
                 )
         except UNREADABLE:
             return None

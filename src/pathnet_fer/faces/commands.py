@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="while following a face, search near it and the full frame every K frames "
         "(and whenever the nearby search is unsure); 1 = full frame every frame",
     )
+    parser.add_argument(
+        "--max-gap",
+        type=int,
+        default=defaults.max_gap,
+        help="drop frames more than this many frames away from a detected face "
+        "(default 0: no limit, the paper's previous-face rule)",
+    )
     parser.add_argument("--keep-neutral", action="store_true", help="keep neutral as a 7th class")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,6 +99,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
             multi_face=args.multi_face,
             detect_side=args.detect_side,
             recheck_every=args.recheck_every,
+            max_gap=args.max_gap,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -32,6 +32,7 @@ class ClipFaces:
     n_frames: int = 0  # frames considered (every k-th decoded frame)
     n_detections: int = 0  # frames whose face was detected in that frame (fresh)
     n_multi: int = 0  # frames where several faces were detected
+    n_dropped: int = 0  # frames farther than settings.max_gap from any detection
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,17 +116,43 @@ def extract_faces(
     if settings.detect and not crops:
         reason = SEVERAL_FACES if n_multi and settings.multi_face == "previous" else NO_FACE
         return _empty(settings, "skipped", reason, n_frames=n_frames, n_multi=n_multi)
+    fallback_array = np.asarray(fallback, dtype=bool)
+    keep = within_gap(fallback_array, settings.max_gap) if settings.detect else None
+    if keep is not None and not keep.all():
+        crops = [crop for crop, kept in zip(crops, keep, strict=True) if kept]
     result = ClipFaces(
         images=np.stack(crops).astype(np.uint8, copy=False),
         frame_index=np.asarray(indices, dtype=np.int32),
-        fallback=np.asarray(fallback, dtype=bool),
+        fallback=fallback_array,
         boxes=np.asarray(boxes, dtype=np.int32).reshape(-1, 4),
         n_frames=n_frames,
     )
+    if keep is not None and not keep.all():
+        result.frame_index = result.frame_index[keep]
+        result.fallback = result.fallback[keep]
+        result.boxes = result.boxes[keep]
+        result.n_dropped = int((~keep).sum())
     if settings.detect:
         result.n_detections = int((~result.fallback).sum())
         result.n_multi = n_multi
     return result
+
+
+def within_gap(fallback: np.ndarray, max_gap: int) -> np.ndarray:
+    """Frames to keep: fresh ones, and fallbacks at most ``max_gap`` frames after the last
+    detection (before the first detection: at most ``max_gap`` frames before it).
+
+    ``fallback`` is in frame order; ``max_gap=0`` keeps everything (the paper's rule).
+    """
+    n = len(fallback)
+    if max_gap <= 0 or n == 0 or not fallback.any():
+        return np.ones(n, dtype=bool)
+    position = np.arange(n)
+    fresh = ~fallback
+    last_fresh = np.maximum.accumulate(np.where(fresh, position, -1))
+    first_fresh = int(np.argmax(fresh))
+    distance = np.where(last_fresh >= 0, position - last_fresh, first_fresh - position)
+    return distance <= max_gap
 
 
 def _pending_frames(

@@ -265,6 +265,7 @@ def _assemble(
                 n_fallback=0,
                 n_crops=0,
                 n_multi=0,
+                n_dropped=0,
             )
         else:
             ok = faces.status == "ok" and faces.n_crops > 0
@@ -276,6 +277,7 @@ def _assemble(
                 n_fallback=faces.n_fallback if ok else 0,
                 n_crops=faces.n_crops if ok else 0,
                 n_multi=faces.n_multi,
+                n_dropped=faces.n_dropped,
             )
             if ok:
                 image_blocks.append(faces.images)
@@ -298,9 +300,10 @@ def _assemble(
                 "n_fallback": 0,
                 "n_crops": 0,
                 "n_multi": 0,
+                "n_dropped": 0,
             }
         )
-    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "n_multi"])
+    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "n_multi", "n_dropped"])
 
     ok_rows = manifest.iloc[: len(samples)]
     ok_rows = ok_rows[ok_rows["status"] == "ok"]

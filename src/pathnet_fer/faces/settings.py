@@ -38,6 +38,10 @@ class FaceSettings:
       searched at least every ``recheck_every`` frames and whenever the nearby search
       finds no face or several. 1 = full-frame detection on every frame (the strictest
       reading of the paper; about 3x slower on talking-head videos).
+    - ``max_gap``: at most this many consecutive frames reuse a previous face (or, before
+      the first detection, the first face); frames further from any detection are
+      dropped and counted (``n_dropped``). 0 = no limit, the paper's rule, under which a
+      face that leaves the picture leaves crops of whatever is there.
     - ``min_face``: smallest face searched for, as a fraction of the frame's shorter side
       (0 = the cascade's own 24 px minimum in the detection image).
     - ``scale_factor``, ``min_neighbors``: passed to ``detectMultiScale`` (OpenCV defaults).
@@ -51,6 +55,7 @@ class FaceSettings:
     multi_face: str = "previous"
     detect_side: int = 320
     recheck_every: int = 10
+    max_gap: int = 0
     min_face: float = 0.0
     scale_factor: float = 1.1
     min_neighbors: int = 3
@@ -76,6 +81,8 @@ class FaceSettings:
             )
         if self.recheck_every < 1:
             raise ValueError(f"recheck_every must be >= 1, got {self.recheck_every}")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0 (0 = no limit), got {self.max_gap}")
         if not 0.0 <= self.min_face < 1.0:
             raise ValueError(f"min_face must be within [0, 1), got {self.min_face}")
         if self.scale_factor <= 1.0:

@@ -31,6 +31,7 @@ def summarise(dataset: FaceDataset) -> dict[str, Any]:
         "detections": int(ok["n_detections"].sum()),
         "fallbacks": int(ok["n_fallback"].sum()),
         "multi_face_frames": int(manifest["n_multi"].sum()) if "n_multi" in manifest else 0,
+        "dropped_frames": int(manifest["n_dropped"].sum()) if "n_dropped" in manifest else 0,
         "subjects": int(ok["subject"].nunique()),
         "processed": dataset.report.processed,
         "from_cache": dataset.report.from_cache,
@@ -71,6 +72,11 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
             f"frames: {s['frames']} decoded, {s['detections']} with a fresh detection, "
             f"{s['fallbacks']} previous-face fallbacks ({share:.1%}), "
             f"{s['multi_face_frames']} with several faces"
+            + (
+                f", {s['dropped_frames']} dropped (over {settings.max_gap} frames from a face)"
+                if settings.max_gap
+                else ""
+            )
         )
     per_class = ", ".join(
         f"{k} {s['clips_per_class'][k]}/{s['crops_per_class'][k]}" for k in dataset.class_names
