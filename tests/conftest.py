@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pathnet_fer.paths import DATA_ENV, data_root
+from pathnet_fer.paths import CACHE_ENV, DATA_ENV, data_root
 
 
 def _require(sub: str) -> Path:
@@ -31,7 +31,13 @@ def require_data():
     return _require
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session caches face crops in its own temp dir, never in ~/.cache."""
-    monkeypatch.setenv("PATHNET_FER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """The whole test session caches face crops in its own temp dir, never in ~/.cache.
+
+    Session-scoped so that module- and session-scoped fixtures see it too; one cache per
+    session also lets tests reuse each other's crops.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
