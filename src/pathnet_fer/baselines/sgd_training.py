@@ -118,21 +118,29 @@ def train_sgd(
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
     optimiser = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    y_all = torch.as_tensor(np.array(y), dtype=torch.long)
+    y_all = torch.as_tensor(np.array(y), dtype=torch.long).to(device)
+    # Vectors (flattened crops, cached features) go to the device once; images that need
+    # a per-batch transform are moved batch by batch.
+    x_all = torch.as_tensor(x).to(device) if transform is None else None
     log = log or TrainingLog(batch_size=batch_size)
     torch.manual_seed(seed)  # dropout and the like
+    losses: list[torch.Tensor] = []
+    hits: list[torch.Tensor] = []
     for idx in minibatch_indices(len(y_all), samples, batch_size, seed):
-        xb = transform(x[idx]) if transform is not None else torch.as_tensor(x[idx])
-        xb = xb.to(device)
-        yb = y_all[idx].to(device)
+        xb = x_all[idx] if x_all is not None else transform(x[idx]).to(device)
+        yb = y_all[idx]
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        log.loss.append(float(loss.detach()))
-        log.accuracy.append(float((logits.detach().argmax(1) == yb).float().mean()))
+        # Kept on the device: reading them every step would synchronise a GPU each time.
+        losses.append(loss.detach())
+        hits.append((logits.detach().argmax(1) == yb).float().mean())
         log.samples_seen += len(idx)
+    if losses:
+        log.loss.extend(torch.stack(losses).cpu().tolist())
+        log.accuracy.extend(torch.stack(hits).cpu().tolist())
     return log
 
 
