@@ -237,3 +237,38 @@ def test_max_gap_drops_frames_far_from_any_face(require_data):
     assert capped.n_detections == paper.n_detections and capped.n_fallback <= paper.n_fallback
     kept = np.isin(paper.frame_index, capped.frame_index)
     np.testing.assert_array_equal(capped.images, paper.images[kept])
+
+
+def test_a_worker_that_dies_does_not_hang_or_lose_the_run(require_data, tmp_path):
+    """SIGKILL a worker process mid-run (as a decoder crash or the OOM killer would)."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    cache = tmp_path / "cache"
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if list(cache.glob("*/clips/*.started")):
+                workers = multiprocessing.active_children()
+                if workers:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                    killed.append(workers[0].pid)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    faces = preprocess_dataset(
+        "crema-d", require_data("crema-d-sample"), FaceSettings(every=4), cache_dir=cache,
+        workers=2, progress=False,
+    )  # fmt: skip
+    killer.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert faces.report.worker_deaths == 1
+    assert (faces.manifest["status"] == "ok").sum() == 5  # the killed clip was redone
+    assert not list(cache.glob("*/clips/*.started"))

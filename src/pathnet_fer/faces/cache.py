@@ -88,6 +88,10 @@ class FaceCache:
     def entry_path(self, key: str) -> Path:
         return self.clips_dir / f"{key}.npz"
 
+    def started_marker(self, key: str) -> Path:
+        """Empty file present while a worker processes the clip (crash forensics)."""
+        return self.clips_dir / f"{key}.started"
+
     def has(self, key: str) -> bool:
         return self.entry_path(key).exists()
 

@@ -28,6 +28,7 @@ class BuildReport:
     seconds: float = 0.0
     cache_dir: str = ""
     workers: int = 1
+    worker_deaths: int = 0  # worker processes that died (their files were retried)
     warnings: list[str] = field(default_factory=list)  # dataset-level, from the scan
 
 

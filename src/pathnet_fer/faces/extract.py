@@ -48,7 +48,8 @@ class ClipFaces:
         return int(len(self.images))
 
 
-def _empty(settings: FaceSettings, status: str, reason: str, **counts: int) -> ClipFaces:
+def skipped_faces(settings: FaceSettings, status: str, reason: str, **counts: int) -> ClipFaces:
+    """A clip without crops (status and reason say why), shaped for ``settings``."""
     shape = (0, settings.size, settings.size) + ((3,) if settings.colour == "rgb" else ())
     return ClipFaces(
         images=np.zeros(shape, dtype=np.uint8),
@@ -112,10 +113,10 @@ def extract_faces(
                 fallback.append(not fresh)
                 boxes.append(box)
     except MediaError as error:
-        return _empty(settings, "skipped", str(error), n_frames=n_frames)
+        return skipped_faces(settings, "skipped", str(error), n_frames=n_frames)
     if settings.detect and not crops:
         reason = SEVERAL_FACES if n_multi and settings.multi_face == "previous" else NO_FACE
-        return _empty(settings, "skipped", reason, n_frames=n_frames, n_multi=n_multi)
+        return skipped_faces(settings, "skipped", reason, n_frames=n_frames, n_multi=n_multi)
     fallback_array = np.asarray(fallback, dtype=bool)
     keep = within_gap(fallback_array, settings.max_gap) if settings.detect else None
     if keep is not None and not keep.all():
@@ -184,10 +185,10 @@ def _extract_image(path: str, settings: FaceSettings, detector: FaceDetector | N
     try:
         image = read_image(path, pixel_format)
     except MediaError as error:
-        return _empty(settings, "skipped", str(error))
+        return skipped_faces(settings, "skipped", str(error))
     boxes = (detector or FaceDetector(settings)).detect(image)
     if len(boxes) == 0:
-        return _empty(settings, "skipped", NO_FACE, n_frames=1)
+        return skipped_faces(settings, "skipped", NO_FACE, n_frames=1)
     box = choose_face(boxes, None, settings.multi_face) or tuple(int(v) for v in boxes[0])
     return ClipFaces(
         images=crop_face(image, box, settings)[None],

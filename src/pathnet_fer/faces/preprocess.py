@@ -7,6 +7,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from pathnet_fer.data.emotions import class_names as emotion_class_names
 from pathnet_fer.faces.cache import UNREADABLE, FaceCache, dataset_cache_dir, file_key
 from pathnet_fer.faces.dataset import BOX_COLUMNS, MANIFEST_COLUMNS, BuildReport, FaceDataset
 from pathnet_fer.faces.detector import FaceDetector
-from pathnet_fer.faces.extract import ClipFaces, extract_faces
+from pathnet_fer.faces.extract import ClipFaces, extract_faces, skipped_faces
 from pathnet_fer.faces.settings import FaceSettings
 
 _worker_state: dict = {}
@@ -50,14 +52,21 @@ def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
     position, path, key = task
     settings: FaceSettings = _worker_state["settings"]
     cache: FaceCache = _worker_state["cache"]
+    marker = cache.started_marker(key)
+    marker.touch()  # if this process dies on this file, the parent knows which file it was
     try:
         faces = extract_faces(path, settings, _worker_state["detector"])
     except Exception as error:  # noqa: BLE001 - one bad clip must not end the run
-        from pathnet_fer.faces.extract import _empty
-
-        faces = _empty(settings, "skipped", f"unexpected error: {type(error).__name__}: {error}")
+        faces = skipped_faces(
+            settings, "skipped", f"unexpected error: {type(error).__name__}: {error}"
+        )
     cache.write_clip(key, path, faces)
+    marker.unlink(missing_ok=True)
     return position, faces
+
+
+def _process_chunk(chunk: list[tuple[int, str, str]]) -> list[tuple[int, ClipFaces]]:
+    return [_process(task) for task in chunk]
 
 
 def _size(path: str) -> int:
@@ -80,6 +89,7 @@ def _run(
     name: str,
     workers: int,
     progress: bool,
+    report: BuildReport,
 ) -> Iterator[tuple[int, ClipFaces]]:
     bar = tqdm(
         total=len(tasks),
@@ -96,19 +106,75 @@ def _run(
                 yield _process(task)
                 bar.update()
             return
-        chunk = max(1, min(32, len(tasks) // (workers * 8)))
-        processes = min(workers, len(tasks))
-        threads = max(1, default_workers() // processes)
-        with _mp_context().Pool(
-            processes,
-            initializer=_init_worker,
-            initargs=(settings, str(cache.directory), name, threads),
-        ) as pool:
-            for result in pool.imap_unordered(_process, tasks, chunksize=chunk):
-                yield result
-                bar.update()
+        for marker in cache.clips_dir.glob("*.started"):  # left by an earlier killed run
+            marker.unlink(missing_ok=True)
+        strikes: dict[int, int] = {}
+        remaining = list(tasks)
+        while remaining:
+            done: set[int] = set()
+            try:
+                for position, faces in _pool_run(remaining, settings, cache, name, workers):
+                    done.add(position)
+                    yield position, faces
+                    bar.update()
+                remaining = []
+            except BrokenProcessPool:
+                report.worker_deaths += 1
+                # A worker died (a crash inside FFmpeg/OpenCV, or the out-of-memory
+                # killer). The files it was on are retried once; a second death skips them.
+                retry = []
+                for task in remaining:
+                    position, path, key = task
+                    if position in done:
+                        continue
+                    if not cache.started_marker(key).exists():
+                        retry.append(task)
+                        continue
+                    cache.started_marker(key).unlink(missing_ok=True)
+                    strikes[position] = strikes.get(position, 0) + 1
+                    if strikes[position] < 2:
+                        retry.append(task)
+                        continue
+                    faces = skipped_faces(settings, "skipped", WORKER_DIED)
+                    cache.write_clip(key, path, faces)
+                    yield position, faces
+                    bar.update()
+                remaining = retry
     finally:
         bar.close()
+
+
+WORKER_DIED = (
+    "the worker process died twice while processing this file "
+    "(a crash in the video decoder or the detector, or out of memory)"
+)
+
+
+def _pool_run(
+    tasks: list[tuple[int, str, str]],
+    settings: FaceSettings,
+    cache: FaceCache,
+    name: str,
+    workers: int,
+) -> Iterator[tuple[int, ClipFaces]]:
+    """Results as they finish; raises BrokenProcessPool when a worker process dies."""
+    processes = min(workers, len(tasks))
+    threads = max(1, default_workers() // processes)
+    size = max(1, min(32, len(tasks) // (processes * 8)))  # images: fewer round trips
+    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    with ProcessPoolExecutor(
+        processes,
+        mp_context=_mp_context(),
+        initializer=_init_worker,
+        initargs=(settings, str(cache.directory), name, threads),
+    ) as executor:
+        futures = [executor.submit(_process_chunk, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def preprocess_dataset(
@@ -212,7 +278,7 @@ def preprocess_samples(
             queued.add(key)
             todo.append((position, path, key))
     todo.sort(key=lambda task: -_size(task[1]))  # longest first: workers finish together
-    for position, faces in _run(todo, settings, cache, name, workers, progress):
+    for position, faces in _run(todo, settings, cache, name, workers, progress, report):
         results[position] = faces
         report.processed += 1
     # the same file listed twice: read its entry once it exists
@@ -247,9 +313,9 @@ def _assemble(
     for position, sample in enumerate(samples.itertuples(index=False)):
         faces = results.get(position)
         if faces is None and label_ok[position]:  # a duplicate whose entry became unreadable
-            from pathnet_fer.faces.extract import _empty
-
-            faces = _empty(settings, "skipped", "cache entry unreadable; run again to redo it")
+            faces = skipped_faces(
+                settings, "skipped", "cache entry unreadable; run again to redo it"
+            )
         row = {
             "path": sample.path,
             "clip": sample.clip,

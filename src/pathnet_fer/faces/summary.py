@@ -98,6 +98,11 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
         if dataset.report.consolidated
         else (f"{s['processed']} processed, {s['from_cache']} from cache")
     )
+    if dataset.report.worker_deaths:
+        lines.append(
+            f"WARNING: {dataset.report.worker_deaths} worker process(es) died during the run; "
+            "their files were retried (see the manifest for any that failed twice)"
+        )
     lines.append(f"time: {s['seconds']:.2f} s ({source}); cache: {s['cache_dir']}")
     return "\n".join(lines)
 
