@@ -10,6 +10,9 @@ What the paper leaves open, decided here:
   FIRST usable face of the clip (backfill) and are marked ``fallback=True``.
 - A clip with no usable detection at all is skipped ("no face detected"); a face is
   never invented (no centre crop, no guess).
+- Speed: :meth:`FaceTracker.update` searches near the followed face first and the full
+  frame every ``settings.recheck_every`` frames or when the nearby search finds no face
+  or several (see docs/faces.md for the one case where this differs).
 - Streaming (:class:`FaceTracker`, cannot look ahead): before the first usable detection
   ``update`` returns ``(None, False)``; the caller has no face for those frames.
 """
