@@ -34,6 +34,7 @@ GROUPS = {
     "head": "mobilenet_v2,efficientnet_lite0",
     "cifar": "cifar",
     "full": "mobilenet_v2,efficientnet_lite0",
+    "full_mobilenet": "mobilenet_v2",
 }
 # Head-only CNNs run one process per set: the frozen features are extracted once and
 # shared by its folds. The other groups run one process per (set, fold).
@@ -85,14 +86,17 @@ def job(args: tuple) -> str:
     data = load_exported(Path(opts["data"])) if opts["data"] else None
     section = {"models": GROUPS[group], "sets": [set_name], "folds": fold,
                "iterations": opts["iterations"], "cnn_threads": 1,
-               "finetune": ["full" if group == "full" else "head"]}  # fmt: skip
+               "finetune": ["full" if group.startswith("full") else "head"]}  # fmt: skip
     if opts["data"]:
         section["weights"] = {m: str(Path(opts["data"]) / f"{m}.pth")
                               for m in ("mobilenet_v2", "efficientnet_lite0")}  # fmt: skip
-    if group == "full" and opts["full_max_samples"]:
-        section["max_samples"] = opts["full_max_samples"]
+    cap = opts.get(f"{group.split('_')[0]}_max_samples")
+    if cap:
+        section["max_samples"] = cap
     if opts["input_size"]:
         section["input_size"] = opts["input_size"]
+    if group.startswith("full") and opts["full_input_size"]:
+        section["input_size"] = opts["full_input_size"]
     tag = "all" if len(fold) > 1 else str(fold[0])
     out = Path(opts["out"]) / "parts" / f"{set_name.replace('->', '_to_')}-f{tag}-{group}"
     start = time.perf_counter()
@@ -109,6 +113,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, help="folder written by --export (default: load data)")
     p.add_argument("--generations", type=int, default=100, help="PathNet-equivalent budget")
     p.add_argument("--full-max-samples", type=int, default=None, help="cap for full fine-tuning")
+    p.add_argument("--cifar-max-samples", type=int, default=None, help="cap for the CIFAR CNN")
+    p.add_argument("--full-input-size", type=int, default=None, help="input side for full")
     p.add_argument("--iterations", type=int, default=1)
     p.add_argument("--folds", type=int, default=6)
     p.add_argument("--groups", default="head,vector,cifar,full")
@@ -129,12 +135,13 @@ def main() -> int:
         return 0
     opts = dict(device=a.device, overrides=overrides, data=str(a.data) if a.data else "",
                 iterations=a.iterations, full_max_samples=a.full_max_samples,
+                cifar_max_samples=a.cifar_max_samples, full_input_size=a.full_input_size,
                 input_size=a.input_size, out=str(a.out))  # fmt: skip
     groups = a.groups.split(",")
     folds = [int(f) for f in a.only_folds.split(",") if f] or list(range(1, a.folds + 1))
     tasks = [
         (s, fold_list, g, opts)
-        for g in ("head", "vector", "cifar", "full") if g in groups and not a.merge_only
+        for g in (*GROUPS,) if g in groups and not a.merge_only
         for s in a.sets.split(",")
         if g == "vector" or s in a.cnn_sets.split(",")
         for fold_list in ([folds] if g in PER_SET else [[f] for f in folds])
