@@ -69,3 +69,18 @@ def test_progressive_keeps_earlier_columns_bit_identical(ckplus):
 def test_progressive_needs_a_column():
     with pytest.raises(RuntimeError, match="add_column"):
         ProgressiveNet(10)(torch.zeros(2, 10))
+
+
+def test_same_seed_same_result(ckplus):
+    """One seed gives the same minibatches, losses and weights."""
+    x, y = ckplus.features()[:300], ckplus.labels[:300]
+
+    def run() -> tuple[list[float], torch.Tensor]:
+        torch.manual_seed(3)
+        net = MLP(x.shape[1], 6)
+        with torch_threads(1):
+            log = train_sgd(net, x, y, samples=16 * 40, lr=0.02, seed=3)
+        return log.loss, net.readout.weight.detach().clone()
+
+    (loss_a, w_a), (loss_b, w_b) = run(), run()
+    assert loss_a == loss_b and torch.equal(w_a, w_b)
