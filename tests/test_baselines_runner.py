@@ -68,6 +68,12 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     lines.clear()
     again = run_baselines(config, settings, tmp_path, datasets=data, progress=lines.append)
     assert len(again) == len(metrics) and all(line.startswith("skip") for line in lines)
+    # Other settings in the same directory are refused, not mixed into one table.
+    from pathnet_fer.baselines.runner import BaselineConfigError
+
+    other = BaselineSettings.from_dict({**settings.to_dict(), "max_samples": 640})
+    with pytest.raises(BaselineConfigError, match="max_samples"):
+        run_baselines(config, other, tmp_path, datasets=data, progress=None)
 
 
 def test_cli_missing_weights_fails_fast_with_options(config, tmp_path, capsys):

@@ -326,6 +326,7 @@ def run_baselines(
         device=device,
     )
     metrics_path = out_dir / "metrics.csv"
+    check_same_settings(out_dir, config, settings)
     finished = done_runs(metrics_path)
     weights_used: dict[str, dict[str, str]] = {}
     _write_run_config(out_dir, config, settings, arms, weights_used, device)
@@ -424,6 +425,43 @@ def train_cnn_arm(
     feats = cached[test] if fitted.mode == "head" else None
     proba = fitted.predict_proba(dest.faces.images[test], features=feats)
     return proba, fitted.log, fitted.train_seconds, fitted.parameters, fitted.arm, fitted.weights
+
+
+# Settings that only select which runs happen (not what a run computes): a resumed run may
+# change them.
+SELECTION_KEYS = ("models", "finetune", "folds", "sets", "iterations", "cnn_threads", "weights")
+
+
+def check_same_settings(out_dir: Path, config: Any, settings: BaselineSettings) -> None:
+    """Refuse to add runs to a directory whose earlier runs used other settings."""
+    path = out_dir / "baselines_config.yaml"
+    if not path.exists() or not (out_dir / "metrics.csv").exists():
+        return
+    old = yaml.safe_load(path.read_text()) or {}
+    new = json.loads(
+        json.dumps({"experiment": config.to_dict(), "baselines": settings.to_dict()}, default=str)
+    )
+    diffs = []
+    for section in ("experiment", "baselines"):
+        for key in sorted(set(old.get(section, {})) | set(new[section])):
+            if section == "baselines" and key in SELECTION_KEYS:
+                continue
+            if section == "experiment" and key in ("sets", "protocol", "executor", "logging"):
+                continue
+            a, b = old.get(section, {}).get(key), new[section].get(key)
+            if a != b:
+                diffs.append(f"{section}.{key}: {a!r} -> {b!r}")
+    old_p, new_p = old.get("experiment", {}).get("protocol", {}), new["experiment"]["protocol"]
+    for key in ("folds", "clip_vote", "stratify", "max_source_frames", "source_generations",
+                "destination_generations"):  # fmt: skip
+        if old_p.get(key) != new_p.get(key):
+            diffs.append(f"experiment.protocol.{key}: {old_p.get(key)!r} -> {new_p.get(key)!r}")
+    if diffs:
+        raise BaselineConfigError(
+            f"{out_dir} holds baseline runs made with other settings ("
+            + "; ".join(diffs[:8])
+            + "); choose another --out or remove it"
+        )
 
 
 def _arm_label(model: str, mode: str, settings: BaselineSettings) -> str:
