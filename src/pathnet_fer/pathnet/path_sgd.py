@@ -195,31 +195,39 @@ def _train_group(
     # Inputs gathered per step: measured fastest (a gather of several steps into fresh
     # memory page-faults; index_select(out=buffer) takes a slower path on the CPU).
 
+    # Per-step operands prepared once (views follow the in-place updates): saves the
+    # select/transpose/view dispatches inside the loop.
+    rows_per_step = flat_rows.unbind(0)
+    w_t = [w.transpose(1, 2) for w in ws]
+    sv_t = sv.transpose(1, 2)
+    ones_b = torch.ones(g, 1, b, device=dev)
+    if grouped:
+        onehot_steps = onehot.view(steps, n_runs, per_group * b, n_classes).unbind(0)
+        out_steps = logits_all.view(steps, n_runs, per_group * b, n_classes).unbind(0)
+    else:
+        onehot_steps, out_steps = onehot.unbind(0), logits_all.unbind(0)
+
     for s in range(steps):
-        x = x_all.index_select(0, flat_rows[s]).view(g, b, -1)
+        x = x_all.index_select(0, rows_per_step[s]).view(g, b, -1)
         acts = [x]
-        hs = []
-        h = torch.baddbmm(b0, x, ws[0].transpose(1, 2)).relu_()
-        hs.append(h)
+        h = torch.baddbmm(b0, x, w_t[0]).relu_()
+        hs = [h]
         a = torch.baddbmm(one, h, combine[0])  # (G, B, U+1), last column 1
         for layer in range(1, n_layers):
             acts.append(a)
-            h = torch.bmm(a, ws[layer].transpose(1, 2)).relu_()
+            h = torch.bmm(a, w_t[layer]).relu_()
             hs.append(h)
             a = torch.baddbmm(one, h, combine[layer])
-        out = logits_all[s]
         if grouped:
             a_run = a.view(n_runs, per_group * b, u1)
-            logits = torch.bmm(
-                a_run, sv.transpose(1, 2), out=out.view(n_runs, per_group * b, n_classes)
-            )
-            d = logits.softmax(-1).sub_(onehot[s].view(n_runs, per_group * b, n_classes))
+            logits = torch.bmm(a_run, sv_t, out=out_steps[s])
+            d = logits.softmax(-1).sub_(onehot_steps[s])  # dLoss/dlogits * B
             da = torch.bmm(d, sv).view(g, b, u1)
             sv.baddbmm_(d.transpose(1, 2), a_run, alpha=grouped_lr)
         else:
             vw = sv[inv]
-            logits = torch.bmm(a, vw.transpose(1, 2), out=out)
-            d = logits.softmax(-1).sub_(onehot[s])  # dLoss/dlogits * B
+            logits = torch.bmm(a, vw.transpose(1, 2), out=out_steps[s])
+            d = logits.softmax(-1).sub_(onehot_steps[s])
             da = torch.bmm(d, vw)
             gv = torch.bmm(d.transpose(1, 2), a)
             if per_run is not None:
@@ -233,8 +241,7 @@ def _train_group(
             if any_frozen[layer]:
                 dz.mul_(tmask[layer])
             ws[layer].baddbmm_(dz.transpose(1, 2), acts[layer], alpha=step_lr)
-            if layer == 0:
-                b0.add_(dz.sum(1, keepdim=True), alpha=step_lr)
+        b0.baddbmm_(ones_b, dz, alpha=step_lr)  # layer 0's bias: sum over the minibatch
 
     logp = logits_all.log_softmax(-1)
     loss = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)
