@@ -312,3 +312,12 @@ def test_report_adds_baseline_arms(tiny_run, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     assert main(["report", str(run), "--add", str(bad)]) == 2
+
+    # A run directory copied without its parts/ keeps its own rows when arms are added.
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare, ignore=shutil.ignore_patterns("parts"))
+    before = read_metrics(bare)
+    assert main(["report", str(bare), "--add", str(tmp_path / "bl")]) == 0
+    after = read_metrics(bare)
+    assert set(after.arm) == set(before.arm) | {"mlp-scratch"}
+    assert len(after) == len(before) + 2

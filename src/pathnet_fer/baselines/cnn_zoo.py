@@ -20,6 +20,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from pathnet_fer.baselines.efficientnet_lite import EfficientNetLite0
+from pathnet_fer.baselines.names import CNN_MODELS
 from pathnet_fer.baselines.weights import WeightsChoice, load_weights, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,7 +121,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
     )
 }
-MODEL_NAMES = tuple(BACKBONES)
+MODEL_NAMES = CNN_MODELS
+if set(BACKBONES) != set(MODEL_NAMES):  # the torch-free list the CLI shows must match
+    raise ImportError(f"baselines.names.CNN_MODELS {MODEL_NAMES} != backbones {tuple(BACKBONES)}")
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pathnet_fer.baselines.cnn_zoo import MODEL_NAMES
+from pathnet_fer.baselines.names import CNN_MODELS
 
 HELP = """\
 Train the baselines on an experiment config's data, subject folds and budget, and write
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "baseline",
         help="fine-tuned CNNs, MLP and progressive-network baselines on an experiment's folds",
-        description=HELP.format(cnns=", ".join(MODEL_NAMES)),
+        description=HELP.format(cnns=", ".join(CNN_MODELS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -125,23 +125,9 @@ def run_command(args: argparse.Namespace) -> int:
 def add_to_pathnet_run(run_dir: Path, metrics_csv: Path) -> Path:
     """Put baseline rows beside a PathNet run's job outputs and rebuild its report.
 
-    The experiments stage rebuilds ``metrics.csv`` from ``parts/*/*.csv``; a copy of the
-    baselines' metrics there keeps their arms in every later ``pathnet-fer report``.
+    A copy under ``parts/baselines/`` keeps their arms in every later ``pathnet-fer report``.
     """
-    from pathnet_fer.experiments.metrics_log import read_metrics
-    from pathnet_fer.experiments.runner import finalise
+    from pathnet_fer.experiments.runner import add_metrics, finalise
 
-    ours = read_metrics(metrics_csv)
-    parts = run_dir / "parts"
-    pathnet_parts = [p for p in parts.glob("*/*.csv") if p.parent.name != "baselines"]
-    if not pathnet_parts and (run_dir / "metrics.csv").exists():
-        # A run directory copied without its parts/ (e.g. fetched from another machine):
-        # keep its PathNet rows as a part, or the rebuild would drop them.
-        theirs = read_metrics(run_dir / "metrics.csv")
-        theirs = theirs[~theirs["arm"].isin(set(ours["arm"]))]
-        (parts / "pathnet").mkdir(parents=True, exist_ok=True)
-        theirs.to_csv(parts / "pathnet" / "metrics.csv", index=False)
-    dest = parts / "baselines" / "metrics.csv"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    ours.to_csv(dest, index=False)
+    add_metrics(run_dir, metrics_csv, part="baselines")
     return finalise(run_dir).summary_md

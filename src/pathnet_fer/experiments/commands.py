@@ -170,25 +170,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathnet_fer.experiments.runner import finalise
+    from pathnet_fer.experiments.runner import add_metrics, finalise
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").exists():
         print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
         return 2
-    from pathnet_fer.experiments.metrics_log import read_metrics
-
     for extra in args.add:
         src = Path(extra)
         src = src / "metrics.csv" if src.is_dir() else src
         try:
-            frame = read_metrics(src)  # validates the contract before anything is copied
+            frame = add_metrics(run_dir, src, part=f"added-{src.resolve().parent.name}")
         except (FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        dest = run_dir / "parts" / f"added-{src.resolve().parent.name}" / "metrics.csv"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(dest, index=False)
         print(f"added {len(frame)} rows ({', '.join(sorted(frame.arm.unique()))}) from {src}")
     result = finalise(run_dir)
     print(f"report: {result.summary_md}")

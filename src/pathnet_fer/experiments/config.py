@@ -113,6 +113,8 @@ class ExperimentConfig:
     # best: per set and arm, the run whose best path scored highest on its own training
     # selection data (never the test subjects) | all: every run | none
     save_models: str = "best"
+    # settings of `pathnet-fer baseline` (docs/baselines.md); the PathNet protocol ignores them
+    baselines: dict[str, Any] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- derived values
     def resolved_data_root(self) -> Path:

@@ -308,6 +308,31 @@ def run_experiment(
     return result
 
 
+def add_metrics(run_dir: Path, metrics_csv: Path, part: str) -> pd.DataFrame:
+    """Put another run's metric rows (e.g. baselines) into ``run_dir/parts/<part>/``.
+
+    ``finalise`` rebuilds ``metrics.csv`` from ``parts/*/*.csv`` only, so a run directory
+    copied without its ``parts/`` (fetched from another machine) would lose its own rows:
+    those are kept first as ``parts/original/``. Rows of arms that ``metrics_csv`` brings
+    replace the old rows of the same arms. Returns the rows added.
+    """
+    from pathnet_fer.experiments.metrics_log import read_metrics
+
+    run_dir = Path(run_dir)
+    added = read_metrics(metrics_csv)  # validates the contract before anything is written
+    parts = run_dir / "parts"
+    others = [p for p in parts.glob("*/*.csv") if p.parent.name != part]
+    if not others and (run_dir / "metrics.csv").exists():
+        original = read_metrics(run_dir / "metrics.csv")
+        original = original[~original["arm"].isin(set(added["arm"]))]
+        (parts / "original").mkdir(parents=True, exist_ok=True)
+        original.to_csv(parts / "original" / "metrics.csv", index=False)
+    dest = parts / part / "metrics.csv"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    added.to_csv(dest, index=False)
+    return added
+
+
 def finalise(
     out: Path, config: ExperimentConfig | None = None, quiet: bool = True
 ) -> ExperimentResult:
