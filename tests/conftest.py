@@ -41,3 +41,17 @@ def _isolated_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "cache"))
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensor ops run faster on one thread on a shared 2-core machine.
+
+    Module-scoped so a module's trained fixtures run on one thread too.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

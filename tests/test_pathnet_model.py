@@ -8,13 +8,7 @@ import torch
 from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
 from pathnet_fer.pathnet import PathModel, PathNet, PathNetConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ from pathnet_fer.pathnet.path_sgd import train_paths
 CFG = PathNetConfig(input_dim=30, layers=3, modules=8, units=6, max_active=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops run faster on one thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _setup(runs: int = 2, seed: int = 0, cfg: PathNetConfig = CFG):
