@@ -40,7 +40,7 @@ def test_settings_key_roundtrip_and_validation():
         FaceSettings(every=0)
     with pytest.raises(ValueError, match="multi_face"):
         FaceSettings(multi_face="random")
-    with pytest.raises(ValueError, match="unknown face settings"):
+    with pytest.raises(ValueError, match="unknown FaceSettings fields"):
         FaceSettings.from_dict({"sise": 48})
 
 

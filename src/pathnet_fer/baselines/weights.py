@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pathnet_fer.baselines.names import CNN_MODELS
+
 SPECIAL_SPECS = ("auto", "torchvision", "package", "none")
 
 # Offline packages: model -> (pip name, importable module, function returning the file).
@@ -35,17 +37,7 @@ OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
 }
 
 # Models torchvision ships ImageNet weights for (its registry name == ours).
-TORCHVISION_NAMES = (
-    "resnet18",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "vgg19",
-    "inception_v3",
-)
+TORCHVISION_NAMES = tuple(n for n in CNN_MODELS if n not in ("efficientnet_lite0", "cifar"))
 
 
 class WeightsNotFoundError(RuntimeError):

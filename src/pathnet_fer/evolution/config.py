@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from pathnet_fer.settings_dict import SettingsDict
 
 FITNESS_MODES = ("train", "heldout")
 PAIR_TRAINING = ("batched", "sequential")
@@ -15,7 +16,7 @@ RESUMABLE_FIELDS = ("generations",)
 
 
 @dataclass(frozen=True)
-class EvolutionConfig:
+class EvolutionConfig(SettingsDict):
     """Binary-tournament (microbial) GA over paths.
 
     Paper defaults: population 20, 1000 generations, each path trained by SGD
@@ -79,14 +80,3 @@ class EvolutionConfig:
     def effective_mutation_rate(self, layers: int, max_active: int) -> float:
         """Per-element mutation probability: the setting, else 1/(N*L)."""
         return self.mutation_rate if self.mutation_rate is not None else 1.0 / (layers * max_active)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvolutionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EvolutionConfig fields: {unknown}; known: {sorted(known)}")
-        return cls(**data)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, replace
+
+from pathnet_fer.settings_dict import SettingsDict
 
 # Bump when a change to the pipeline alters crops made from the same settings, so that
 # every cache built by older code is rebuilt instead of silently reused.
@@ -16,7 +17,7 @@ MULTI_FACE_POLICIES = ("previous", "nearest", "largest")
 
 
 @dataclass(frozen=True)
-class FaceSettings:
+class FaceSettings(SettingsDict):
     """How faces are found and cropped.
 
     - ``size``: side of the square crop in pixels (48 matches CK+48 and FER-2013).
@@ -97,18 +98,6 @@ class FaceSettings:
         if self.detect is not None:
             return self
         return replace(self, detect=not pre_cropped)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FaceSettings:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not be ignored)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown face settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
     def key(self) -> str:
         """Stable short hash of everything that changes the crops (cache directory name).

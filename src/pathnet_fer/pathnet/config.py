@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from pathnet_fer.settings_dict import SettingsDict
 
 COMBINE_MODES = ("mean", "sum")
 INIT_MODES = ("he-combine", "torch-linear")
 
 
 @dataclass(frozen=True)
-class PathNetConfig:
+class PathNetConfig(SettingsDict):
     """Shape of the super-network.
 
     ``input_dim``: flattened input size (48x48 grey crop -> 2304).
@@ -53,17 +55,6 @@ class PathNetConfig:
     def layer_input_dims(self) -> list[int]:
         """Input size of each layer's modules: the data, then the previous layer's units."""
         return [self.input_dim] + [self.units] * (self.layers - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PathNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PathNetConfig fields: {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
