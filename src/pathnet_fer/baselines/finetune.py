@@ -124,6 +124,14 @@ def finetune_cnn(
     model, choice = build_cnn(name, n_classes, weights, config.input_size)
     model.to(config.device)
     mode = config.finetune if choice.pretrained else "full"
+    sgd = dict(
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        batch_size=config.batch_size,
+        seed=seed,
+        device=config.device,
+    )
     start = time.perf_counter()
     if mode == "head":
         for p in model.backbone.parameters():
@@ -134,33 +142,10 @@ def finetune_cnn(
             else extract_features(model, images, config.feature_batch)
         )
         with torch_threads(1):  # a linear head: thread hand-offs cost more than the maths
-            log = train_sgd(
-                model.head,
-                feats,
-                labels,
-                samples,
-                lr=config.lr,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                batch_size=config.batch_size,
-                seed=seed,
-                device=config.device,
-            )
+            log = train_sgd(model.head, feats, labels, samples, **sgd)
     else:
         model.train()
-        log = train_sgd(
-            model,
-            images,
-            labels,
-            samples,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            batch_size=config.batch_size,
-            seed=seed,
-            transform=model.prepare,
-            device=config.device,
-        )
+        log = train_sgd(model, images, labels, samples, transform=model.prepare, **sgd)
     model.eval()
     seconds = time.perf_counter() - start
     return FittedCNN(
