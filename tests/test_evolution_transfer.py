@@ -83,11 +83,13 @@ def test_fixed_modules_bit_identical_through_a_chain_of_three_tasks(digits) -> N
 
 def test_transfer_beats_scratch_on_a_related_small_destination(digits) -> None:
     """The paper's same-dataset set-up on digits: source = 900 labelled digits; destination
-    = the same 10 classes from only 3 new samples per class. 12 seeds (runs), same budget;
+    = the same 10 classes from only 3 new samples per class. 24 seeds (runs), same budget;
     held-out accuracy curve (every 10 generations) and final, transfer vs scratch.
     The effect is small (PathNet's own binary-MNIST speed-up was 1.18): over 4 sets of
     seeds (12 runs each) the curve mean gained +0.012, +0.028, +0.052, +0.054 and the
-    final accuracy +0.039, +0.028, +0.044, +0.002; with 6 runs one set in four lost."""
+    final accuracy +0.039, +0.028, +0.044, +0.002; with 6 runs one set in four lost. With
+    the 24 runs used here: curve mean 0.529 vs 0.492, final 0.684 vs 0.638 (margins large
+    enough that other float rounding on another CPU should not flip them)."""
     x, y = digits
     src = TaskData(x[:900], y[:900])
     rest_x, rest_y = x[900:], y[900:]
@@ -96,7 +98,7 @@ def test_transfer_beats_scratch_on_a_related_small_destination(digits) -> None:
     test = np.ones(len(rest_y), bool)
     test[keep] = False
     x_test, y_test = torch.tensor(rest_x[test]), rest_y[test]
-    runs, gens = 12, 40
+    runs, gens = 24, 40
 
     def curve_of(net: PathNet) -> tuple[list, object]:
         points: list = []
