@@ -24,15 +24,8 @@ from pathlib import Path
 
 import av
 
-# CREMA-D emotion code -> canonical emotion (CREMA-D has no surprise clip).
-CREMA_CODES = {
-    "ANG": "anger",
-    "DIS": "disgust",
-    "FEA": "fear",
-    "HAP": "happiness",
-    "SAD": "sadness",
-    "NEU": "neutral",
-}
+from pathnet_fer.data.crema_d import CODES as CREMA_CODES
+
 # Stand-in content for emotions CREMA-D lacks; the label comes from the name anyway.
 _STAND_IN = {"surprise": "happiness"}
 # Container -> codec: MPEG-4 Part 2 in AVI (as SAVEE / eNTERFACE ship), H.264 in MP4.

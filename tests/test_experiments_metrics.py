@@ -74,55 +74,26 @@ def test_writer_validates_and_round_trips(tmp_path):
     frame = read_metrics(tmp_path)
     assert tuple(frame.columns) == COLUMNS
     assert set(frame.arm) == {"transfer", "scratch"} and frame.value.dtype == float
+    row = dict(
+        iteration=1,
+        fold=1,
+        task="b",
+        arm="x",
+        generation=1,
+        split="test",
+        level="frame",
+        metric="accuracy",
+        value=1.0,
+    )
     with MetricsWriter(path, experiment="a->b") as log:  # appending keeps one header
-        log.log(
-            iteration=1,
-            fold=1,
-            task="b",
-            arm="mlp",
-            generation=1,
-            split="train",
-            level="minibatch",
-            metric="train_seconds",
-            value=3.5,
-        )
-        with pytest.raises(ValueError, match="split must be"):
-            log.log(
-                iteration=1,
-                fold=1,
-                task="b",
-                arm="x",
-                generation=1,
-                split="valid",
-                level="frame",
-                metric="accuracy",
-                value=1,
-            )
-        with pytest.raises(ValueError, match="metric must be"):
-            log.log(
-                iteration=1,
-                fold=1,
-                task="b",
-                arm="x",
-                generation=1,
-                split="test",
-                level="frame",
-                metric="acc",
-                value=1,
-            )
-        with pytest.raises(ValueError, match="unknown columns"):
-            log.log(
-                iteration=1,
-                fold=1,
-                task="b",
-                arm="x",
-                generation=1,
-                split="test",
-                level="frame",
-                metric="accuracy",
-                value=1,
-                extra=2,
-            )
+        log.log(**row | dict(arm="mlp", split="train", level="minibatch", metric="train_seconds"))
+        for bad, match in (
+            (dict(split="valid"), "split must be"),
+            (dict(metric="acc"), "metric must be"),
+            (dict(extra=2), "unknown columns"),
+        ):
+            with pytest.raises(ValueError, match=match):
+                log.log(**row | bad)
     assert len(read_metrics(path)) == len(frame) + 1
     bad = tmp_path / "other.csv"
     bad.write_text("a,b\n1,2\n")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pathnet_fer.baselines.names import CNN_MODELS
+from pathnet_fer.experiments.commands import add_set_option
 
 HELP = """\
 Train the baselines on an experiment config's data, subject folds and budget, and write
@@ -47,14 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run directory (default runs/<config name>-baselines); a PathNet run directory "
         "gets the baselines in OUT/baselines/ and its report rebuilt with every arm",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. evolution.generations=50 or baselines.input_size=112",
-    )
+    add_set_option(p, "evolution.generations=50 or baselines.input_size=112")
     p.add_argument(
         "--iterations",
         type=int,

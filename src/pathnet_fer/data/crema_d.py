@@ -9,7 +9,7 @@ from pathnet_fer.data.adapter import DatasetAdapter, ScanBuilder, walk_files
 
 # <actor>_<sentence>_<EMO>_<level>, e.g. 1001_DFA_ANG_XX
 _NAME = re.compile(r"^(\d+)_([A-Za-z]+)_([A-Za-z]+)_([A-Za-z0-9]+)$")
-_CODES = {
+CODES = {  # CREMA-D emotion code -> canonical emotion (no surprise clips)
     "ANG": "anger",
     "DIS": "disgust",
     "FEA": "fear",
@@ -50,7 +50,7 @@ class CremaDAdapter(DatasetAdapter):
                 out.skip(path, "file name does not match <actor>_<sentence>_<EMO>_<level>")
                 continue
             actor, code = match.group(1), match.group(3).upper()
-            if code not in _CODES:
-                out.skip(path, f"unknown label {code!r} (CREMA-D codes: {' '.join(_CODES)})")
+            if code not in CODES:
+                out.skip(path, f"unknown label {code!r} (CREMA-D codes: {' '.join(CODES)})")
                 continue
-            out.add(path, subject=actor, clip=path.stem, label=code, emotion_label=_CODES[code])
+            out.add(path, subject=actor, clip=path.stem, label=code, emotion_label=CODES[code])

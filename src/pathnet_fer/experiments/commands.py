@@ -14,15 +14,20 @@ Settings: see docs/experiments.md; override any with --set key.sub=value,
 e.g. --set evolution.generations=200 --set protocol.folds=3."""
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_set_option(p: argparse.ArgumentParser, example: str = "evolution.generations=200") -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides, shared by every config command."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value (repeatable), e.g. evolution.generations=200",
+        help=f"override a config value (repeatable), e.g. {example}",
     )
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    add_set_option(p)
     p.add_argument(
         "--restart",
         action="store_true",
