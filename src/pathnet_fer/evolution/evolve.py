@@ -16,7 +16,6 @@ from pathnet_fer.evolution.task import Task
 from pathnet_fer.evolution.tournament import pick_pairs, pick_winners, replace_losers
 from pathnet_fer.pathnet.config import config_differences
 from pathnet_fer.pathnet.genotype import random_genotypes
-from pathnet_fer.pathnet.path_sgd import train_paths
 from pathnet_fer.pathnet.supernet import PathNet
 
 Callback = Callable[[GenerationEvent], None]
@@ -155,8 +154,7 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
     run_of_path = torch.arange(runs).repeat_interleave(2)
     flat_paths = paths.reshape(runs * 2, c.layers, c.max_active)
     if cfg.pair_training == "batched":
-        correct, loss = train_paths(
-            net,
+        correct, loss = net.train_paths(
             run_of_path,
             flat_paths,
             task.readout_weight,
@@ -173,8 +171,7 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
         for slot in range(2):
             sel = torch.arange(runs) * 2 + slot
             parts.append(
-                train_paths(
-                    net,
+                net.train_paths(
                     run_of_path[sel],
                     flat_paths[sel],
                     task.readout_weight,

@@ -9,6 +9,11 @@ from pathnet_fer.settings_dict import SettingsDict
 
 COMBINE_MODES = ("mean", "sum")
 INIT_MODES = ("he-combine", "torch-linear")
+MODULE_TYPES = ("linear", "conv")
+DOWNSAMPLE_MODES = ("pool", "stride", "none")
+READOUT_FEATURES = ("avg", "flatten")
+INPUT_NORMS = ("none", "image")
+DEFAULT_CONV_CHANNELS = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,16 @@ class PathNetConfig(SettingsDict):
     max_active: int = 5
     combine: str = "mean"
     init: str = "he-combine"
+    module: str = "linear"
+    channels: tuple[int, ...] = ()
+    kernel: int = 3
+    downsample: str = "pool"
+    readout_features: str = "avg"
+    image_shape: tuple[int, int, int] | None = None
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
+        self._check_module_settings()
         for name in ("input_dim", "layers", "modules", "units", "max_active"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -52,9 +65,107 @@ class PathNetConfig(SettingsDict):
                 f"PathNetConfig.combine must be one of {COMBINE_MODES}, got {self.combine!r}"
             )
 
+    def _check_module_settings(self) -> None:
+        for name, allowed in (
+            ("module", MODULE_TYPES),
+            ("downsample", DOWNSAMPLE_MODES),
+            ("readout_features", READOUT_FEATURES),
+            ("input_norm", INPUT_NORMS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"PathNetConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        # Lists from YAML/JSON become tuples (hashable, frozen).
+        channels = tuple(self.channels or ())
+        if self.module == "conv" and not channels:
+            if self.layers != len(DEFAULT_CONV_CHANNELS):
+                raise ValueError(
+                    f"PathNetConfig.channels: give one channel count per layer for "
+                    f"{self.layers} conv layers (e.g. {[8 * 2**i for i in range(self.layers)]})"
+                )
+            channels = DEFAULT_CONV_CHANNELS
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in channels):
+            raise ValueError(f"PathNetConfig.channels must be positive ints, got {channels!r}")
+        if self.module == "conv" and len(channels) != self.layers:
+            raise ValueError(
+                f"PathNetConfig.channels has {len(channels)} entries for {self.layers} layers: "
+                "give one channel count per layer"
+            )
+        object.__setattr__(self, "channels", channels)
+        if not isinstance(self.kernel, int) or self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(
+                f"PathNetConfig.kernel must be an odd positive int, got {self.kernel!r}"
+            )
+        shape = self.image_shape
+        if shape is not None:
+            shape = tuple(shape)
+            if len(shape) != 3 or any(not isinstance(v, int) or v < 1 for v in shape):
+                raise ValueError(
+                    f"PathNetConfig.image_shape must be (height, width, channels), got {shape!r}"
+                )
+            if shape[0] * shape[1] * shape[2] != self.input_dim:
+                raise ValueError(
+                    f"PathNetConfig.image_shape {shape} holds {shape[0] * shape[1] * shape[2]} "
+                    f"values, but input_dim is {self.input_dim}"
+                )
+            object.__setattr__(self, "image_shape", shape)
+        if self.module == "conv":
+            if shape is None:
+                raise ValueError(
+                    "PathNetConfig.image_shape (height, width, channels) is required for conv "
+                    "modules: it says how a flattened input row is read as an image"
+                )
+            side = min(shape[0], shape[1])
+            factor = 1 if self.downsample == "none" else 2 ** (self.layers - 1)
+            if side < factor:
+                raise ValueError(
+                    f"PathNetConfig: {self.layers} conv layers downsampling by 2 need images "
+                    f"of at least {factor}x{factor} pixels, got {shape[0]}x{shape[1]}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists for the tuples (YAML and safe loaders take them)."""
+        out = super().to_dict()
+        out["channels"] = list(self.channels)
+        out["image_shape"] = None if self.image_shape is None else list(self.image_shape)
+        return out
+
     def layer_input_dims(self) -> list[int]:
-        """Input size of each layer's modules: the data, then the previous layer's units."""
+        """Input size of each layer's modules: the data, then the previous layer's units
+        (conv: input channels)."""
+        if self.module == "conv":
+            assert self.image_shape is not None
+            return [self.image_shape[2], *self.channels[:-1]]
         return [self.input_dim] + [self.units] * (self.layers - 1)
+
+    def layer_output_sizes(self) -> list[int]:
+        """Outputs of one module per layer: units (linear) or channels (conv)."""
+        return list(self.channels) if self.module == "conv" else [self.units] * self.layers
+
+    def map_sizes(self) -> list[tuple[int, int]]:
+        """Conv: (H, W) of each layer's input map, then of the last layer's output.
+        Every layer but the last downsamples by 2 (pool: floor, stride: ceil)."""
+        assert self.image_shape is not None
+        h, w = self.image_shape[0], self.image_shape[1]
+        sizes = [(h, w)]
+        for layer in range(self.layers):
+            if self.downsample != "none" and layer < self.layers - 1:
+                if self.downsample == "pool":
+                    h, w = h // 2, w // 2
+                else:
+                    h, w = (h + 1) // 2, (w + 1) // 2
+            sizes.append((h, w))
+        return sizes
+
+    def feature_dim(self) -> int:
+        """Width of the readout's input."""
+        if self.module != "conv":
+            return self.units
+        if self.readout_features == "avg":
+            return self.channels[-1]
+        h, w = self.map_sizes()[-1]
+        return self.channels[-1] * h * w
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

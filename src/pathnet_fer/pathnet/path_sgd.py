@@ -24,11 +24,14 @@ written back to them), so frozen parameters stay bit-identical.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
 from pathnet_fer.pathnet.genotype import slot_weights
-from pathnet_fer.pathnet.supernet import PathNet
+
+if TYPE_CHECKING:
+    from pathnet_fer.pathnet.supernet import PathNet
 
 SHARED_UPDATES = ("sum", "mean")
 
@@ -78,6 +81,8 @@ def train_paths(
     """
     if shared_update not in SHARED_UPDATES:
         raise ValueError(f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}")
+    if net.config.module != "linear":
+        raise ValueError(f"path_sgd trains linear modules; this net has {net.config.module!r}")
     groups = run_groups(net, runs)
     if len(groups) == 1:
         return _train_group(

@@ -1,10 +1,11 @@
 """The PathNet super-network: L layers x M modules, stacked per layer, R runs at once.
 
 Layer ``l`` keeps all its modules in one tensor ``weights[l]`` of shape
-``(R, M, U, in_l)`` (the ``nn.Linear`` out x in layout, so gathering N modules gives a
-contiguous ``(N*U, in_l)`` matrix) and ``biases[l]`` of shape ``(R, M, U)``. The leading
-run dimension holds R independent super-networks (folds, iterations) that evolve
-together as one batch. A path's forward pass gathers only its active modules.
+``(R, M, *module_weight)`` and ``biases[l]`` of shape ``(R, M, *module_bias)``; the
+module type (``PathNetConfig.module``: linear or conv, see ``module_type.py``) says what
+a module is, how a set of paths runs forward and how its paths train. The leading run
+dimension holds R independent super-networks (folds, iterations) that evolve together
+as one batch. A path's forward pass gathers only its active modules.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import torch
 
 from pathnet_fer.pathnet.config import PathNetConfig
 from pathnet_fer.pathnet.device import resolve_device
-from pathnet_fer.pathnet.genotype import slot_weights, validate_genotypes
+from pathnet_fer.pathnet.genotype import validate_genotypes
+from pathnet_fer.pathnet.module_type import module_type_for
 
 if TYPE_CHECKING:
-    from pathnet_fer.pathnet.path_model import PathModel
-
-EVAL_CHUNK = 4096  # rows per forward chunk when evaluating (bounds memory)
+    from torch import nn
 
 
 class PathNet:
@@ -49,11 +49,17 @@ class PathNet:
         self.device = resolve_device(device)
         self.generator = torch.Generator().manual_seed(self.seed)
         c = config
+        self.module_type = module_type_for(config)
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
-        for fan_in in c.layer_input_dims():
-            self.weights.append(torch.empty(runs, c.modules, c.units, fan_in, device=self.device))
-            self.biases.append(torch.empty(runs, c.modules, c.units, device=self.device))
+        for layer in range(c.layers):
+            kind = self.module_type
+            self.weights.append(
+                torch.empty(runs, c.modules, *kind.weight_shape(layer), device=self.device)
+            )
+            self.biases.append(
+                torch.empty(runs, c.modules, *kind.bias_shape(layer), device=self.device)
+            )
         self.fixed = torch.zeros(runs, c.layers, c.modules, dtype=torch.bool)
         self.fixed_tasks: list[str] = []
         self._initialise(torch.ones(runs, c.layers, c.modules, dtype=torch.bool))
@@ -67,7 +73,8 @@ class PathNet:
         """(Re-)draw the modules where ``which[r, l, m]`` is True; fresh draws for all
         modules are made every time (fixed RNG consumption), then only ``which`` is written."""
         c = self.config
-        for layer, fan_in in enumerate(c.layer_input_dims()):
+        for layer in range(c.layers):
+            fan_in = self.module_type.fan_in(layer)
             shape_w, shape_b = tuple(self.weights[layer].shape), tuple(self.biases[layer].shape)
             if c.init == "torch-linear":
                 w = self._uniform(shape_w, fan_in)
@@ -82,10 +89,11 @@ class PathNet:
             self.biases[layer][mask] = b[mask]
 
     def new_readout(self, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fresh readout layer per run: weight ``(R, C, U)``, bias ``(R, C)``."""
+        """A fresh readout layer per run: weight ``(R, C, F)``, bias ``(R, C)``
+        (F: ``config.feature_dim()``, the last layer's output width)."""
         if not isinstance(n_classes, int) or n_classes < 2:
             raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
-        u = self.config.units
+        u = self.config.feature_dim()
         return self._uniform((self.runs, n_classes, u), u), self._uniform((self.runs, n_classes), u)
 
     def parameter_count(self) -> int:
@@ -135,7 +143,6 @@ class PathNet:
             raise TypeError(f"inputs must be floating point (features in [0, 1]), got {t.dtype}")
         return t.to(self.device, torch.float32)
 
-    @torch.no_grad()
     def forward_paths(
         self,
         x: torch.Tensor,
@@ -144,47 +151,36 @@ class PathNet:
         readout_bias: torch.Tensor,
         run: int = 0,
     ) -> torch.Tensor:
-        """Logits ``(P, n, C)`` of P paths ``(P, L, N)`` of run ``run`` on ``x (n, D)``.
+        """Logits ``(P, n, C)`` of P paths ``(P, L, N)`` of run ``run`` on ``x (n, D)``."""
+        return self.module_type.forward_paths(self, x, paths, readout_weight, readout_bias, run)
 
-        When the paths together touch most of the first layer, its M modules are applied
-        once and shared by all paths (cheaper than gathering per path); otherwise each
-        path gathers only its modules.
-        """
-        c = self.config
-        paths = paths.to(self.device)
-        n_paths = paths.shape[0]
-        cw = slot_weights(paths, c.combine)  # (P, L, N)
-        out = []
-        share_first = n_paths * c.max_active >= c.modules
-        for start in range(0, x.shape[0], EVAL_CHUNK):
-            xb = x[start : start + EVAL_CHUNK]
-            n = xb.shape[0]
-            if share_first:
-                w0 = self.weights[0][run].reshape(c.modules * c.units, c.input_dim)
-                z = torch.addmm(self.biases[0][run].reshape(-1), xb, w0.t()).relu_()
-                z = z.view(n, c.modules, c.units)[:, paths[:, 0]]  # (n, P, N, U)
-                a = torch.einsum("npku,pk->pnu", z, cw[:, 0])
-            else:
-                a = self._layer(xb.expand(n_paths, n, c.input_dim), paths[:, 0], cw[:, 0], 0, run)
-            for layer in range(1, c.layers):
-                a = self._layer(a, paths[:, layer], cw[:, layer], layer, run)
-            out.append(
-                torch.baddbmm(
-                    readout_bias.unsqueeze(0).unsqueeze(0).expand(n_paths, 1, -1),
-                    a,
-                    readout_weight.t().unsqueeze(0).expand(n_paths, -1, -1),
-                )
-            )
-        return torch.cat(out, dim=1)
-
-    def _layer(self, a: torch.Tensor, idx: torch.Tensor, cw: torch.Tensor, layer: int, run: int):
-        """One layer for P paths: ``a (P, n, in)``, module indices ``idx (P, N)``."""
-        c = self.config
-        n_paths, n, _ = a.shape
-        w = self.weights[layer][run][idx].reshape(n_paths, c.max_active * c.units, -1)
-        b = self.biases[layer][run][idx].reshape(n_paths, 1, -1)
-        z = torch.baddbmm(b, a, w.transpose(1, 2)).relu_().view(n_paths, n, c.max_active, c.units)
-        return torch.einsum("pnku,pk->pnu", z, cw)
+    def train_paths(
+        self,
+        runs: torch.Tensor,
+        paths: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        x_all: torch.Tensor,
+        y_all: torch.Tensor,
+        batch_index: torch.Tensor,
+        lr: float,
+        shared_update: str = "sum",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train G paths ``(G, L, N)`` of runs ``runs (G,)`` by SGD in batched steps
+        (``batch_index (S, G, B)`` rows of ``x_all``); readouts updated in place. Returns
+        per path the correct count and summed loss over the S*B samples seen."""
+        return self.module_type.train_paths(
+            self,
+            runs,
+            paths,
+            readout_weight,
+            readout_bias,
+            x_all,
+            y_all,
+            batch_index,
+            lr,
+            shared_update,
+        )
 
     def _task_path(self, task: Any, run: int, path: torch.Tensor | None) -> torch.Tensor:
         if not 0 <= run < self.runs:
@@ -216,18 +212,17 @@ class PathNet:
         """Predicted class index ``(n,)``."""
         return self.predict_proba(x, task, run, path).argmax(-1)
 
-    def path_model(self, task: Any, run: int = 0, path: torch.Tensor | None = None) -> PathModel:
-        """A standalone ``nn.Module`` holding only this path's modules and the task readout."""
-        from pathnet_fer.pathnet.path_model import PathModel
-
+    def path_model(self, task: Any, run: int = 0, path: torch.Tensor | None = None) -> nn.Module:
+        """A standalone ``nn.Module`` holding only this path's modules and the task readout
+        (``PathModel`` for linear modules, ``ConvPathModel`` for conv)."""
         genotype = self._task_path(task, run, path)
-        return PathModel.from_pathnet(
+        return self.module_type.path_model(
             self,
             genotype,
             task.readout_weight[run],
             task.readout_bias[run],
-            run=run,
-            task_name=getattr(task, "name", ""),
+            run,
+            getattr(task, "name", ""),
         )
 
     # ------------------------------------------------------------------ state
@@ -261,6 +256,12 @@ class PathNet:
 
     def __repr__(self) -> str:
         c = self.config
+        if c.module == "conv":
+            return (
+                f"PathNet(conv, L={c.layers}, M={c.modules}, channels={list(c.channels)}, "
+                f"N={c.max_active}, image={c.image_shape}, combine={c.combine!r}, "
+                f"runs={self.runs}, device={self.device}, fixed={int(self.fixed.sum())} modules)"
+            )
         return (
             f"PathNet(L={c.layers}, M={c.modules}, U={c.units}, N={c.max_active}, "
             f"input_dim={c.input_dim}, combine={c.combine!r}, runs={self.runs}, "

@@ -1,0 +1,63 @@
+"""The convolutional module's arithmetic, shared by evaluation, training and export.
+
+One function per step of a conv path, so the super-network's batched forward, its SGD
+step and the exported ``ConvPathModel`` compute exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NORM_EPS = 1e-5
+
+
+def as_images(x: torch.Tensor, image_shape: tuple[int, int, int], input_norm: str) -> torch.Tensor:
+    """Flattened crops ``(n, H*W*C)`` (the crop's own H, W, C layout) -> ``(n, C, H, W)``.
+
+    ``input_norm == "image"``: each image shifted and scaled to zero mean, unit variance.
+    """
+    h, w, ch = image_shape
+    if input_norm == "image":
+        x = x - x.mean(1, keepdim=True)
+        x = x / x.std(1, keepdim=True).add_(NORM_EPS)
+    img = x.reshape(x.shape[0], h, w, ch)
+    if ch == 1:
+        return img.view(x.shape[0], 1, h, w)  # same memory, no copy
+    return img.permute(0, 3, 1, 2).contiguous()
+
+
+def conv_layer(
+    a: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    slot_weight: torch.Tensor,
+    stride: int,
+    pool: bool,
+) -> torch.Tensor:
+    """One layer of one path: the N modules as ONE convolution with N*Cout outputs
+    (they see the same input), ReLU, the weighted combine over modules (a batched
+    GEMV), then an optional 2x2 max-pool.
+
+    ``a (B, Cin, H, W)``; ``weight (N*Cout, Cin, k, k)``; ``bias (N*Cout,)``;
+    ``slot_weight (N,)``: 1/k or 1 per distinct module, 0 on duplicate slots.
+    """
+    k = weight.shape[-1]
+    z = F.conv2d(a, weight, bias, stride=stride, padding=k // 2).relu_()
+    n_slots = slot_weight.shape[0]
+    batch, channels, h, w = z.shape
+    cout = channels // n_slots
+    out = torch.matmul(slot_weight.view(1, 1, n_slots), z.view(batch, n_slots, cout * h * w))
+    out = out.view(batch, cout, h, w)
+    return F.max_pool2d(out, 2) if pool else out
+
+
+def readout_features(a: torch.Tensor, mode: str) -> torch.Tensor:
+    """The last layer's maps ``(B, C, h, w)`` -> readout input ``(B, F)``."""
+    return a.mean((2, 3)) if mode == "avg" else a.flatten(1)
+
+
+def layer_stride_pool(layer: int, layers: int, downsample: str) -> tuple[int, bool]:
+    """Every layer but the last downsamples by 2: stride-2 convs or a max-pool."""
+    inner = layer < layers - 1
+    return (2 if inner and downsample == "stride" else 1), (inner and downsample == "pool")

@@ -1,0 +1,97 @@
+"""What a kind of PathNet module must provide: the super-network sees only this.
+
+A module type owns the shapes of its stacked parameter tensors (``weights[l]`` of shape
+``(R, M, *module_weight)``, ``biases[l]`` of shape ``(R, M, *module_bias)``), how they
+are initialised, the batched forward pass of a set of paths, the batched SGD step of a
+tournament's paths, and the export of one path as a standalone ``nn.Module``. The GA,
+the tasks, fix/re-initialise, checkpoints and the protocol only see genotypes
+``(L, N)`` and these methods, so every stage works for every module type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pathnet_fer.pathnet.config import PathNetConfig
+    from pathnet_fer.pathnet.supernet import PathNet
+
+
+class ModuleType:
+    """Base class: one instance per super-network (holds no parameters itself)."""
+
+    name = "base"
+
+    def __init__(self, config: PathNetConfig) -> None:
+        self.config = config
+
+    def weight_shape(self, layer: int) -> tuple[int, ...]:
+        """Shape of ONE module's weight in ``layer``."""
+        raise NotImplementedError
+
+    def bias_shape(self, layer: int) -> tuple[int, ...]:
+        """Shape of ONE module's bias in ``layer``."""
+        raise NotImplementedError
+
+    def fan_in(self, layer: int) -> int:
+        """Inputs feeding one output unit of a module (for initialisation)."""
+        raise NotImplementedError
+
+    def flops_per_sample(self, paths: int = 1) -> int:
+        """Forward multiply-adds x 2 of one path on one sample (all N modules active)."""
+        raise NotImplementedError
+
+    def forward_paths(
+        self,
+        net: PathNet,
+        x: torch.Tensor,
+        paths: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        run: int,
+    ) -> torch.Tensor:
+        """Logits ``(P, n, C)`` of P paths ``(P, L, N)`` of run ``run`` on ``x (n, D)``."""
+        raise NotImplementedError
+
+    def train_paths(
+        self,
+        net: PathNet,
+        runs: torch.Tensor,
+        paths: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        x_all: torch.Tensor,
+        y_all: torch.Tensor,
+        batch_index: torch.Tensor,
+        lr: float,
+        shared_update: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SGD on G paths at once; returns per path (correct, summed loss) over the steps."""
+        raise NotImplementedError
+
+    def path_model(
+        self,
+        net: PathNet,
+        genotype: torch.Tensor,
+        readout_weight: torch.Tensor,
+        readout_bias: torch.Tensor,
+        run: int,
+        task_name: str,
+    ) -> nn.Module:
+        """The path as a standalone module taking flattened inputs ``(n, D)``."""
+        raise NotImplementedError
+
+
+def module_type_for(config: PathNetConfig) -> ModuleType:
+    """The module type named by ``config.module``."""
+    if config.module == "conv":
+        from pathnet_fer.pathnet.conv_modules import ConvModules
+
+        return ConvModules(config)
+    from pathnet_fer.pathnet.linear_modules import LinearModules
+
+    return LinearModules(config)
