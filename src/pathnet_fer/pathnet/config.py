@@ -12,7 +12,7 @@ INIT_MODES = ("he-combine", "torch-linear")
 MODULE_TYPES = ("linear", "conv")
 DOWNSAMPLE_MODES = ("pool", "stride", "none")
 READOUT_FEATURES = ("avg", "flatten")
-INPUT_NORMS = ("none", "image")
+INPUT_NORMS = ("none", "image")  # "auto" resolves to one of these
 DEFAULT_CONV_CHANNELS = (8, 16, 32)
 
 
@@ -31,6 +31,26 @@ class PathNetConfig(SettingsDict):
     lr 0.02 barely moves: digits stays at chance for 3000 steps);
     ``torch-linear``: ``nn.Linear``'s uniform +-1/sqrt(fan_in). Readouts always use
     ``nn.Linear``'s default.
+
+    ``module``: the module type. ``linear`` (the paper): a module is ``units`` linear
+    units + ReLU on the flattened input. ``conv``: a module is a ``kernel`` x ``kernel``
+    convolution (same padding) with ``channels[l]`` output channels + ReLU (default
+    channels (8, 16, 32) for 3 layers); a layer combines its active modules' maps
+    (``combine``), then every layer but the last downsamples by 2 (``downsample``:
+    ``pool`` = 2x2 max-pool after the combine, ``stride`` = stride-2 convolutions,
+    ``none``); the readout sees the last layer's maps flattened
+    (``readout_features: flatten``, default: keeps where on the face a feature is) or
+    globally averaged (``avg``). ``units`` is unused by ``conv``.
+    ``image_shape`` (H, W, C): how a flattened input row is read as an image (the
+    crop's own layout, channels last); set from the face settings, required for conv.
+    ``input_norm``: ``none`` (pixels in [0, 1] as given) or ``image`` (each image is
+    shifted and scaled to zero mean and unit variance before the first layer: removes
+    exposure and contrast differences between datasets; part of the network, so it is
+    stored in every model file); ``auto`` (default) resolves to ``none`` for linear
+    modules (the paper) and ``image`` for conv. Measured on CK+48 (20 generations, lr
+    0.02, one subject split, one run): conv with flattened readout 0.886 held-out
+    (image) vs 0.833 (none); with the global-average readout conv barely learns at lr
+    0.02 (0.25-0.31).
     """
 
     input_dim: int
@@ -44,9 +64,9 @@ class PathNetConfig(SettingsDict):
     channels: tuple[int, ...] = ()
     kernel: int = 3
     downsample: str = "pool"
-    readout_features: str = "avg"
+    readout_features: str = "flatten"
     image_shape: tuple[int, int, int] | None = None
-    input_norm: str = "none"
+    input_norm: str = "auto"
 
     def __post_init__(self) -> None:
         self._check_module_settings()
@@ -66,6 +86,8 @@ class PathNetConfig(SettingsDict):
             )
 
     def _check_module_settings(self) -> None:
+        if self.input_norm == "auto":
+            object.__setattr__(self, "input_norm", "image" if self.module == "conv" else "none")
         for name, allowed in (
             ("module", MODULE_TYPES),
             ("downsample", DOWNSAMPLE_MODES),

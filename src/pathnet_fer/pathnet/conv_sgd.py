@@ -1,17 +1,19 @@
-"""Plain SGD on many conv paths at once: per-path working copies, one backward per step.
+"""Plain SGD on many conv paths at once: hand-written forward/backward, no autograd.
 
 Same sharing rules as the linear ``path_sgd`` (see its docstring): each of the G paths
 trains its OWN working copy of its modules, and the changes are written back at the end
 (summed or averaged over the paths of a run that share a module); the task readout has
-ONE working copy per run, shared by that run's paths at every step. Fixed modules and
-duplicate slots never change, so frozen parameters stay bit-identical.
+ONE working copy per run, shared by that run's paths at every step (each step applies
+the sum, or mean, of their gradients). Fixed modules and duplicate slots never change,
+so frozen parameters stay bit-identical.
 
-Why autograd here (the linear type is hand-written): a conv step is dominated by the
-convolutions' arithmetic (~7 MFLOP per sample and path for channels [8, 16, 32], N=5),
-not by dispatch; autograd's per-op overhead is a few percent of it. A layer's N active
-modules see the same input, so they run as ONE convolution with N*Cout outputs, and
-their combine is a batched GEMV. Each path's arithmetic depends only on its own
-parameters and minibatch, so a run's result does not depend on which runs share a batch.
+Per path and layer a step is: ONE convolution for the N active modules (they see the
+same input: one ``(N*Cout, Cin, k, k)`` filter bank), ReLU in place, the combine as a
+batched GEMV, a strided 2x2 max; backward is the broadcast of the combine, ReLU's mask,
+and one ``convolution_backward`` that returns the input, weight and bias gradients at
+once (the first layer skips its input gradient). Each path's arithmetic depends only on
+its own parameters and minibatch, so a run's result does not depend on which other runs
+share its batch.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from pathnet_fer.pathnet.conv_ops import as_images, conv_layer, layer_stride_pool, readout_features
+from pathnet_fer.pathnet.conv_ops import (
+    as_images,
+    layer_stride_pool,
+    max_pool_2x2,
+    max_pool_2x2_backward,
+)
 from pathnet_fer.pathnet.genotype import slot_weights
 
 if TYPE_CHECKING:
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 SHARED_UPDATES = ("sum", "mean")
 
 
+@torch.no_grad()
 def train_conv_paths(
     net: PathNet,
     runs: torch.Tensor,
@@ -50,122 +57,129 @@ def train_conv_paths(
     runs = runs.to(dev)
     paths = paths.to(dev)
     steps, g, b = batch_index.shape
-    n_layers = c.layers
+    n_layers, n_slots = c.layers, c.max_active
     plan = [layer_stride_pool(layer, n_layers, c.downsample) for layer in range(n_layers)]
+    pad = c.kernel // 2
 
     cw = slot_weights(paths, c.combine)  # (G, L, N)
     layer_ids = torch.arange(n_layers, device=dev).unsqueeze(0)
     fixed = net.fixed.to(dev)[runs.unsqueeze(1), layer_ids]  # (G, L, M)
     trainable = (cw > 0) & ~fixed.gather(2, paths)  # (G, L, N)
 
-    # Working copies, per path and layer: (N*Cout, Cin, k, k) and (N*Cout,).
+    # Working copies per path and layer: (N*Cout, Cin, k, k), (N*Cout,).
     rw = runs.unsqueeze(1)
-    start_w, start_b, work_w, work_b, masks = [], [], [], [], []
+    start_w, start_b, ws, bs, masks = [], [], [], [], []
     for layer in range(n_layers):
         w = net.weights[layer][rw, paths[:, layer]]  # (G, N, Cout, Cin, k, k)
         bias = net.biases[layer][rw, paths[:, layer]]  # (G, N, Cout)
         start_w.append(w)
         start_b.append(bias)
-        work_w.append(w.reshape(g, -1, *w.shape[3:]).clone())
-        work_b.append(bias.reshape(g, -1).clone())
-        cout = w.shape[2]
-        masks.append(trainable[:, layer].repeat_interleave(cout, dim=1).to(torch.float32))
-    frozen = [bool((~trainable[:, layer]).any()) for layer in range(n_layers)]
-    leaves_w = [
-        [work_w[layer][p].detach().clone().requires_grad_() for layer in range(n_layers)]
-        for p in range(g)
-    ]
-    leaves_b = [
-        [work_b[layer][p].detach().clone().requires_grad_() for layer in range(n_layers)]
-        for p in range(g)
-    ]
+        ws.append(list(w.reshape(g, -1, *w.shape[3:]).clone().unbind(0)))
+        bs.append(list(bias.reshape(g, -1).clone().unbind(0)))
+        mask = trainable[:, layer].repeat_interleave(w.shape[2], dim=1).to(torch.float32)
+        masks.append(mask if bool((~trainable[:, layer]).any()) else None)
+    combine = [[cw[p, layer].view(1, 1, n_slots) for layer in range(n_layers)] for p in range(g)]
+    spread = [[cw[p, layer].view(1, n_slots, 1) for layer in range(n_layers)] for p in range(g)]
+
     uniq, inv = torch.unique(runs, return_inverse=True)
-    sv_w = readout_weight[uniq].clone().requires_grad_()
-    sv_b = readout_bias[uniq].clone().requires_grad_()
-    sv_w0, sv_b0 = sv_w.detach().clone(), sv_b.detach().clone()
+    sv_w = readout_weight[uniq].clone()  # (Ru, C, F)
+    sv_b = readout_bias[uniq].clone()
+    sv_w0, sv_b0 = sv_w.clone(), sv_b.clone()
+    grad_w, grad_b = torch.zeros_like(sv_w), torch.zeros_like(sv_b)
+    readout_lr = torch.full((uniq.numel(), 1), lr, device=dev)
     if shared_update == "mean":
-        readout_scale = (1.0 / torch.bincount(inv).to(torch.float32)).view(-1, 1)
-    else:
-        readout_scale = None
-    inv_list = inv.tolist()
-    cw_cols = [[cw[p, layer] for layer in range(n_layers)] for p in range(g)]
+        readout_lr /= torch.bincount(inv).to(torch.float32).view(-1, 1)
+    run_of = inv.tolist()
 
     n_classes = readout_weight.shape[1]
     logits_all = torch.empty(steps, g, b, n_classes, device=dev)
     y_steps = y_all[batch_index]  # (S, G, B)
+    onehot = torch.nn.functional.one_hot(y_steps, n_classes).to(torch.float32)
     rows_per_step = batch_index.reshape(steps, g * b).unbind(0)
-    leaves = [t for p in range(g) for t in (*leaves_w[p], *leaves_b[p])]
+    h, w_, ch = c.image_shape
+    step_lr = lr / b  # mean loss over the minibatch
+    avg = c.readout_features == "avg"
     for s in range(steps):
-        x = x_all.index_select(0, rows_per_step[s])
-        img = as_images(x, c.image_shape, c.input_norm).view(g, b, *_img_dims(c))
-        with torch.enable_grad():
-            logits = []
-            for p in range(g):
-                a = img[p]
-                for layer in range(n_layers):
-                    stride, pool = plan[layer]
-                    a = conv_layer(
-                        a, leaves_w[p][layer], leaves_b[p][layer], cw_cols[p][layer], stride, pool
-                    )
-                f = readout_features(a, c.readout_features)
-                r = inv_list[p]
-                logits.append(torch.addmm(sv_b[r], f, sv_w[r].t()))
-            out = torch.stack(logits)  # (G, B, C)
-            loss = F.cross_entropy(
-                out.view(g * b, n_classes), y_steps[s].reshape(-1), reduction="sum"
-            )
-            grads = torch.autograd.grad(loss / b, [*leaves, sv_w, sv_b])
-        logits_all[s] = out.detach()
-        with torch.no_grad():
-            for i, (p, layer, is_bias) in enumerate(_leaf_order(g, n_layers)):
-                grad = grads[i]
-                if frozen[layer]:
+        img = as_images(x_all.index_select(0, rows_per_step[s]), c.image_shape, c.input_norm)
+        img = img.view(g, b, ch, h, w_)
+        grad_w.zero_()
+        grad_b.zero_()
+        for p in range(g):
+            acts, zs, pre_pool = [img[p]], [], []
+            a = img[p]
+            for layer in range(n_layers):
+                stride, pool = plan[layer]
+                z = torch.nn.functional.conv2d(a, ws[layer][p], bs[layer][p], stride, pad)
+                z = z.relu_()
+                zb, _, zh, zw = z.shape
+                a = torch.matmul(combine[p][layer], z.view(zb, n_slots, -1)).view(zb, -1, zh, zw)
+                zs.append(z)
+                pre_pool.append(a)
+                if pool:
+                    a = max_pool_2x2(a)
+                acts.append(a)
+            f = a.mean((2, 3)) if avg else a.flatten(1)
+            r = run_of[p]
+            logits = torch.addmm(sv_b[r], f, sv_w[r].t(), out=logits_all[s, p])
+            d = logits.softmax(-1).sub_(onehot[s, p])  # dLoss/dlogits * B
+            grad_w[r].addmm_(d.t(), f)
+            grad_b[r].add_(d.sum(0))
+            df = d @ sv_w[r]
+            if avg:
+                fa = acts[-1]
+                da = df.div_(fa.shape[2] * fa.shape[3]).view(b, -1, 1, 1).expand_as(fa)
+            else:
+                da = df.view_as(acts[-1])
+            for layer in range(n_layers - 1, -1, -1):
+                stride, pool = plan[layer]
+                if pool:
+                    da = max_pool_2x2_backward(da, pre_pool[layer], acts[layer + 1])
+                z = zs[layer]
+                zb = z.shape[0]
+                dz = (da.reshape(zb, 1, -1) * spread[p][layer]).view_as(z)
+                dz = torch.ops.aten.threshold_backward(dz, z, 0.0)
+                weight = ws[layer][p]
+                da, dw, db = torch.ops.aten.convolution_backward(
+                    dz,
+                    acts[layer],
+                    weight,
+                    [weight.shape[0]],
+                    [stride, stride],
+                    [pad, pad],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    1,
+                    [layer > 0, True, True],
+                )
+                if masks[layer] is not None:
                     m = masks[layer][p]
-                    grad = grad * (m if is_bias else m.view(-1, 1, 1, 1))
-                target = leaves_b[p][layer] if is_bias else leaves_w[p][layer]
-                target.sub_(grad, alpha=lr)
-            g_w, g_b = grads[-2], grads[-1]
-            if readout_scale is not None:
-                g_w = g_w * readout_scale.unsqueeze(2)
-                g_b = g_b * readout_scale
-            sv_w.sub_(g_w, alpha=lr)
-            sv_b.sub_(g_b, alpha=lr)
+                    dw.mul_(m.view(-1, 1, 1, 1))
+                    db.mul_(m)
+                weight.sub_(dw, alpha=step_lr)
+                bs[layer][p].sub_(db, alpha=step_lr)
+        sv_w.sub_(grad_w.mul_(readout_lr.unsqueeze(2) / b))
+        sv_b.sub_(grad_b.mul_(readout_lr / b))
 
-    with torch.no_grad():
-        logp = logits_all.log_softmax(-1)
-        onehot = F.one_hot(y_steps, n_classes).to(torch.float32)
-        loss_sum = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)
-        correct = (logits_all.argmax(-1) == y_steps).sum((0, 2))
-        for layer in range(n_layers):
-            new_w = torch.stack([leaves_w[p][layer] for p in range(g)]).view_as(start_w[layer])
-            new_b = torch.stack([leaves_b[p][layer] for p in range(g)]).view_as(start_b[layer])
-            _write_back(
-                net,
-                layer,
-                runs,
-                paths[:, layer],
-                trainable[:, layer],
-                new_w - start_w[layer],
-                new_b - start_b[layer],
-                shared_update,
-            )
-        readout_weight.index_add_(0, uniq, sv_w.detach() - sv_w0)
-        readout_bias.index_add_(0, uniq, sv_b.detach() - sv_b0)
+    logp = logits_all.log_softmax(-1)
+    loss_sum = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)
+    correct = (logits_all.argmax(-1) == y_steps).sum((0, 2))
+    for layer in range(n_layers):
+        new_w = torch.stack(ws[layer]).view_as(start_w[layer])
+        new_b = torch.stack(bs[layer]).view_as(start_b[layer])
+        _write_back(
+            net,
+            layer,
+            runs,
+            paths[:, layer],
+            trainable[:, layer],
+            new_w - start_w[layer],
+            new_b - start_b[layer],
+            shared_update,
+        )
+    readout_weight.index_add_(0, uniq, sv_w - sv_w0)
+    readout_bias.index_add_(0, uniq, sv_b - sv_b0)
     return correct, loss_sum
-
-
-def _img_dims(c) -> tuple[int, int, int]:
-    h, w, ch = c.image_shape
-    return ch, h, w
-
-
-def _leaf_order(g: int, n_layers: int):
-    """(path, layer, is_bias) in the order the leaves were listed."""
-    for p in range(g):
-        for layer in range(n_layers):
-            yield p, layer, False
-        for layer in range(n_layers):
-            yield p, layer, True
 
 
 def _write_back(net, layer, runs, idx, sel, dw, db, shared_update) -> None:
