@@ -73,7 +73,10 @@ def load_checkpoint(
         )
     problems = []
     if expect_net_config is not None:
-        diff = config_differences(payload["net"]["config"], expect_net_config.to_dict())
+        # Through PathNetConfig: a checkpoint written before a setting existed compares
+        # with that setting's default.
+        stored = PathNetConfig.from_dict(payload["net"]["config"]).to_dict()
+        diff = config_differences(stored, expect_net_config.to_dict())
         problems += [f"PathNetConfig.{d}" for d in diff]
     if expect_runs is not None and payload["net"]["runs"] != expect_runs:
         problems.append(f"runs: {payload['net']['runs']} != {expect_runs}")

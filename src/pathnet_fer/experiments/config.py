@@ -246,8 +246,9 @@ def _check_section(values: dict[str, Any], cls: type, where: str, skip=()) -> di
     unknown = sorted(set(values) - set(names))
     if unknown:
         msg = f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; known: {', '.join(names)}"
-        if set(unknown) & set(skip):
-            msg += f" ({', '.join(skip)} is derived by the experiment, not set)"
+        derived = [k for k in unknown if k in skip]
+        if derived:
+            msg += f" ({', '.join(derived)} is derived by the experiment, not set)"
         raise ConfigError(msg)
     out = {}
     for f in dataclasses.fields(cls):
@@ -280,7 +281,7 @@ def _foreign_classes() -> dict[str, tuple[type, tuple[str, ...]]]:
 
     return {
         "faces": (FaceSettings, ()),
-        "pathnet": (PathNetConfig, ("input_dim",)),
+        "pathnet": (PathNetConfig, ("input_dim", "image_shape")),
         "evolution": (EvolutionConfig, ()),
     }
 

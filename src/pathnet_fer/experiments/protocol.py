@@ -74,6 +74,20 @@ class LoadedDataset:
         return int(self.x.shape[1])
 
 
+def net_config_for(config: ExperimentConfig, dataset: str, data: LoadedDataset) -> Any:
+    """The super-network (a PathNetConfig) for a dataset's crops: input width from the
+    data, and for conv modules the image shape (size x size x channels) from its face
+    settings."""
+    from pathnet_fer.pathnet import PathNetConfig
+
+    extra = {}
+    if config.pathnet.get("module") == "conv":
+        faces = face_settings_for(config, dataset)
+        channels = 3 if faces.colour == "rgb" else 1
+        extra["image_shape"] = (int(faces.size), int(faces.size), channels)
+    return PathNetConfig(input_dim=data.input_dim, **extra, **config.pathnet)
+
+
 def face_settings_for(config: ExperimentConfig, dataset: str):
     """The dataset's FaceSettings: global ``faces`` merged with the dataset's overrides."""
     from pathnet_fer.faces.settings import FaceSettings
@@ -507,7 +521,7 @@ def execute_job(
     import torch
 
     from pathnet_fer.evolution import EvolutionConfig, evolve, load_checkpoint, save_checkpoint
-    from pathnet_fer.pathnet import PathNet, PathNetConfig
+    from pathnet_fer.pathnet import PathNet
 
     config = build_config(config_dict)
     run_dir = Path(run_dir)
@@ -523,8 +537,7 @@ def execute_job(
     datasets = {n: load_dataset(config, n) for n in dict.fromkeys(names)}
     phases = build_phases(config, job, datasets)
     runs = len(phases[0].keys)
-    input_dim = datasets[s.destination].input_dim
-    net_config = PathNetConfig(input_dim=input_dim, **config.pathnet)
+    net_config = net_config_for(config, s.destination, datasets[s.destination])
     device = config.device
     start_phase, resume_task = 0, None
     if state_path.exists():

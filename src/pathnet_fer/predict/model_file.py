@@ -33,9 +33,15 @@ from torch import nn
 from pathnet_fer import __version__
 
 FORMAT = "pathnet-fer-model"
-FORMAT_VERSION = 1
-"""Bump when the layout changes incompatibly; loaders refuse other versions clearly."""
+FORMAT_VERSION = 2
+"""Bump when the layout changes incompatibly; loaders refuse other versions clearly.
+v2 added conv paths (``model_kind`` ``pathnet-conv-path``); v1 files (linear paths)
+still load."""
+READABLE_VERSIONS = (1, 2)
 MODEL_KIND = "pathnet-path"
+CONV_MODEL_KIND = "pathnet-conv-path"
+MODEL_KINDS = {1: (MODEL_KIND,), 2: (MODEL_KIND, CONV_MODEL_KIND)}
+"""The model kinds each format version may hold."""
 INPUT_SCALING = "uint8/255"
 """How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
 exactly as ``FaceDataset.features()`` builds training inputs."""
@@ -203,6 +209,8 @@ def save_path_model(
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
     spec = input_spec_for(face_settings)
     config = _jsonable(model.config_dict())
+    if _kind_of(config) not in MODEL_KINDS[FORMAT_VERSION]:
+        raise ValueError(f"cannot save a {type(model).__name__}: not a PathNet path model")
     _check_model_shapes(model, spec, len(class_names), where="the model being saved")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
@@ -211,7 +219,7 @@ def save_path_model(
         "package_version": __version__,
         "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "model_kind": MODEL_KIND,
+        "model_kind": _kind_of(config),
         "model_config": config,
         "state_dict": state,
         "weights_sha256": _weights_digest(state),
@@ -261,6 +269,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return {
         "file": str(path),
         "format_version": loaded.format_version,
+        "model_kind": _kind_of(loaded.config),
         "package_version": loaded.package_version,
         "dataset": loaded.dataset,
         "class_names": list(loaded.class_names),
@@ -278,7 +287,7 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
             "pathnet_fer.predict.save_model or use the model.pt an experiment run writes"
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         written = payload.get("package_version", "?")
         hint = (
             "upgrade pathnet-fer to read it"
@@ -287,15 +296,24 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         )
         raise ModelFileError(
             f"{path} is model format v{version} (written by pathnet-fer {written}); this "
-            f"pathnet-fer {__version__} reads format v{FORMAT_VERSION} only: {hint}"
+            f"pathnet-fer {__version__} reads format v{', v'.join(map(str, READABLE_VERSIONS))} "
+            f"only: {hint}"
         )
     missing = [k for k in _REQUIRED_KEYS if k not in payload]
     if missing:
         raise ModelFileError(f"{path} is incomplete (missing {', '.join(missing)}): corrupt file?")
-    if payload["model_kind"] != MODEL_KIND:
+    kind = payload["model_kind"]
+    if kind not in MODEL_KINDS[version]:
         raise ModelFileError(
-            f"{path} holds a {payload['model_kind']!r} model; this version predicts with "
-            f"{MODEL_KIND!r} models only"
+            f"{path} holds a {kind!r} model; format v{version} files hold "
+            f"{' or '.join(repr(k) for k in MODEL_KINDS[version])} models only"
+        )
+    stored_config = payload["model_config"]
+    if not isinstance(stored_config, dict) or _kind_of(stored_config) != kind:
+        raise ModelFileError(
+            f"{path} says it holds a {kind!r} model, but its model config is a "
+            f"{_kind_of(stored_config) if isinstance(stored_config, dict) else 'unreadable'!r} "
+            "one: the file is inconsistent (corrupt or edited); re-export the model"
         )
     state = payload["state_dict"]
     if _weights_digest(state) != payload["weights_sha256"]:
@@ -341,12 +359,24 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     )
 
 
-def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
-    """A fresh PathModel from its ``config_dict()``, weights loaded by the caller."""
-    from pathnet_fer.pathnet import PathModel
+def _kind_of(config: dict[str, Any]) -> str:
+    """The model kind a path model's ``config_dict()`` describes."""
+    from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
+    from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
 
+    formats = {LINEAR_FORMAT: MODEL_KIND, CONV_FORMAT: CONV_MODEL_KIND}
+    return formats.get(config.get("format"), f"unknown ({config.get('format')!r})")
+
+
+def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
+    """A fresh PathModel or ConvPathModel from its ``config_dict()``, weights loaded by
+    the caller."""
+    from pathnet_fer.pathnet import PathModel
+    from pathnet_fer.pathnet.conv_path_model import ConvPathModel
+
+    cls = ConvPathModel if _kind_of(config) == CONV_MODEL_KIND else PathModel
     try:
-        return PathModel.from_config(config)
+        return cls.from_config(config)
     except Exception as exc:
         raise ModelFileError(f"{path}: cannot rebuild the model from its config: {exc}") from exc
 
