@@ -247,8 +247,9 @@ class PathNet:
             seed=state["seed"],
             device=device,
         )
-        net.weights = [w.to(net.device) for w in state["weights"]]
-        net.biases = [b.to(net.device) for b in state["biases"]]
+        # Copies: a net rebuilt from another live net's state() must not share its tensors.
+        net.weights = [w.to(net.device, copy=True) for w in state["weights"]]
+        net.biases = [b.to(net.device, copy=True) for b in state["biases"]]
         net.fixed = state["fixed"].clone()
         net.fixed_tasks = list(state["fixed_tasks"])
         net.generator.set_state(state["generator"])
