@@ -16,7 +16,8 @@ the PathNet run's directory to get one table with every arm).
 
 Models: CNNs (new 6-way head on ImageNet backbones) {cnns};
   mlp (= mlp-scratch + mlp-finetune: an MLP the size of one PathNet path, trained from
-  scratch / fine-tuned from the source task), progressive (Progressive Neural Networks).
+  scratch / fine-tuned from the source task), progressive (Progressive Neural Networks),
+  logreg (scikit-learn logistic regression on the destination's standardised pixels).
 Weights (--weights): auto (offline packages, or torchvision files already cached; nothing
   downloaded) | torchvision (download; needs internet) | package | none (random init,
   reported as MODEL-scratch) | PATH | model=SPEC,model=SPEC. Missing weights are an
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--models",
         help="comma-separated models (default: the config's baselines.models, else "
-        "mobilenet_v2,efficientnet_lite0,cifar,mlp,progressive)",
+        "mobilenet_v2,efficientnet_lite0,cifar,mlp,progressive,logreg)",
     )
     p.add_argument("--finetune", help="head | full | head,full (default head)")
     p.add_argument("--weights", help="weights spec (see above); default auto")

@@ -31,6 +31,7 @@ from pathnet_fer.baselines.finetune import (
     extract_features,
     finetune_cnn,
 )
+from pathnet_fer.baselines.logistic import train_logistic
 from pathnet_fer.baselines.mlp import MLP, MLPConfig
 from pathnet_fer.baselines.progressive import ProgressiveNet
 from pathnet_fer.baselines.sgd_training import (
@@ -42,10 +43,10 @@ from pathnet_fer.baselines.sgd_training import (
 )
 from pathnet_fer.baselines.weights import WeightsChoice, resolve_weights
 
-VECTOR_BASELINES = ("mlp", "mlp-scratch", "mlp-finetune", "progressive")
+VECTOR_BASELINES = ("mlp", "mlp-scratch", "mlp-finetune", "progressive", "logreg")
 KNOWN_MODELS = (*MODEL_NAMES, *VECTOR_BASELINES)
 # Runs offline with the weights packages installed: the default model list.
-DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "cifar", "mlp", "progressive")
+DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "cifar", "mlp", "progressive", "logreg")
 
 
 class BaselineConfigError(ValueError):
@@ -198,9 +199,19 @@ def train_vector_baseline(
     y_source: np.ndarray | None,
     mlp: MLPConfig,
 ) -> tuple[torch.nn.Module, TrainingLog, float, int]:
-    """Train ``mlp-scratch``, ``mlp-finetune`` or ``progressive`` on flattened crops."""
+    """Train ``mlp-scratch``, ``mlp-finetune``, ``progressive`` or ``logreg`` on
+    flattened crops."""
     _seeded(ctx.seed)
     dim = x_train.shape[1]
+    if kind == "logreg":
+        start = time.perf_counter()
+        layer, log = train_logistic(x_train, y_train, ctx.n_classes, ctx.seed)
+        return (
+            layer.to(ctx.device),
+            log,
+            time.perf_counter() - start,
+            layer.weight.numel() + layer.bias.numel(),
+        )
     opt = dict(lr=mlp.lr, momentum=mlp.momentum, batch_size=mlp.batch_size, device=ctx.device)
     if kind == "progressive":
         net = ProgressiveNet(dim, mlp.layers, mlp.width).to(ctx.device)
@@ -356,7 +367,7 @@ def run_baselines(
                             say(f"skip {s.name} iteration {iteration} fold {ctx.fold} {arm} (done)")
                             continue
                         if model in VECTOR_BASELINES:
-                            if src_x is None and model != "mlp-scratch":
+                            if src_x is None and model not in ("mlp-scratch", "logreg"):
                                 src_x, src_y = source_task(
                                     config, s, source, fold, src_folds, ctx.seed
                                 )
