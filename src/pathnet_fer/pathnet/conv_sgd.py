@@ -9,7 +9,9 @@ so frozen parameters stay bit-identical.
 
 Per path and layer a step is: ONE convolution for the N active modules (they see the
 same input: one ``(N*Cout, Cin, k, k)`` filter bank), ReLU in place, the combine as a
-batched GEMV, a strided 2x2 max; backward is the broadcast of the combine, ReLU's mask,
+batched GEMV, a 2x2 max-pool with indices (its backward is then a cheap scatter:
+measured 1.3 ms vs 2.3 ms per layer-0 pool, forward and backward, against a strided
+maximum and a mask); backward is the broadcast of the combine, ReLU's mask,
 and one ``convolution_backward`` that returns the input, weight and bias gradients at
 once (the first layer skips its input gradient). Each path's arithmetic depends only on
 its own parameters and minibatch, so a run's result does not depend on which other runs
@@ -22,12 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pathnet_fer.pathnet.conv_ops import (
-    as_images,
-    layer_stride_pool,
-    max_pool_2x2,
-    max_pool_2x2_backward,
-)
+from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool
 from pathnet_fer.pathnet.genotype import slot_weights
 
 if TYPE_CHECKING:
@@ -105,7 +102,7 @@ def train_conv_paths(
         grad_w.zero_()
         grad_b.zero_()
         for p in range(g):
-            acts, zs, pre_pool = [img[p]], [], []
+            acts, zs, pre_pool, pool_index = [img[p]], [], [], []
             a = img[p]
             for layer in range(n_layers):
                 stride, pool = plan[layer]
@@ -116,7 +113,10 @@ def train_conv_paths(
                 zs.append(z)
                 pre_pool.append(a)
                 if pool:
-                    a = max_pool_2x2(a)
+                    a, where = torch.nn.functional.max_pool2d_with_indices(a, 2)
+                    pool_index.append(where)
+                else:
+                    pool_index.append(None)
                 acts.append(a)
             f = a.mean((2, 3)) if avg else a.flatten(1)
             r = run_of[p]
@@ -133,7 +133,16 @@ def train_conv_paths(
             for layer in range(n_layers - 1, -1, -1):
                 stride, pool = plan[layer]
                 if pool:
-                    da = max_pool_2x2_backward(da, pre_pool[layer], acts[layer + 1])
+                    da = torch.ops.aten.max_pool2d_with_indices_backward(
+                        da,
+                        pre_pool[layer],
+                        [2, 2],
+                        [2, 2],
+                        [0, 0],
+                        [1, 1],
+                        False,
+                        pool_index[layer],
+                    )
                 z = zs[layer]
                 zb = z.shape[0]
                 dz = (da.reshape(zb, 1, -1) * spread[p][layer]).view_as(z)
