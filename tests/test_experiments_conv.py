@@ -51,3 +51,29 @@ def test_tiny_conv_study_runs_every_arm_and_exports_conv_models(tmp_path, requir
         assert loaded.config["format"] == "pathnet-fer-conv-path-model"
     summary = pd.read_csv(out / "summary.csv")
     assert {"transfer", "scratch"} <= set(summary.arm)
+    _check_publication_outputs(out, len(config.sets))
+
+
+def _check_publication_outputs(out, n_sets: int) -> None:
+    """LaTeX tables that parse (balanced environments, one cell count per table) and
+    vector figures beside the 300-dpi PNGs."""
+    tex = (out / "summary.tex").read_text()
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") >= n_sets
+    for block in tex.split("\\begin{tabular}")[1:]:
+        spec, body = block.split("\n", 1)
+        columns = spec.count("l") + spec.count("r")
+        rows = [r for r in body.split("\\end{tabular}")[0].splitlines() if r.endswith("\\\\")]
+        assert rows and all(r.count(" & ") == columns - 1 for r in rows), block[:200]
+    assert "±" not in tex and "->" not in tex.replace("$\\rightarrow$", "")
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert pngs
+    for png in pngs:
+        pdf = png.with_suffix(".pdf")
+        assert pdf.read_bytes()[:5] == b"%PDF-", pdf
+
+
+def test_p_values_are_formatted_for_papers():
+    from pathnet_fer.experiments.report import format_p
+
+    assert format_p(0.0) == "< 0.001" and format_p(2e-7) == "< 0.001"
+    assert format_p(0.0312) == "0.0312" and format_p(float("nan")) == "n/a"

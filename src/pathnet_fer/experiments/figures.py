@@ -25,6 +25,20 @@ PANELS = (
 )
 
 
+PNG_DPI = 300
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """A 300-dpi PNG at ``path`` and a vector PDF beside it (same name, ``.pdf``): the
+    PNG for screens and Markdown, the PDF for papers."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=PNG_DPI)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    return path
+
+
 def slug(text: str) -> str:
     """A file-name-safe version of an experiment name (``ckplus48->jaffe`` -> ``ckplus48-to-jaffe``)."""
     return re.sub(r"[^A-Za-z0-9_.]+", "-", text.replace("->", "-to-")).strip("-")
@@ -45,9 +59,10 @@ def learning_curves(
     arms: tuple[str, ...] = ("transfer", "scratch"),
     smooth: int | None = None,
 ) -> Path:
-    """Accuracy and loss per generation for one set: one line per iteration (mean over
-    folds), transfer vs scratch. Training curves are smoothed by a running mean (window
-    ``smooth``, default 2% of the generations) because single generations are noisy."""
+    """Accuracy and loss per generation for one set, transfer vs scratch: the mean over
+    runs (folds x iterations) with a +/- one standard deviation band. Training curves are
+    smoothed per run by a running mean (window ``smooth``, default 2% of the
+    generations) because single generations are noisy. PNG (300 dpi) and PDF."""
     data = metrics[(metrics.experiment == experiment) & metrics.arm.isin(arms)]
     if data.empty:
         raise ValueError(f"no metrics for experiment {experiment!r} and arms {arms}")
@@ -57,32 +72,40 @@ def learning_curves(
         if ((data.split == p[0]) & (data.level == p[1]) & (data.metric == p[2])).any()
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    iterations = sorted(data.iteration.unique())
-    styles = ["-", "--", ":", "-."]
+    n_runs = data.groupby(["iteration", "fold"]).ngroups
     for ax, (split, level, metric, title) in zip(axes[0], panels, strict=True):
         sel = data[(data.split == split) & (data.level == level) & (data.metric == metric)]
         for arm in arms:
-            for k, it in enumerate(iterations):
-                curve = (
-                    sel[(sel.arm == arm) & (sel.iteration == it)]
-                    .groupby("generation")["value"]
-                    .mean()
-                )
-                if curve.empty:
-                    continue
-                y = curve.to_numpy()
-                if split == "train":
-                    y = _smooth(y, smooth or max(1, len(y) // 50))
-                ax.plot(
-                    curve.index,
-                    y,
-                    styles[k % len(styles)],
-                    color=ARM_COLOURS.get(arm),
-                    alpha=0.9,
-                    lw=1.2,
-                    label=f"{arm}, iteration {it}",
-                    marker="o" if split == "test" and len(y) < 30 else None,
-                    ms=3,
+            # One curve per run (iteration x fold), then mean and spread over runs.
+            per_run = (
+                sel[sel.arm == arm]
+                .groupby(["generation", "iteration", "fold"])["value"]
+                .mean()
+                .unstack(["iteration", "fold"])
+                .sort_index()
+            )
+            if per_run.empty:
+                continue
+            values = per_run.to_numpy(dtype=np.float64)
+            if split == "train":
+                window = smooth or max(1, len(values) // 50)
+                values = np.stack([_smooth(v, window) for v in values.T], axis=1)
+            mean = np.nanmean(values, axis=1)
+            spread = np.nanstd(values, axis=1)
+            colour = ARM_COLOURS.get(arm)
+            ax.plot(
+                per_run.index,
+                mean,
+                "-",
+                color=colour,
+                lw=1.4,
+                label=f"{arm}, mean of {values.shape[1]} runs",
+                marker="o" if split == "test" and len(mean) < 30 else None,
+                ms=3,
+            )
+            if values.shape[1] > 1:
+                ax.fill_between(
+                    per_run.index, mean - spread, mean + spread, color=colour, alpha=0.2, lw=0
                 )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("generation")
@@ -95,14 +118,12 @@ def learning_curves(
     )
     n_folds = data.fold.nunique()
     fig.suptitle(
-        f"{experiment}: transfer vs scratch (mean over {n_folds} folds per iteration)", fontsize=11
+        f"{experiment}: transfer vs scratch, mean +/- std over {n_runs} runs "
+        f"({n_folds} folds x {data.iteration.nunique()} iterations)",
+        fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(labels) - 1) // 4), 1, 0.95))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _draw_confusion(ax, matrix: np.ndarray, class_names: list[str], title: str) -> None:
@@ -135,11 +156,7 @@ def confusion_figure(
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     _draw_confusion(ax, matrix, class_names, title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -175,11 +192,7 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
                 )
         fig.suptitle(f"{experiment}: held-out confusion (sum over folds x iterations)", fontsize=10)
         fig.tight_layout()
-        path = Path(out_dir) / f"confusion_{slug(experiment)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, Path(out_dir) / f"confusion_{slug(experiment)}.png"))
     return paths
 
 

@@ -113,6 +113,14 @@ def _fmt(mean: float, std: float, n: int, metric: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
+def format_p(p: float) -> str:
+    """A p-value for a table: ``< 0.001`` below 0.001 (never ``0``), 3 significant digits
+    otherwise, ``n/a`` when undefined (e.g. all differences zero)."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
 def _arm_key(arm: str) -> tuple[int, str]:
     return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
 
@@ -161,7 +169,7 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                 lines.append(
                     f"| {r.split} {r.level} {r.metric} | {r.mean_a:.3f} | {r.mean_b:.3f} | "
                     f"{r.mean_diff:+.3f} ± {r.std_diff:.3f} | {r.n_folds} ({r.wins}/{r.losses}) | "
-                    f"{r.p_wilcoxon:.3g} | {r.p_ttest:.3g} |"
+                    f"{format_p(r.p_wilcoxon)} | {format_p(r.p_ttest)} |"
                 )
             lines.append("")
     return "\n".join(lines)
@@ -170,7 +178,8 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
 def write_report(
     run_dir: str | Path, metrics: pd.DataFrame | None = None, header: str = ""
 ) -> dict[str, Path]:
-    """Write ``summary.csv``, ``paired_tests.csv`` and ``summary.md`` into ``run_dir``."""
+    """Write ``summary.csv``, ``paired_tests.csv``, ``summary.md`` and ``summary.tex``
+    (the same tables for LaTeX, ``booktabs``) into ``run_dir``."""
     run_dir = Path(run_dir)
     if metrics is None:
         metrics = read_metrics(run_dir / "metrics.csv")
@@ -182,6 +191,7 @@ def write_report(
         "summary_csv": run_dir / "summary.csv",
         "paired_csv": run_dir / "paired_tests.csv",
         "summary_md": run_dir / "summary.md",
+        "summary_tex": run_dir / "summary.tex",
     }
     summary.to_csv(paths["summary_csv"], index=False)
     comp.to_csv(paths["paired_csv"], index=False)
@@ -197,4 +207,54 @@ def write_report(
         markdown_tables(summary, comp),
     ]
     paths["summary_md"].write_text("\n".join(text))
+    paths["summary_tex"].write_text(latex_tables(markdown_tables(summary, comp)))
     return paths
+
+
+def _latex_cell(text: str) -> str:
+    text = text.strip()
+    for raw, tex in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
+                     ("#", r"\#")):  # fmt: skip
+        text = text.replace(raw, tex)
+    text = text.replace("±", r"$\pm$").replace("->", r"$\rightarrow$")
+    return text.replace("< 0.001", r"$<$ 0.001")
+
+
+def latex_tables(markdown: str) -> str:
+    """The Markdown report's tables as LaTeX ``tabular`` environments (``booktabs``
+    rules), one per table, each under its section heading."""
+    out = [
+        "% pathnet-fer summary tables; needs \\usepackage{booktabs}",
+        "% mean $\\pm$ std over folds x iterations of the final generation",
+    ]
+    rows: list[list[str]] = []
+
+    def flush() -> None:
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
+        out.append("\\toprule")
+        out.append(" & ".join(_latex_cell(c) for c in header) + " \\\\")
+        out.append("\\midrule")
+        for r in body:
+            out.append(" & ".join(_latex_cell(c) for c in r) + " \\\\")
+        out.append("\\bottomrule")
+        out.append("\\end{tabular}")
+        out.append("")
+        rows.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = line.strip().strip("|").split("|")
+            if all(set(c.strip()) <= {"-", ":"} for c in cells):
+                continue
+            rows.append(cells)
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"\\subsection*{{{_latex_cell(line[3:])}}}")
+        elif line.strip():
+            out.append(f"% {line.strip()}")
+    flush()
+    return "\n".join(out) + "\n"
