@@ -258,7 +258,7 @@ def versions() -> dict[str, str]:
     return {
         "pathnet_fer": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,

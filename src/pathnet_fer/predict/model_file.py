@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pathnet_fer import __version__
+from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"
 FORMAT_VERSION = 1
@@ -246,7 +247,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_plain(path, "pathnet-fer model file")
+    except UnsafeFileError as exc:
+        raise ModelFileError(str(exc)) from None
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
         raise ModelFileError(
             f"{path} is not a readable pathnet-fer model file (corrupt, truncated, or "

@@ -1,0 +1,88 @@
+"""No file the tool reads can run code: crafted pickles are refused, nothing executes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pathnet_fer.baselines.weights import WeightsNotFoundError, read_state_dict
+from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve, load_checkpoint
+from pathnet_fer.evolution.checkpoint import FORMAT, VERSION, save_checkpoint
+from pathnet_fer.pathnet import PathNet, PathNetConfig
+from pathnet_fer.predict import ModelFileError, load_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class _Marker:
+    """Unpickling this calls ``open(marker, "w")``: the file appears iff code ran."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _poisoned(path, marker, payload: dict) -> None:
+    torch.save({**payload, "net": _Marker(marker)}, path)
+
+
+def test_poisoned_checkpoint_is_refused_and_runs_nothing(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    state = tmp_path / "checkpoints" / "job" / "state.pt"
+    state.parent.mkdir(parents=True)
+    _poisoned(state, marker, {"format": FORMAT, "version": VERSION, "task": None, "extra": {}})
+    with pytest.raises(
+        ValueError, match="not a pathnet-fer checkpoint: it holds Python objects"
+    ) as info:
+        load_checkpoint(state, device="cpu")
+    assert not marker.exists(), "loading the checkpoint ran code from it"
+    assert "weights_only" not in str(info.value)
+
+
+def test_real_checkpoint_holds_plain_data_only(tmp_path) -> None:
+    """A checkpoint the tool writes loads with the safe loader (no TorchVersion inside)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 16), dtype=np.float32)
+    y = np.arange(40) % 3
+    net = PathNet(PathNetConfig(input_dim=16, modules=4, max_active=2), runs=1, seed=0)
+    task = evolve(
+        net, TaskData(x, y), n_classes=3, config=EvolutionConfig(generations=1, minibatches=1)
+    )
+    path = save_checkpoint(tmp_path / "ck.pt", net, task, extra={"job": "j"})
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert type(payload["versions"]["torch"]) is str
+    _, task2, extra = load_checkpoint(path, device="cpu")
+    assert extra == {"job": "j"} and task2.generation == 1
+
+
+def test_poisoned_model_file_is_refused_as_not_a_model_file(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pt"
+    _poisoned(path, marker, {"format": "pathnet-fer-model", "format_version": 1})
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "is not a pathnet-fer model file" in message
+    assert "weights_only" not in message and "trust" not in message
+    assert "\n" not in message
+    assert not marker.exists()
+
+
+def test_poisoned_weights_file_is_refused(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "x": _Marker(marker)}, path)
+    with pytest.raises(WeightsNotFoundError, match="not a weights file"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_foreign_file_message_has_no_unsafe_hint(tmp_path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("not a model")
+    with pytest.raises(ModelFileError, match="not a readable pathnet-fer model file") as info:
+        load_model(path)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
