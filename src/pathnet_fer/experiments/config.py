@@ -425,6 +425,7 @@ def _validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
+    _check_names(config)
     names = set()
     for i, s in enumerate(config.sets):
         for role in ("source", "destination"):
@@ -445,6 +446,37 @@ def _validate(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
             )
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+"""An experiment's name is its default run directory ``runs/<name>``: one plain folder name."""
+
+
+def _check_names(config: ExperimentConfig) -> None:
+    """``name`` is a simple slug (never ``..``, a path or empty); set names map to
+    distinct file names (job ids, model folders), else one set would silently replace
+    another's outputs."""
+    import re
+
+    if not isinstance(config.name, str) or not re.fullmatch(NAME_PATTERN, config.name):
+        raise ConfigError(
+            f"name {config.name!r} must be a simple folder name: letters, digits, '_', '.', "
+            "'-', starting with a letter or digit (it names the run directory runs/<name>)"
+        )
+    from pathnet_fer.experiments.names import slug
+
+    seen: dict[str, str] = {}
+    for s in config.sets:
+        name = s.name or f"{s.source}->{s.destination}"
+        key = slug(name)
+        if not key:
+            raise ConfigError(f"experiment set name {name!r} has no letters or digits")
+        if key in seen and seen[key] != name:
+            raise ConfigError(
+                f"experiment sets {seen[key]!r} and {name!r} share the file name {key!r} "
+                "(job ids, model folders); rename one"
+            )
+        seen[key] = name
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

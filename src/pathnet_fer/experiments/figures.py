@@ -6,10 +6,11 @@ re-drawn from a finished run directory without recomputing anything.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
+
+from pathnet_fer.experiments.names import slug
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,11 +24,6 @@ PANELS = (
     ("test", "frame", "accuracy", "held-out accuracy (frame)"),
     ("test", "frame", "macro_f1", "held-out macro-F1 (frame)"),
 )
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of an experiment name (``ckplus48->jaffe`` -> ``ckplus48-to-jaffe``)."""
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", text.replace("->", "-to-")).strip("-")
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
