@@ -36,6 +36,9 @@ def default_workers() -> int:
 def _init_worker(
     settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
 ) -> None:
+    from pathnet_fer.parent_watch import exit_with_parent
+
+    exit_with_parent()  # an orphan never keeps extracting (or idles) after a kill -9
     if threads is not None:
         import cv2
 
