@@ -164,3 +164,16 @@ def test_paper_defaults_are_pinned() -> None:
     assert (e.mutation_shift, e.mutation_include_zero) == (2, True)
     p = PathNetConfig(input_dim=10)
     assert (p.layers, p.modules, p.units, p.max_active, p.combine) == (3, 20, 20, 5, "mean")
+
+
+def test_tournaments_pick_distinct_members_whose_genotypes_may_be_equal(tournaments) -> None:
+    """Documented in docs/pathnet.md: two distinct MEMBERS, not distinct genotypes (a loser
+    is often an unmutated copy of its winner, so identical pairs grow as the GA converges)."""
+    _, _, events = tournaments
+    identical = []
+    for pairs, paths, *_ in events:
+        assert bool((pairs[:, 0] != pairs[:, 1]).all())
+        identical.append((paths[:, 0] == paths[:, 1]).flatten(1).all(1).double().mean())
+    late = float(torch.stack(identical[50:]).mean())
+    print(f"identical-genotype tournaments after generation 50: {late:.2f}")
+    assert 0.0 < late < 0.9
