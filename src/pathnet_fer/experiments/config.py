@@ -196,6 +196,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -426,6 +427,7 @@ def _validate(config: ExperimentConfig) -> None:
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
     _check_names(config)
+    _check_stages(config)
     names = set()
     for i, s in enumerate(config.sets):
         for role in ("source", "destination"):
@@ -445,6 +447,63 @@ def _validate(config: ExperimentConfig) -> None:
         if spec.adapter not in ADAPTERS:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
+            )
+
+
+_FLOAT = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+
+
+def _yaml11_float(value: Any) -> Any:
+    """``1e-2`` is a string to YAML 1.1 (PyYAML); as a number setting it means 0.01."""
+    import re
+
+    if isinstance(value, str) and re.fullmatch(_FLOAT, value.strip()):
+        return float(value)
+    return value
+
+
+def _check_stages(config: ExperimentConfig) -> None:
+    """Build every stage's settings as a run would, so that a value the run would refuse
+    (in a worker, after the run directory exists) is refused now, before anything is
+    written: evolution, PathNet and face settings, executor counts, input sizes of sets."""
+    from pathnet_fer.evolution.config import EvolutionConfig
+    from pathnet_fer.faces.settings import FaceSettings
+    from pathnet_fer.pathnet.config import PathNetConfig
+
+    def build(what: str, make: Any) -> Any:
+        try:
+            return make()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{what}: {err}") from None
+
+    evolution = build("evolution", lambda: EvolutionConfig.from_dict(config.evolution))
+    if evolution.generations < 1:
+        raise ConfigError("evolution.generations must be >= 1 (0 would export untrained models)")
+    faces = {
+        name: build(
+            f"datasets.{name}.faces" if spec.faces else "faces",
+            lambda spec=spec: FaceSettings.from_dict({**config.faces, **spec.faces}),
+        )
+        for name, spec in config.datasets.items()
+    }
+    if not faces:
+        faces["faces"] = build("faces", lambda: FaceSettings.from_dict(config.faces))
+    for face in faces.values():
+        dim = int(face.size) ** 2 * (3 if face.colour == "rgb" else 1)
+        build("pathnet", lambda dim=dim: PathNetConfig(input_dim=dim, **config.pathnet))
+    e = config.executor
+    for key, low in (("workers", 0), ("threads", 1), ("checkpoint_every", 1)):
+        value = getattr(e, key)
+        if value < low:
+            raise ConfigError(f"executor.{key} must be >= {low}, got {value}")
+    for i, s in enumerate(config.sets):
+        a, b = faces.get(s.source), faces.get(s.destination)
+        if a is not None and b is not None and (a.size, a.colour) != (b.size, b.colour):
+            raise ConfigError(
+                f"sets[{i}] ({s.source} -> {s.destination}): source crops are "
+                f"{a.size}x{a.size} {a.colour} but destination crops {b.size}x{b.size} "
+                f"{b.colour}; a transferred path needs one input size: use the same "
+                "faces.size and faces.colour for both datasets"
             )
 
 
