@@ -86,3 +86,19 @@ def test_foreign_file_message_has_no_unsafe_hint(tmp_path) -> None:
     with pytest.raises(ModelFileError, match="not a readable pathnet-fer model file") as info:
         load_model(path)
     assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_empty_file_and_folder_as_model_get_one_clear_line(tmp_path, capsys) -> None:
+    from pathnet_fer.cli import main
+
+    empty = tmp_path / "models" / "empty.pt"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    with pytest.raises(ModelFileError, match="is empty"):
+        load_model(empty)
+    with pytest.raises(ModelFileError, match=r"is a folder, not a model file.*empty\.pt"):
+        load_model(empty.parent)
+    for model in (empty, empty.parent):
+        assert main(["predict", "--model", str(model), "--info"]) != 0
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1, err

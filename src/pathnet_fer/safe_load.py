@@ -28,6 +28,8 @@ def load_plain(path: str | os.PathLike, what: str) -> Any:
     Other read errors (truncated, not a torch file) propagate unchanged to the caller.
     """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise EOFError("the file is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -244,6 +244,10 @@ def save_path_model(
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Read and check a model file; raise ``ModelFileError`` saying what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("**/*.pt"))[:3]
+        hint = f" (e.g. {', '.join(str(p) for p in found)})" if found else ""
+        raise ModelFileError(f"{path} is a folder, not a model file: give one .pt file{hint}")
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
@@ -253,7 +257,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
         raise ModelFileError(
             f"{path} is not a readable pathnet-fer model file (corrupt, truncated, or "
-            f"another kind of file): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            f"another kind of file): {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         ) from exc
     return _from_payload(payload, path, device)
 
