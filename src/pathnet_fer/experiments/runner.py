@@ -182,6 +182,27 @@ def prepare_run_dir(
     return False
 
 
+def check_same_folds(out: Path, plan: pd.DataFrame) -> None:
+    """A resumed run must see the data it started with: same subjects, folds, samples.
+
+    ``data_root`` may change between sessions (data moved), but a root with other
+    content would train the remaining jobs on other data and folds, and the paired test
+    would compare different test subjects: refused."""
+    saved = out / "folds.csv"
+    if not saved.exists():
+        return
+    old, new = saved.read_text(), plan.to_csv(index=False)
+    if old == new:
+        return
+    a, b = set(old.splitlines()[1:]), set(new.splitlines()[1:])
+    raise RunDirError(
+        f"{out} was started on other data: its folds.csv and the folds of the data found "
+        f"now differ in {len(a - b)} (run dir) / {len(b - a)} (now) rows (subjects, folds or "
+        "sample counts). Point data_root at the data the run started with, or use another "
+        "--out"
+    )
+
+
 @dataclass
 class ExperimentResult:
     run_dir: Path
@@ -248,6 +269,8 @@ def _run_experiment(
     del datasets
 
     resumed = prepare_run_dir(config, out, restart, lock)
+    if resumed:
+        check_same_folds(out, plan)
     log = RunLog(out / "log.txt", quiet)
     log(f"{'resuming' if resumed else 'starting'} experiment {config.name!r} in {out}")
     reading = ITERATION_READINGS[config.protocol.iteration_mode]
