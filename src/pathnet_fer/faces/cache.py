@@ -119,8 +119,13 @@ class FaceCache:
         try:
             with np.load(self.entry_path(key), allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
+                images = data["images"]
+                if images.ndim < 1 or (len(images) and images.shape[1:] != self._crop_shape()):
+                    return None  # an entry of other settings or damaged: process again
+                if images.dtype != np.uint8 or len(data["frame_index"]) != len(images):
+                    return None
                 return ClipFaces(
-                    images=data["images"],
+                    images=images,
                     frame_index=data["frame_index"],
                     fallback=data["fallback"],
                     boxes=data["boxes"],
@@ -133,6 +138,10 @@ class FaceCache:
                 )
         except UNREADABLE:
             return None
+
+    def _crop_shape(self) -> tuple[int, ...]:
+        size = int(self.settings.size)
+        return (size, size, 3) if self.settings.colour == "rgb" else (size, size)
 
     # ---- consolidated file ------------------------------------------------------------
     @staticmethod

@@ -258,6 +258,8 @@ def preprocess_samples(
             dataset = FaceDataset.load(images_path, manifest_path, settings, name)
         except UNREADABLE:
             dataset = None  # damaged consolidated file: rebuild it from the clip entries
+        if dataset is not None and len(dataset.manifest) != len(samples) + len(skipped):
+            dataset = None  # a manifest missing rows (truncated): rebuild it too
         if dataset is not None:
             report.consolidated = True
             report.from_cache = len(samples)

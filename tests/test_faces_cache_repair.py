@@ -1,0 +1,53 @@
+"""A damaged crop cache is repaired, never trusted: truncated manifest, wrong-shape entry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
+from pathnet_fer.faces.preprocess import preprocess_dataset
+from pathnet_fer.faces.settings import FaceSettings
+
+SETTINGS = FaceSettings(size=16, colour="grey")
+
+
+@pytest.fixture
+def built(require_data, tmp_path):
+    root = require_data("ckplus48")
+
+    def build():
+        return preprocess_dataset(
+            "ckplus48", root, SETTINGS, cache_dir=tmp_path, workers=1, progress=False
+        )
+
+    return build, build(), tmp_path
+
+
+def test_truncated_manifest_is_rebuilt_not_trusted(built) -> None:
+    build, first, cache_dir = built
+    (manifest,) = dataset_cache_dir("ckplus48", first.settings, cache_dir).glob("manifest-*.csv")
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:11]))  # header + 10 clips beside all the crops
+    again = build()
+    assert not again.report.consolidated, "a truncated manifest must not be trusted"
+    assert len(again.manifest) == len(first.manifest) and len(again) == len(first)
+    assert np.array_equal(again.images, first.images)
+    assert build().report.consolidated  # repaired: the next call reads it
+
+
+def test_cache_entry_with_a_wrong_shape_is_processed_again(built) -> None:
+    build, first, cache_dir = built
+    clip = first.manifest[first.manifest.status == "ok"].iloc[0]
+    cache = FaceCache(
+        dataset_cache_dir("ckplus48", first.settings, cache_dir), first.settings, "ckplus48"
+    )
+    key = file_key(clip.path)
+    good = cache.read_clip(key)
+    bad = good.__class__(**{**good.__dict__, "images": np.zeros((len(good.images), 9, 9), "uint8")})
+    cache.write_clip(key, clip.path, bad)
+    for consolidated in cache.directory.glob("consolidated-*.npz"):
+        consolidated.unlink()
+    again = build()
+    assert again.report.processed == 1
+    assert np.array_equal(again.images, first.images)
