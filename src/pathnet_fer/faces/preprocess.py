@@ -112,6 +112,7 @@ def _run(
         for marker in cache.clips_dir.glob("*.started"):  # left by an earlier killed run
             marker.unlink(missing_ok=True)
         strikes: dict[int, int] = {}
+        stalls = 0  # pool failures in a row in which no worker even started a file
         remaining = list(tasks)
         while remaining:
             done: set[int] = set()
@@ -123,6 +124,10 @@ def _run(
                 remaining = []
             except BrokenProcessPool:
                 report.worker_deaths += 1
+                started = any(cache.started_marker(t[2]).exists() for t in remaining)
+                stalls = 0 if done or started else stalls + 1
+                if stalls >= STARTUP_FAILURES:
+                    raise RuntimeError(STARTUP_DIED) from None
                 # A worker died (a crash inside FFmpeg/OpenCV, or the out-of-memory
                 # killer). The files it was on are retried once; a second death skips them.
                 retry = []
@@ -147,6 +152,12 @@ def _run(
         bar.close()
 
 
+STARTUP_FAILURES = 3
+STARTUP_DIED = (
+    "face extraction worker processes die at start-up, before processing any file; "
+    'in a script, call preprocessing under `if __name__ == "__main__":` (workers are '
+    "started with spawn and import the script again), or pass workers=1"
+)
 WORKER_DIED = (
     "the worker process died twice while processing this file "
     "(a crash in the video decoder or the detector, or out of memory)"
