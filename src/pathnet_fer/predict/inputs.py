@@ -23,6 +23,7 @@ VIDEO_SUFFIXES = frozenset(
         ".wmv",
         ".3gp",
         ".ts",
+        ".gif",  # animated or not: decoded as a video (one frame for a still GIF)
     }
 )
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
