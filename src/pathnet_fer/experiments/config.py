@@ -322,11 +322,24 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = data.pop("extends", None)
     if parent:
-        parent_path = Path(parent)
-        if not parent_path.is_absolute():
-            parent_path = path.parent / parent_path
-        data = _merge(load_raw(parent_path, (*_seen, path)), data)
+        data = _merge(load_raw(_parent_config(str(parent), path), (*_seen, path)), data)
     return data
+
+
+def _parent_config(parent: str, child: Path) -> Path:
+    """``extends:`` target: relative to the extending config (with or without ``.yaml``),
+    else a shipped config of that name (``extends: demo`` works from any folder)."""
+    target = Path(parent).expanduser()
+    if target.is_absolute():
+        return target
+    for folder in (child.parent, CONFIG_DIR):
+        for candidate in (folder / target, folder / f"{target}.yaml"):
+            if candidate.is_file() and candidate.resolve() != child.resolve():
+                return candidate
+    raise ConfigError(
+        f"{child}: extends {parent!r}, found neither beside it ({child.parent}) nor "
+        f"among the shipped configs ({CONFIG_DIR})"
+    )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
