@@ -145,9 +145,16 @@ def _dry_run(config, out: Path) -> int:
         f"# iterations ({config.protocol.iteration_mode}): "
         f"{ITERATION_READINGS[config.protocol.iteration_mode]}"
     )
+    from pathnet_fer.faces.preprocess import NotCachedError, cached_only
+
     for job in plan_jobs(config):
         print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}")
-    plan = fold_plan(config)
+    try:
+        with cached_only():  # "runs nothing": never decodes media nor writes the cache
+            plan = fold_plan(config)
+    except NotCachedError as err:
+        print(f"# folds: not shown: {err}; the real run builds them first")
+        return 0
     summary = (
         plan.groupby(["experiment", "role", "dataset", "fold", "side"])
         .agg(subjects=("subject", "nunique"), samples=("n_samples", "sum"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import multiprocessing
 import os
 import sys
@@ -191,6 +193,24 @@ def _pool_run(
                 future.cancel()
 
 
+class NotCachedError(LookupError):
+    """Inside ``cached_only()``: the crops would have to be built."""
+
+
+_CACHED_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("cached_only", default=False)
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Within this block preprocessing only reads complete cached crops; anything that
+    would decode a file or write the cache raises ``NotCachedError`` (``--dry-run``)."""
+    token = _CACHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHED_ONLY.reset(token)
+
+
 def preprocess_dataset(
     name: str,
     root: str | Path,
@@ -278,6 +298,8 @@ def preprocess_samples(
             dataset.report = report
             return dataset
 
+    if _CACHED_ONLY.get():
+        raise NotCachedError(f"the face crops of {name} are not cached yet ({cache.directory})")
     cache.prepare()
     results: dict[int, ClipFaces] = {}
     label_ok = samples["emotion"].isin(names).to_numpy()
