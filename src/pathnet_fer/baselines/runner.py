@@ -150,10 +150,31 @@ class RunContext:
     device: str
 
 
-def budget_samples(generations: int, cap: int | None) -> int:
-    """The PathNet-equivalent budget in samples, capped by ``max_samples`` if set."""
-    samples = samples_for_generations(generations)
+def budget_samples(
+    generations: int, cap: int | None, evolution: dict[str, Any] | None = None
+) -> int:
+    """The PathNet-equivalent budget in samples, capped by ``max_samples`` if set.
+
+    ``evolution``: the experiment's evolution settings, whose ``minibatches`` and
+    ``batch_size`` a PathNet generation trains on (default: the paper's 50 x 16)."""
+    evolution = evolution or {}
+    samples = samples_for_generations(
+        generations, evolution.get("minibatches", 50), evolution.get("batch_size", 16)
+    )
     return min(samples, cap) if cap else samples
+
+
+def pathnet_source_seed(config: Any, set_name: str, iteration: int, fold: int) -> int:
+    """The seed the PathNet protocol subsamples this run's source task with
+    (``max_source_frames``): the same rows for the baselines' source task."""
+    from pathnet_fer.experiments.protocol import plan_jobs
+
+    for job in plan_jobs(config):
+        if job.experiment != set_name or job.arm != "transfer":
+            continue
+        if any(sl.iteration == iteration and sl.fold == fold for sl in job.slots):
+            return job.seed + fold
+    raise ValueError(f"no PathNet transfer job runs {set_name} iteration {iteration} fold {fold}")
 
 
 def log_rows(
@@ -340,8 +361,12 @@ def run_baselines(
                 None if s.source == s.destination else dataset_folds(config, s.source, source)
             )
             wanted = [f for f in folds if settings.folds is None or f.index + 1 in settings.folds]
-            samples = budget_samples(config.generations("destination"), settings.max_samples)
-            source_samples = budget_samples(config.generations("source"), settings.max_samples)
+            samples = budget_samples(
+                config.generations("destination"), settings.max_samples, config.evolution
+            )
+            source_samples = budget_samples(
+                config.generations("source"), settings.max_samples, config.evolution
+            )
             for iteration in range(1, iterations + 1):
                 for fold in wanted:
                     ctx = RunContext(
@@ -358,8 +383,9 @@ def run_baselines(
                         if model in VECTOR_BASELINES:
                             if src_x is None and model != "mlp-scratch":
                                 src_x, src_y = source_task(
-                                    config, s, source, fold, src_folds, ctx.seed
-                                )
+                                    config, s, source, fold, src_folds,
+                                    pathnet_source_seed(config, s.name, iteration, ctx.fold),
+                                )  # fmt: skip
                             with torch_threads(vector_threads):
                                 net, log, seconds, n_params = train_vector_baseline(
                                     model, ctx, dest.x[train], dest.y[train], src_x, src_y, mlp
@@ -504,11 +530,13 @@ def source_task(
 
 def _report_header(config: Any, settings: BaselineSettings) -> str:
     gens = config.generations("destination")
+    ev = config.evolution
     cap = f", capped at {settings.max_samples:,} samples" if settings.max_samples else ""
     return (
         f"# Baselines: {config.name}\n\n"
-        f"Budget per task: {gens} PathNet generations = {samples_for_generations(gens):,} samples "
-        f"seen (2 paths x 50 minibatches x 16 per generation){cap}. `train loss (paper-style)` "
+        f"Budget per task: {gens} PathNet generations = {budget_samples(gens, None, ev):,} "
+        f"samples seen (2 paths x {ev.get('minibatches', 50)} minibatches x "
+        f"{ev.get('batch_size', 16)} per generation){cap}. `train loss (paper-style)` "
         "= mean loss over the last generation-equivalent (100 minibatches of 16)."
     )
 
