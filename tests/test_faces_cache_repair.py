@@ -51,3 +51,43 @@ def test_cache_entry_with_a_wrong_shape_is_processed_again(built) -> None:
     again = build()
     assert again.report.processed == 1
     assert np.array_equal(again.images, first.images)
+
+
+def test_a_file_skipped_for_permission_is_processed_once_readable(
+    require_data, tmp_path, monkeypatch
+) -> None:
+    """As root every file is readable, so the denial is simulated where it is observed."""
+    import os
+
+    import pathnet_fer.faces.cache as cache_module
+    import pathnet_fer.faces.preprocess as preprocess_module
+
+    root = require_data("ckplus48")
+    target = str(sorted((root / "happy").glob("*.png"))[0])
+    real_access, real_extract = os.access, preprocess_module.extract_faces
+
+    def access(path, mode, *args, **kwargs):
+        if os.path.abspath(path) == target:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    def extract(path, *args, **kwargs):
+        if str(path) == target:
+            raise PermissionError(13, "Permission denied", target)
+        return real_extract(path, *args, **kwargs)
+
+    def build():
+        return preprocess_dataset(
+            "ckplus48", root, SETTINGS, cache_dir=tmp_path, workers=1, progress=False
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_module.os, "access", access)
+        patch.setattr(preprocess_module, "extract_faces", extract)
+        denied = build()
+    row = denied.manifest[denied.manifest.path == target].iloc[0]
+    assert row.status == "skipped" and "Permission denied" in row.reason
+    fixed = build()  # the permission is fixed: same size, same mtime
+    row = fixed.manifest[fixed.manifest.path == target].iloc[0]
+    assert row.status == "ok", row.reason
+    assert len(fixed) == len(denied) + 1

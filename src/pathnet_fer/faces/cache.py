@@ -31,11 +31,17 @@ from pathnet_fer.paths import cache_root
 
 
 def file_key(path: str | Path) -> str:
-    """Identity of a file's current content: path + size + mtime (no reading needed)."""
+    """Identity of a file's current content: path + size + mtime (no reading needed).
+
+    A file this process may not read gets another key: its "Permission denied" skip is
+    cached under that key only, so once the permission is fixed (which changes neither
+    size nor mtime) the file is processed instead of staying skipped from the cache."""
     path = os.path.abspath(path)  # no symlink resolution: 30k files in a fraction of a second
     try:
         stat = os.stat(path)
         identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        if not os.access(path, os.R_OK):
+            identity += "|unreadable"
     except OSError:
         identity = f"{path}|missing"
     return hashlib.sha1(identity.encode()).hexdigest()[:20]
