@@ -34,3 +34,25 @@ def test_missing_gpu_is_one_line(tmp_path, capsys) -> None:
     assert len(err) == 1 and err[0].startswith(f"error: --device {device}"), err
     assert main(["predict", "--model", str(model), "--device", "tpu", "x.mp4"]) == 1
     assert "is not a device" in capsys.readouterr().err
+
+
+def test_an_unreadable_sub_folder_is_reported(require_data, tmp_path, monkeypatch) -> None:
+    """As root every folder is readable: the denial is simulated where it is observed."""
+    import os
+    import shutil
+
+    media = tmp_path / "media"
+    (media / "locked").mkdir(parents=True)
+    shutil.copy(require_data("face-media") / "single_face.jpg", media / "a.jpg")
+    shutil.copy(require_data("face-media") / "single_face.jpg", media / "locked" / "b.jpg")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(media / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = expand_inputs([media])
+    assert found.files == [(media / "a.jpg").resolve()]
+    assert found.problems == [(str(media / "locked"), "folder cannot be read: Permission denied")]
