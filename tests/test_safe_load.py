@@ -102,3 +102,34 @@ def test_empty_file_and_folder_as_model_get_one_clear_line(tmp_path, capsys) -> 
         assert main(["predict", "--model", str(model), "--info"]) != 0
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and len(err.splitlines()) == 1, err
+
+
+def test_resuming_a_job_from_a_poisoned_checkpoint_runs_no_code(tmp_path, require_data) -> None:
+    """The README's resume path: a run directory received from someone else."""
+    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.protocol import execute_job, plan_jobs
+
+    require_data("ckplus48")
+    config = load_config(
+        "demo",
+        [
+            "sets=[{source: ckplus48, destination: ckplus48}]",
+            "faces.size=16",
+            "evolution.generations=2",
+            "evolution.minibatches=2",
+            "protocol.folds=2",
+            "protocol.iterations=1",
+            "logging.progress=false",
+            "save_models=none",
+        ],
+    )
+    job = plan_jobs(config)[0]
+    state = tmp_path / "checkpoints" / job.job_id / "state.pt"
+    state.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    extra = {"job": job.job_id, "phase": 1}
+    _poisoned(state, marker, {"format": FORMAT, "version": VERSION, "task": None, "extra": extra})
+    with pytest.raises(ValueError, match="not a pathnet-fer checkpoint"):
+        execute_job(job, config.to_dict(), tmp_path)
+    assert not marker.exists()
+    assert not (tmp_path / "jobs" / f"{job.job_id}.json").exists()
