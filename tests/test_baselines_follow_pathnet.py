@@ -45,3 +45,31 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
             assert np.array_equal(x, rows.x) and np.array_equal(y, rows.y)
             checked += 1
     assert checked == 4
+
+
+def test_each_run_announces_itself_and_small_cnns_get_one_thread(require_data, tmp_path):
+    import os
+
+    from pathnet_fer.baselines.runner import BaselineSettings, cnn_threads_for, run_baselines
+
+    assert cnn_threads_for("cifar", None) == 1
+    assert cnn_threads_for("resnet50", None) == max(1, os.cpu_count() or 1)
+    assert cnn_threads_for("cifar", 3) == 3
+    require_data("ckplus48")
+    config = load_config(
+        "demo",
+        [
+            "sets=[{source: ckplus48, destination: ckplus48}]",
+            "faces.size=16",
+            "evolution.generations=1",
+            "protocol.folds=3",
+        ],
+    )
+    settings = BaselineSettings.from_dict({"models": "mlp", "folds": [1], "max_samples": 64})
+    lines: list[str] = []
+    run_baselines(config, settings, tmp_path, progress=lines.append)
+    runs = [line for line in lines if "train loss" in line]
+    starts = [line for line in lines if line.endswith("thread(s)) ...")]
+    assert len(runs) == len(starts) == 2  # mlp-scratch, mlp-finetune
+    assert all(lines.index(a) < lines.index(b) for a, b in zip(starts, runs, strict=True))
+    assert "64 samples" in starts[0]

@@ -70,7 +70,7 @@ class BaselineSettings:
     folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
     max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
-    cnn_threads: int | None = None  # torch threads for CNN work (None: every core)
+    cnn_threads: int | None = None  # torch threads for CNN work (None: 1 small, else all)
 
     def validate(self) -> BaselineSettings:
         unknown = [m for m in self.models if m not in KNOWN_MODELS]
@@ -162,6 +162,19 @@ def budget_samples(
         generations, evolution.get("minibatches", 50), evolution.get("batch_size", 16)
     )
     return min(samples, cap) if cap else samples
+
+
+SMALL_CNNS = frozenset({"cifar"})
+"""CNNs whose per-minibatch work is too small for several threads: on a loaded machine one
+thread trains them several times faster than all cores fighting over them."""
+
+
+def cnn_threads_for(model: str, setting: int | None) -> int:
+    """Torch threads for a CNN arm: ``cnn_threads`` when set, else 1 for a small CNN and
+    every core for an ImageNet-sized one."""
+    if setting:
+        return int(setting)
+    return 1 if model in SMALL_CNNS else max(1, os.cpu_count() or 1)
 
 
 def pathnet_source_seed(config: Any, set_name: str, iteration: int, fold: int) -> int:
@@ -380,6 +393,15 @@ def run_baselines(
                         if (s.name, iteration, ctx.fold, arm) in finished:
                             say(f"skip {s.name} iteration {iteration} fold {ctx.fold} {arm} (done)")
                             continue
+                        threads = (
+                            vector_threads
+                            if model in VECTOR_BASELINES
+                            else cnn_threads_for(model, settings.cnn_threads)
+                        )
+                        say(
+                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: training "
+                            f"({ctx.samples:,} samples, {threads} thread(s)) ..."
+                        )
                         if model in VECTOR_BASELINES:
                             if src_x is None and model != "mlp-scratch":
                                 src_x, src_y = source_task(
@@ -393,7 +415,7 @@ def run_baselines(
                                 proba = predict_proba(net, dest.x[test], device=device)
                         else:
                             cfg = dataclasses.replace(cnn_cfg, finetune=mode or "full")
-                            with torch_threads(settings.cnn_threads or os.cpu_count()):
+                            with torch_threads(threads):
                                 proba, log, seconds, n_params, arm, choice = train_cnn_arm(
                                     model, cfg, settings.weights_for(model), ctx, dest,
                                     train, test, feature_cache,
