@@ -120,3 +120,22 @@ def test_second_command_on_a_run_dir_is_refused_naming_the_holder(config, tmp_pa
         holder.wait()
     # the kernel drops the lock of a killed holder: the directory is usable again
     assert _prepare(config, out) is False
+
+
+def test_report_is_refused_while_another_command_writes_the_run(config, tmp_path, capsys) -> None:
+    from pathnet_fer.cli import main
+
+    out = tmp_path / "run"
+    _prepare(config, out)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["report", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {holder.pid}" in err[0], err
+    finally:
+        holder.kill()
+        holder.wait()

@@ -182,12 +182,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathnet_fer.experiments.runner import add_metrics, finalise
+    from pathnet_fer.experiments.run_dir import RunDirLockedError, RunLock
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").exists():
         print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    try:
+        lock = RunLock(run_dir).acquire()  # never while another command writes the run
+    except (RunDirLockedError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _report_locked(args, run_dir)
+    finally:
+        lock.release()
+
+
+def _report_locked(args: argparse.Namespace, run_dir: Path) -> int:
+    from pathnet_fer.experiments.runner import add_metrics, finalise
+
     for extra in args.add:
         src = Path(extra)
         src = src / "metrics.csv" if src.is_dir() else src

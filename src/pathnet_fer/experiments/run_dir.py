@@ -26,8 +26,9 @@ LOCK = ".lock"
 MARKER_FORMAT = "pathnet-fer-run"
 
 
-class RunDirLockedError(RuntimeError):
-    """Another live command is writing this run directory."""
+class RunDirLockedError(ValueError):
+    """Another live command is writing this run directory (a ValueError like every other
+    run directory that cannot be used, so commands report it in one line)."""
 
 
 def read_marker(out: Path) -> dict[str, Any] | None:
