@@ -25,7 +25,7 @@ _COORDINATOR = textwrap.dedent(
             from pathnet_fer.experiments.executor import _init_worker
             args = (1,)
         else:
-            from pathnet_fer.faces.preprocess import _init_worker
+            from pathnet_fer.faces.preprocess import _init_pool_worker as _init_worker
             from pathnet_fer.faces.settings import FaceSettings
             args = (FaceSettings(detect=False), sys.argv[2], "ckplus48", 1)
         pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init_worker,
@@ -71,3 +71,13 @@ def test_workers_exit_when_the_coordinator_is_killed(which, tmp_path) -> None:
         coordinator.kill()
         if worker is not None and _alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_the_command_itself_never_watches_its_parent() -> None:
+    """Under nohup the shell may end first: only pool workers exit with their parent."""
+    import threading
+
+    from pathnet_fer.parent_watch import exit_with_parent
+
+    exit_with_parent()
+    assert not any(t.name == "exit-with-parent" for t in threading.enumerate())

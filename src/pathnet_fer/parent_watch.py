@@ -19,9 +19,15 @@ EXIT_CODE = 70  # "internal software error": the parent vanished under us
 
 
 def exit_with_parent(interval: float = 1.0) -> None:
-    """Make this process end soon after its parent process ends."""
+    """Make this process end soon after its parent process ends.
+
+    Only in a process started by ``multiprocessing`` (a pool worker): elsewhere (the
+    command itself, whose parent is a shell that may end first under ``nohup``) it does
+    nothing."""
     parent = multiprocessing.parent_process()
-    expected = parent.pid if parent is not None and parent.pid else os.getppid()
+    if parent is None:
+        return
+    expected = parent.pid or os.getppid()
     if os.getppid() != expected:  # the parent died before this worker got here
         os._exit(EXIT_CODE)
     threading.Thread(

@@ -38,9 +38,6 @@ def default_workers() -> int:
 def _init_worker(
     settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
 ) -> None:
-    from pathnet_fer.parent_watch import exit_with_parent
-
-    exit_with_parent()  # an orphan never keeps extracting (or idles) after a kill -9
     if threads is not None:
         import cv2
 
@@ -50,6 +47,16 @@ def _init_worker(
     _worker_state["settings"] = settings
     _worker_state["cache"] = FaceCache(Path(cache_directory), settings, name)
     _worker_state["detector"] = FaceDetector(settings) if settings.detect else None
+
+
+def _init_pool_worker(
+    settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
+) -> None:
+    """Initializer of a pool worker process (not of the in-process path)."""
+    from pathnet_fer.parent_watch import exit_with_parent
+
+    exit_with_parent()  # an orphan never keeps extracting (or idles) after a kill -9
+    _init_worker(settings, cache_directory, name, threads)
 
 
 def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
@@ -181,7 +188,7 @@ def _pool_run(
     with ProcessPoolExecutor(
         processes,
         mp_context=_mp_context(),
-        initializer=_init_worker,
+        initializer=_init_pool_worker,
         initargs=(settings, str(cache.directory), name, threads),
     ) as executor:
         futures = [executor.submit(_process_chunk, chunk) for chunk in chunks]
