@@ -133,3 +133,21 @@ def test_resuming_a_job_from_a_poisoned_checkpoint_runs_no_code(tmp_path, requir
         execute_job(job, config.to_dict(), tmp_path)
     assert not marker.exists()
     assert not (tmp_path / "jobs" / f"{job.job_id}.json").exists()
+
+
+def test_checkpoint_of_an_older_version_with_a_torch_version_object_still_resumes(
+    tmp_path,
+) -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.random((30, 8), dtype=np.float32), np.arange(30) % 2
+    net = PathNet(PathNetConfig(input_dim=8, modules=4, max_active=2), runs=1, seed=0)
+    task = evolve(
+        net, TaskData(x, y), n_classes=2, config=EvolutionConfig(generations=1, minibatches=1)
+    )
+    path = save_checkpoint(tmp_path / "ck.pt", net, task)
+    payload = torch.load(path, weights_only=True)
+    payload["versions"]["torch"] = torch.__version__  # what earlier versions stored
+    assert type(payload["versions"]["torch"]) is not str
+    torch.save(payload, path)
+    _, task2, _ = load_checkpoint(path, device="cpu")
+    assert task2.generation == 1

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.torch_version import TorchVersion
+
+LEGACY_SAFE = [TorchVersion]
+"""Classes older pathnet-fer versions wrote into checkpoints (``torch.__version__`` is a
+``TorchVersion``, a plain ``str`` subclass with no behaviour on load): allowed so that
+runs started before plain strings were stored still resume. Nothing else is."""
 
 
 class UnsafeFileError(ValueError):
@@ -31,7 +37,8 @@ def load_plain(path: str | os.PathLike, what: str) -> Any:
     if path.is_file() and path.stat().st_size == 0:
         raise EOFError("the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(LEGACY_SAFE):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise
