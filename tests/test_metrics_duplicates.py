@@ -41,3 +41,23 @@ def test_duplicates_across_job_parts_are_refused(tmp_path) -> None:
     assert not (tmp_path / "metrics.csv").exists()
     _write(b.with_name("c.csv"), [3])
     assert len(merge_metric_files([a, tmp_path / "c.csv"], tmp_path / "metrics.csv")) == 3
+
+
+def test_a_baseline_run_killed_mid_write_is_redone_without_duplicates(tmp_path) -> None:
+    from pathnet_fer.baselines.runner import done_runs
+
+    path = tmp_path / "metrics.csv"
+    with MetricsWriter(path, experiment="ckplus48->jaffe") as log:
+        for arm, splits in (("mlp-scratch", ("train", "test")), ("mlp-finetune", ("train",))):
+            for split in splits:
+                level = "minibatch" if split == "train" else "frame"
+                log.log(
+                    **{**ROW, "arm": arm, "split": split, "level": level}, generation=1, value=0.5
+                )
+    assert done_runs(path) == {("ckplus48->jaffe", 1, 1, "mlp-scratch")}
+    assert set(read_metrics(path).arm) == {"mlp-scratch"}  # the unfinished run's rows dropped
+    with MetricsWriter(path, experiment="ckplus48->jaffe") as log:  # the run is redone
+        for split, level in (("train", "minibatch"), ("test", "frame")):
+            log.log(**{**ROW, "arm": "mlp-finetune", "split": split, "level": level},
+                    generation=1, value=0.6)  # fmt: skip
+    assert len(read_metrics(path)) == 4  # every key once

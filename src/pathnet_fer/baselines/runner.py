@@ -300,14 +300,24 @@ def versions() -> dict[str, str]:
 
 
 def done_runs(metrics_path: Path) -> set[tuple[str, int, int, str]]:
-    """(experiment, iteration, fold, arm) already finished in an existing metrics.csv."""
+    """(experiment, iteration, fold, arm) already finished in an existing metrics.csv;
+    the rows of runs that did not finish are removed from it."""
     if not metrics_path.exists() or metrics_path.stat().st_size == 0:
         return set()
     from pathnet_fer.experiments.metrics_log import read_metrics
 
     frame = read_metrics(metrics_path)
     tests = frame[frame["split"] == "test"]
-    return set(zip(tests.experiment, tests.iteration, tests.fold, tests.arm, strict=True))
+    finished = set(zip(tests.experiment, tests.iteration, tests.fold, tests.arm, strict=True))
+    run = list(zip(frame.experiment, frame.iteration, frame.fold, frame.arm, strict=True))
+    keep = np.array([key in finished for key in run], dtype=bool)
+    if not keep.all():
+        # A run killed while its rows were written left some of them: drop them, the run
+        # is trained again and writes all its rows once (never a duplicate key).
+        tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+        frame[keep].to_csv(tmp, index=False)
+        os.replace(tmp, metrics_path)
+    return finished
 
 
 def run_baselines(
