@@ -91,3 +91,45 @@ def test_a_file_skipped_for_permission_is_processed_once_readable(
     row = fixed.manifest[fixed.manifest.path == target].iloc[0]
     assert row.status == "ok", row.reason
     assert len(fixed) == len(denied) + 1
+
+
+def test_a_second_builder_of_one_cache_waits_then_reads_it(require_data, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    root = require_data("ckplus48")
+    directory = dataset_cache_dir("ckplus48", SETTINGS.resolved(True), tmp_path)
+    directory.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                from pathlib import Path
+                from pathnet_fer.faces.preprocess import cache_lock
+                with cache_lock(Path({str(directory)!r}), "ckplus48"):
+                    print("locked", flush=True)
+                    time.sleep(3)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        start = time.monotonic()
+        dataset = preprocess_dataset(
+            "ckplus48", root, SETTINGS, cache_dir=tmp_path, workers=1, progress=True
+        )
+        waited = time.monotonic() - start
+    finally:
+        holder.wait(timeout=30)
+    assert "waiting for another process building this cache" in capsys.readouterr().err
+    assert waited > 1.5 and len(dataset) > 0

@@ -218,6 +218,33 @@ def cached_only() -> Iterator[None]:
         _CACHED_ONLY.reset(token)
 
 
+@contextlib.contextmanager
+def cache_lock(directory: Path, name: str, progress: bool = True) -> Iterator[None]:
+    """Exclusive lock on a dataset's cache directory; waits (saying so) for a holder."""
+    import fcntl
+    import json
+    import socket
+
+    fd = os.open(Path(directory) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace") or "unknown"
+            if progress:
+                print(
+                    f"faces {name}: waiting for another process building this cache ({holder}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
+
+
 def preprocess_dataset(
     name: str,
     root: str | Path,
@@ -291,23 +318,45 @@ def preprocess_samples(
     images_path, manifest_path = cache.consolidated_paths(fingerprint)
     workers = default_workers() if workers is None else max(1, int(workers))
     report = BuildReport(cache_dir=str(cache.directory), workers=workers)
-    if images_path.exists() and manifest_path.exists():
+
+    def consolidated() -> FaceDataset | None:
+        if not (images_path.exists() and manifest_path.exists()):
+            return None
         try:
             dataset = FaceDataset.load(images_path, manifest_path, settings, name)
         except UNREADABLE:
-            dataset = None  # damaged consolidated file: rebuild it from the clip entries
-        if dataset is not None and len(dataset.manifest) != len(samples) + len(skipped):
-            dataset = None  # a manifest missing rows (truncated): rebuild it too
-        if dataset is not None:
-            report.consolidated = True
-            report.from_cache = len(samples)
-            report.seconds = time.perf_counter() - started
-            dataset.report = report
-            return dataset
+            return None  # damaged consolidated file: rebuild it from the clip entries
+        if len(dataset.manifest) != len(samples) + len(skipped):
+            return None  # a manifest missing rows (truncated): rebuild it too
+        report.consolidated = True
+        report.from_cache = len(samples)
+        report.seconds = time.perf_counter() - started
+        dataset.report = report
+        return dataset
 
+    dataset = consolidated()
+    if dataset is not None:
+        return dataset
     if _CACHED_ONLY.get():
         raise NotCachedError(f"the face crops of {name} are not cached yet ({cache.directory})")
     cache.prepare()
+    # One builder per cache directory: a second command (or a worker) waits, then reads
+    # what the first built instead of decoding everything again beside it.
+    with cache_lock(cache.directory, name, progress):
+        dataset = consolidated()
+        if dataset is not None:
+            return dataset
+        return _build(
+            samples, skipped, paths, keys, names, settings, cache, name, workers, progress,
+            report, started, images_path, manifest_path,
+        )  # fmt: skip
+
+
+def _build(
+    samples, skipped, paths, keys, names, settings, cache, name, workers, progress, report,
+    started, images_path, manifest_path,
+) -> FaceDataset:  # fmt: skip
+    """Decode what the clip cache lacks, assemble, write the consolidated file."""
     results: dict[int, ClipFaces] = {}
     label_ok = samples["emotion"].isin(names).to_numpy()
     todo: list[tuple[int, str, str]] = []
