@@ -339,6 +339,10 @@ def preprocess_samples(
         return dataset
     if _CACHED_ONLY.get():
         raise NotCachedError(f"the face crops of {name} are not cached yet ({cache.directory})")
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker re-running the caller's script (no main guard): building here
+        # would wait for the parent's lock forever; fail so the parent reports it.
+        raise RuntimeError(STARTUP_DIED)
     cache.prepare()
     # One builder per cache directory: a second command (or a worker) waits, then reads
     # what the first built instead of decoding everything again beside it.
