@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -47,6 +48,33 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as error:
+        message = storage_error(error)
+        if message is None or os.environ.get("PATHNET_FER_DEBUG"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EIO: "input/output error (failing disk or network file system?)",
+}
+
+
+def storage_error(error: OSError) -> str | None:
+    """One line for an error of the storage under a file (disk full, read-only, ...)."""
+    what = _STORAGE_ERRNOS.get(error.errno or 0)
+    if what is None:
+        return None
+    where = f" at {error.filename}" if error.filename else ""
+    return (
+        f"{what}{where}: free space or fix the permissions, then re-run the same command "
+        "(finished work is kept)"
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class BaselineSettings:
     folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
     max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
-    cnn_threads: int | None = None  # torch threads for CNN work (None: every core)
+    cnn_threads: int | None = None  # torch threads for CNN work (None: 1 small, else all)
 
     def validate(self) -> BaselineSettings:
         unknown = [m for m in self.models if m not in KNOWN_MODELS]
@@ -151,10 +151,44 @@ class RunContext:
     device: str
 
 
-def budget_samples(generations: int, cap: int | None) -> int:
-    """The PathNet-equivalent budget in samples, capped by ``max_samples`` if set."""
-    samples = samples_for_generations(generations)
+def budget_samples(
+    generations: int, cap: int | None, evolution: dict[str, Any] | None = None
+) -> int:
+    """The PathNet-equivalent budget in samples, capped by ``max_samples`` if set.
+
+    ``evolution``: the experiment's evolution settings, whose ``minibatches`` and
+    ``batch_size`` a PathNet generation trains on (default: the paper's 50 x 16)."""
+    evolution = evolution or {}
+    samples = samples_for_generations(
+        generations, evolution.get("minibatches", 50), evolution.get("batch_size", 16)
+    )
     return min(samples, cap) if cap else samples
+
+
+SMALL_CNNS = frozenset({"cifar"})
+"""CNNs whose per-minibatch work is too small for several threads: on a loaded machine one
+thread trains them several times faster than all cores fighting over them."""
+
+
+def cnn_threads_for(model: str, setting: int | None) -> int:
+    """Torch threads for a CNN arm: ``cnn_threads`` when set, else 1 for a small CNN and
+    every core for an ImageNet-sized one."""
+    if setting:
+        return int(setting)
+    return 1 if model in SMALL_CNNS else max(1, os.cpu_count() or 1)
+
+
+def pathnet_source_seed(config: Any, set_name: str, iteration: int, fold: int) -> int:
+    """The seed the PathNet protocol subsamples this run's source task with
+    (``max_source_frames``): the same rows for the baselines' source task."""
+    from pathnet_fer.experiments.protocol import plan_jobs
+
+    for job in plan_jobs(config):
+        if job.experiment != set_name or job.arm != "transfer":
+            continue
+        if any(sl.iteration == iteration and sl.fold == fold for sl in job.slots):
+            return job.seed + fold
+    raise ValueError(f"no PathNet transfer job runs {set_name} iteration {iteration} fold {fold}")
 
 
 def log_rows(
@@ -269,7 +303,7 @@ def versions() -> dict[str, str]:
     return {
         "pathnet_fer": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
@@ -277,14 +311,24 @@ def versions() -> dict[str, str]:
 
 
 def done_runs(metrics_path: Path) -> set[tuple[str, int, int, str]]:
-    """(experiment, iteration, fold, arm) already finished in an existing metrics.csv."""
+    """(experiment, iteration, fold, arm) already finished in an existing metrics.csv;
+    the rows of runs that did not finish are removed from it."""
     if not metrics_path.exists() or metrics_path.stat().st_size == 0:
         return set()
     from pathnet_fer.experiments.metrics_log import read_metrics
 
     frame = read_metrics(metrics_path)
     tests = frame[frame["split"] == "test"]
-    return set(zip(tests.experiment, tests.iteration, tests.fold, tests.arm, strict=True))
+    finished = set(zip(tests.experiment, tests.iteration, tests.fold, tests.arm, strict=True))
+    run = list(zip(frame.experiment, frame.iteration, frame.fold, frame.arm, strict=True))
+    keep = np.array([key in finished for key in run], dtype=bool)
+    if not keep.all():
+        # A run killed while its rows were written left some of them: drop them, the run
+        # is trained again and writes all its rows once (never a duplicate key).
+        tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+        frame[keep].to_csv(tmp, index=False)
+        os.replace(tmp, metrics_path)
+    return finished
 
 
 def run_baselines(
@@ -351,8 +395,12 @@ def run_baselines(
                 None if s.source == s.destination else dataset_folds(config, s.source, source)
             )
             wanted = [f for f in folds if settings.folds is None or f.index + 1 in settings.folds]
-            samples = budget_samples(config.generations("destination"), settings.max_samples)
-            source_samples = budget_samples(config.generations("source"), settings.max_samples)
+            samples = budget_samples(
+                config.generations("destination"), settings.max_samples, config.evolution
+            )
+            source_samples = budget_samples(
+                config.generations("source"), settings.max_samples, config.evolution
+            )
             for iteration in range(1, iterations + 1):
                 for fold in wanted:
                     ctx = RunContext(
@@ -366,11 +414,21 @@ def run_baselines(
                         if (s.name, iteration, ctx.fold, arm) in finished:
                             say(f"skip {s.name} iteration {iteration} fold {ctx.fold} {arm} (done)")
                             continue
+                        threads = (
+                            vector_threads
+                            if model in VECTOR_BASELINES
+                            else cnn_threads_for(model, settings.cnn_threads)
+                        )
+                        say(
+                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: training "
+                            f"({ctx.samples:,} samples, {threads} thread(s)) ..."
+                        )
                         if model in VECTOR_BASELINES:
                             if src_x is None and model not in ("mlp-scratch", "logreg"):
                                 src_x, src_y = source_task(
-                                    config, s, source, fold, src_folds, ctx.seed
-                                )
+                                    config, s, source, fold, src_folds,
+                                    pathnet_source_seed(config, s.name, iteration, ctx.fold),
+                                )  # fmt: skip
                             with torch_threads(vector_threads):
                                 net, log, seconds, n_params = train_vector_baseline(
                                     model, ctx, dest.x[train], dest.y[train], src_x, src_y, mlp
@@ -378,7 +436,7 @@ def run_baselines(
                                 proba = predict_proba(net, dest.x[test], device=device)
                         else:
                             cfg = dataclasses.replace(cnn_cfg, finetune=mode or "full")
-                            with torch_threads(settings.cnn_threads or os.cpu_count()):
+                            with torch_threads(threads):
                                 proba, log, seconds, n_params, arm, choice = train_cnn_arm(
                                     model, cfg, settings.weights_for(model), ctx, dest,
                                     train, test, feature_cache,
@@ -515,11 +573,13 @@ def source_task(
 
 def _report_header(config: Any, settings: BaselineSettings) -> str:
     gens = config.generations("destination")
+    ev = config.evolution
     cap = f", capped at {settings.max_samples:,} samples" if settings.max_samples else ""
     return (
         f"# Baselines: {config.name}\n\n"
-        f"Budget per task: {gens} PathNet generations = {samples_for_generations(gens):,} samples "
-        f"seen (2 paths x 50 minibatches x 16 per generation){cap}. `train loss (paper-style)` "
+        f"Budget per task: {gens} PathNet generations = {budget_samples(gens, None, ev):,} "
+        f"samples seen (2 paths x {ev.get('minibatches', 50)} minibatches x "
+        f"{ev.get('batch_size', 16)} per generation){cap}. `train loss (paper-style)` "
         "= mean loss over the last generation-equivalent (100 minibatches of 16)."
     )
 

@@ -24,9 +24,12 @@ MINIBATCH_SIZE = 16
 SAMPLES_PER_GENERATION = PATHS_PER_GENERATION * MINIBATCHES_PER_PATH * MINIBATCH_SIZE
 
 
-def samples_for_generations(generations: int) -> int:
-    """Samples one PathNet task of ``generations`` generations trains on."""
-    return int(generations) * SAMPLES_PER_GENERATION
+def samples_for_generations(
+    generations: int, minibatches: int = MINIBATCHES_PER_PATH, batch_size: int = MINIBATCH_SIZE
+) -> int:
+    """Samples one PathNet task of ``generations`` generations trains on (2 paths x
+    ``minibatches`` x ``batch_size`` per generation; the paper's 50 x 16 by default)."""
+    return int(generations) * PATHS_PER_GENERATION * int(minibatches) * int(batch_size)
 
 
 @dataclass

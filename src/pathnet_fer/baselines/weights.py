@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from pathnet_fer.baselines.names import CNN_MODELS
+from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 SPECIAL_SPECS = ("auto", "torchvision", "package", "none")
 
@@ -154,7 +155,9 @@ def resolve_weights(model: str, spec: str | Path = "auto") -> WeightsChoice:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state_dict from a file: plain, or wrapped as ``{"state_dict": ...}``/``{"model": ...}``."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_plain(path, "weights file")
+    except UnsafeFileError as exc:
+        raise WeightsNotFoundError(str(exc)) from None
     except Exception as exc:  # corrupt, truncated, or not a torch file
         raise WeightsNotFoundError(f"cannot read weights file {path}: {exc}") from exc
     if isinstance(obj, dict):

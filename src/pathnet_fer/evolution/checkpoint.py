@@ -15,6 +15,7 @@ from pathnet_fer.evolution.task import Task
 from pathnet_fer.pathnet.config import PathNetConfig, config_differences
 from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.pathnet.supernet import PathNet
+from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-checkpoint"
 VERSION = 1
@@ -37,7 +38,7 @@ def save_checkpoint(
         "extra": extra or {},
         "versions": {
             "pathnet_fer": pathnet_fer.__version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "python": platform.python_version(),
         },
     }
@@ -61,7 +62,9 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_plain(path, "pathnet-fer checkpoint")
+    except UnsafeFileError:
+        raise
     except Exception as err:  # truncated or foreign file
         raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

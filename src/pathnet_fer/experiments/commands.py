@@ -145,9 +145,16 @@ def _dry_run(config, out: Path) -> int:
         f"# iterations ({config.protocol.iteration_mode}): "
         f"{ITERATION_READINGS[config.protocol.iteration_mode]}"
     )
+    from pathnet_fer.faces.preprocess import NotCachedError, cached_only
+
     for job in plan_jobs(config):
         print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}")
-    plan = fold_plan(config)
+    try:
+        with cached_only():  # "runs nothing": never decodes media nor writes the cache
+            plan = fold_plan(config)
+    except NotCachedError as err:
+        print(f"# folds: not shown: {err}; the real run builds them first")
+        return 0
     summary = (
         plan.groupby(["experiment", "role", "dataset", "fold", "side"])
         .agg(subjects=("subject", "nunique"), samples=("n_samples", "sum"))
@@ -175,12 +182,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathnet_fer.experiments.runner import add_metrics, finalise
+    from pathnet_fer.experiments.run_dir import RunDirLockedError, RunLock
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").exists():
         print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
         return 2
+    try:
+        lock = RunLock(run_dir).acquire()  # never while another command writes the run
+    except (RunDirLockedError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _report_locked(args, run_dir)
+    finally:
+        lock.release()
+
+
+def _report_locked(args: argparse.Namespace, run_dir: Path) -> int:
+    from pathnet_fer.experiments.runner import add_metrics, finalise
+
     for extra in args.add:
         src = Path(extra)
         src = src / "metrics.csv" if src.is_dir() else src

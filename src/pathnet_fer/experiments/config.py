@@ -196,6 +196,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -322,11 +323,24 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: top level must be a mapping")
     parent = data.pop("extends", None)
     if parent:
-        parent_path = Path(parent)
-        if not parent_path.is_absolute():
-            parent_path = path.parent / parent_path
-        data = _merge(load_raw(parent_path, (*_seen, path)), data)
+        data = _merge(load_raw(_parent_config(str(parent), path), (*_seen, path)), data)
     return data
+
+
+def _parent_config(parent: str, child: Path) -> Path:
+    """``extends:`` target: relative to the extending config (with or without ``.yaml``),
+    else a shipped config of that name (``extends: demo`` works from any folder)."""
+    target = Path(parent).expanduser()
+    if target.is_absolute():
+        return target
+    for folder in (child.parent, CONFIG_DIR):
+        for candidate in (folder / target, folder / f"{target}.yaml"):
+            if candidate.is_file() and candidate.resolve() != child.resolve():
+                return candidate
+    raise ConfigError(
+        f"{child}: extends {parent!r}, found neither beside it ({child.parent}) nor "
+        f"among the shipped configs ({CONFIG_DIR})"
+    )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -426,6 +440,8 @@ def _validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
+    _check_names(config)
+    _check_stages(config)
     names = set()
     for i, s in enumerate(config.sets):
         for role in ("source", "destination"):
@@ -446,6 +462,94 @@ def _validate(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
             )
+
+
+_FLOAT = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+
+
+def _yaml11_float(value: Any) -> Any:
+    """``1e-2`` is a string to YAML 1.1 (PyYAML); as a number setting it means 0.01."""
+    import re
+
+    if isinstance(value, str) and re.fullmatch(_FLOAT, value.strip()):
+        return float(value)
+    return value
+
+
+def _check_stages(config: ExperimentConfig) -> None:
+    """Build every stage's settings as a run would, so that a value the run would refuse
+    (in a worker, after the run directory exists) is refused now, before anything is
+    written: evolution, PathNet and face settings, executor counts, input sizes of sets."""
+    from pathnet_fer.evolution.config import EvolutionConfig
+    from pathnet_fer.faces.settings import FaceSettings
+    from pathnet_fer.pathnet.config import PathNetConfig
+
+    def build(what: str, make: Any) -> Any:
+        try:
+            return make()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{what}: {err}") from None
+
+    evolution = build("evolution", lambda: EvolutionConfig.from_dict(config.evolution))
+    if evolution.generations < 1:
+        raise ConfigError("evolution.generations must be >= 1 (0 would export untrained models)")
+    faces = {
+        name: build(
+            f"datasets.{name}.faces" if spec.faces else "faces",
+            lambda spec=spec: FaceSettings.from_dict({**config.faces, **spec.faces}),
+        )
+        for name, spec in config.datasets.items()
+    }
+    if not faces:
+        faces["faces"] = build("faces", lambda: FaceSettings.from_dict(config.faces))
+    for face in faces.values():
+        dim = int(face.size) ** 2 * (3 if face.colour == "rgb" else 1)
+        build("pathnet", lambda dim=dim: PathNetConfig(input_dim=dim, **config.pathnet))
+    e = config.executor
+    for key, low in (("workers", 0), ("threads", 1), ("checkpoint_every", 1)):
+        value = getattr(e, key)
+        if value < low:
+            raise ConfigError(f"executor.{key} must be >= {low}, got {value}")
+    for i, s in enumerate(config.sets):
+        a, b = faces.get(s.source), faces.get(s.destination)
+        if a is not None and b is not None and (a.size, a.colour) != (b.size, b.colour):
+            raise ConfigError(
+                f"sets[{i}] ({s.source} -> {s.destination}): source crops are "
+                f"{a.size}x{a.size} {a.colour} but destination crops {b.size}x{b.size} "
+                f"{b.colour}; a transferred path needs one input size: use the same "
+                "faces.size and faces.colour for both datasets"
+            )
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+"""An experiment's name is its default run directory ``runs/<name>``: one plain folder name."""
+
+
+def _check_names(config: ExperimentConfig) -> None:
+    """``name`` is a simple slug (never ``..``, a path or empty); set names map to
+    distinct file names (job ids, model folders), else one set would silently replace
+    another's outputs."""
+    import re
+
+    if not isinstance(config.name, str) or not re.fullmatch(NAME_PATTERN, config.name):
+        raise ConfigError(
+            f"name {config.name!r} must be a simple folder name: letters, digits, '_', '.', "
+            "'-', starting with a letter or digit (it names the run directory runs/<name>)"
+        )
+    from pathnet_fer.experiments.names import slug
+
+    seen: dict[str, str] = {}
+    for s in config.sets:
+        name = s.name or f"{s.source}->{s.destination}"
+        key = slug(name)
+        if not key:
+            raise ConfigError(f"experiment set name {name!r} has no letters or digits")
+        if key in seen and seen[key] != name:
+            raise ConfigError(
+                f"experiment sets {seen[key]!r} and {name!r} share the file name {key!r} "
+                "(job ids, model folders); rename one"
+            )
+        seen[key] = name
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -12,7 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pathnet_fer.experiments.config import CONFIG_DIR, load_config
-from pathnet_fer.experiments.runner import ExperimentResult, RunDirError, run_experiment
+from pathnet_fer.experiments.runner import (
+    ExperimentResult,
+    RunDirError,
+    RunDirInUseError,
+    run_experiment,
+)
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 
@@ -31,7 +36,7 @@ def run_demo(
         result = run_experiment(cfg, out, restart=restart, quiet=quiet)
     except RunDirError as err:
         # An older demo (other settings or code) is in the way: keep it, start afresh.
-        if not (out / "config.yaml").exists():
+        if isinstance(err, RunDirInUseError) or not (out / "config.yaml").exists():
             raise
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         kept = out.with_name(f"{out.name}.old-{stamp}")

@@ -80,6 +80,10 @@ class InlineExecutor(Executor):
 def _init_worker(threads: int) -> None:
     import torch
 
+    from pathnet_fer.parent_watch import exit_with_parent
+
+    exit_with_parent()  # an orphan never writes into a run a resumed command owns
+
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 

@@ -6,10 +6,11 @@ re-drawn from a finished run directory without recomputing anything.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
+
+from pathnet_fer.experiments.names import slug
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -37,11 +38,6 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
     return path
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of an experiment name (``ckplus48->jaffe`` -> ``ckplus48-to-jaffe``)."""
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", text.replace("->", "-to-")).strip("-")
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -180,11 +180,29 @@ def read_metrics(path: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         frame = pd.read_csv(p, dtype={"experiment": str, "task": str, "arm": str})
         if tuple(frame.columns) != COLUMNS:
             raise ValueError(f"{p} has columns {list(frame.columns)}, expected {list(COLUMNS)}")
+        _refuse_duplicates(frame, str(p))
         frames.append(frame)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
     out = pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        _refuse_duplicates(out, f"{len(frames)} metrics files")
     return out.astype({"iteration": int, "fold": int, "generation": int, "value": float})
+
+
+KEY_COLUMNS: tuple[str, ...] = COLUMNS[:-1]
+"""One value per key: two rows with the same key mean two writers (or a copy) mixed."""
+
+
+def _refuse_duplicates(frame: pd.DataFrame, where: str) -> None:
+    dup = frame.duplicated(list(KEY_COLUMNS), keep=False)
+    if dup.any():
+        first = frame.loc[dup, list(KEY_COLUMNS)].iloc[0].to_dict()
+        raise ValueError(
+            f"{where}: {int(dup.sum())} rows share their key with another row (e.g. {first}); "
+            "two commands wrote one run, or rows were appended twice: re-run the job(s) "
+            "into a fresh --out"
+        )
 
 
 def final_values(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +33,15 @@ from pathnet_fer.experiments.protocol import (
     plan_jobs,
 )
 from pathnet_fer.experiments.report import PAIRED_TEST, write_report
+from pathnet_fer.experiments.run_dir import (
+    LOCK,
+    MARKER,
+    RunDirLockedError,
+    RunLock,
+    clear_run_dir,
+    read_marker,
+    write_marker,
+)
 from pathnet_fer.paths import REPO_ROOT
 
 # Settings that do not change any result: a resumed run may differ in these.
@@ -49,6 +57,10 @@ NON_RESULT_KEYS = {
 
 class RunDirError(ValueError):
     """The output directory holds a run of a different configuration."""
+
+
+class RunDirInUseError(RunDirError):
+    """Another live command holds the run directory's lock."""
 
 
 class RunLog:
@@ -126,29 +138,69 @@ def _differences(a: Any, b: Any, where: tuple[str, ...] = ()) -> list[str]:
     return [] if a == b else [f"{'.'.join(where)}: {a!r} (run dir) != {b!r} (now)"]
 
 
-def prepare_run_dir(config: ExperimentConfig, out: Path, restart: bool = False) -> bool:
-    """Create the run directory or check that it holds this config. Returns True on resume."""
+def prepare_run_dir(
+    config: ExperimentConfig, out: Path, restart: bool = False, lock: RunLock | None = None
+) -> bool:
+    """Create the run directory or check that it holds this config. Returns True on resume.
+
+    With ``lock``, the directory's lock is taken before anything in it changes. Only a
+    directory carrying the run marker (``.pathnet-fer-run``) is ever deleted.
+    """
     saved = out / "config.yaml"
-    if restart and out.exists():
-        if not (saved.exists() or not any(out.iterdir())):
-            raise RunDirError(f"{out} is not a pathnet-fer run directory; refusing to delete it")
-        shutil.rmtree(out)
+    marked = read_marker(out) is not None
+    in_use = out.exists() and any(p.name != LOCK for p in out.iterdir())
+    if in_use and not marked and not saved.exists():
+        raise RunDirError(f"{out} exists and is not a pathnet-fer run directory; choose --out")
+    if restart and in_use and not marked:
+        raise RunDirError(
+            f"{out} does not carry the marker pathnet-fer writes into its run directories "
+            f"({MARKER}); refusing to delete it. Delete it yourself or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        try:
+            lock.acquire()
+        except RunDirLockedError as err:
+            raise RunDirInUseError(str(err)) from None
+    if restart and marked:
+        clear_run_dir(out)
     if saved.exists():
         import yaml
 
         diff = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
         if diff:
+            hint = ", or --restart to discard that run" if marked else ""
             raise RunDirError(
                 f"{out} holds a run with a different configuration:\n  "
                 + "\n  ".join(diff)
-                + "\nUse another --out directory, or --restart to discard that run."
+                + f"\nUse another --out directory{hint}."
             )
+        write_marker(out, config.name)  # run directories of older versions get one too
         return True
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"{out} exists and is not a pathnet-fer run directory; choose --out")
-    out.mkdir(parents=True, exist_ok=True)
     saved.write_text(config.to_yaml())
+    write_marker(out, config.name)
     return False
+
+
+def check_same_folds(out: Path, plan: pd.DataFrame) -> None:
+    """A resumed run must see the data it started with: same subjects, folds, samples.
+
+    ``data_root`` may change between sessions (data moved), but a root with other
+    content would train the remaining jobs on other data and folds, and the paired test
+    would compare different test subjects: refused."""
+    saved = out / "folds.csv"
+    if not saved.exists():
+        return
+    old, new = saved.read_text(), plan.to_csv(index=False)
+    if old == new:
+        return
+    a, b = set(old.splitlines()[1:]), set(new.splitlines()[1:])
+    raise RunDirError(
+        f"{out} was started on other data: its folds.csv and the folds of the data found "
+        f"now differ in {len(a - b)} (run dir) / {len(b - a)} (now) rows (subjects, folds or "
+        "sample counts). Point data_root at the data the run started with, or use another "
+        "--out"
+    )
 
 
 @dataclass
@@ -176,11 +228,28 @@ def run_experiment(
     executor: Executor | None = None,
     quiet: bool = False,
 ) -> ExperimentResult:
-    """Run every job of ``config`` into ``out`` (resuming what is there) and write the report."""
+    """Run every job of ``config`` into ``out`` (resuming what is there) and write the report.
+
+    The run directory is locked while this runs: a second command on it is refused."""
+    out = Path(out).expanduser().resolve()
+    lock = RunLock(out)
+    try:
+        return _run_experiment(config, out, restart, executor, quiet, lock)
+    finally:
+        lock.release()
+
+
+def _run_experiment(
+    config: ExperimentConfig,
+    out: Path,
+    restart: bool,
+    executor: Executor | None,
+    quiet: bool,
+    lock: RunLock,
+) -> ExperimentResult:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    out = Path(out).expanduser().resolve()
     check_data(config, sorted({d for s in config.sets for d in (s.source, s.destination)}))
     # Preprocess (or read cached crops) once here, with all cores, and plan the folds
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
@@ -199,7 +268,9 @@ def run_experiment(
     plan = fold_plan(config, datasets)
     del datasets
 
-    resumed = prepare_run_dir(config, out, restart)
+    resumed = prepare_run_dir(config, out, restart, lock)
+    if resumed:
+        check_same_folds(out, plan)
     log = RunLog(out / "log.txt", quiet)
     log(f"{'resuming' if resumed else 'starting'} experiment {config.name!r} in {out}")
     reading = ITERATION_READINGS[config.protocol.iteration_mode]

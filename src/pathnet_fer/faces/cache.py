@@ -31,11 +31,17 @@ from pathnet_fer.paths import cache_root
 
 
 def file_key(path: str | Path) -> str:
-    """Identity of a file's current content: path + size + mtime (no reading needed)."""
+    """Identity of a file's current content: path + size + mtime (no reading needed).
+
+    A file this process may not read gets another key: its "Permission denied" skip is
+    cached under that key only, so once the permission is fixed (which changes neither
+    size nor mtime) the file is processed instead of staying skipped from the cache."""
     path = os.path.abspath(path)  # no symlink resolution: 30k files in a fraction of a second
     try:
         stat = os.stat(path)
         identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        if not os.access(path, os.R_OK):
+            identity += "|unreadable"
     except OSError:
         identity = f"{path}|missing"
     return hashlib.sha1(identity.encode()).hexdigest()[:20]
@@ -119,8 +125,13 @@ class FaceCache:
         try:
             with np.load(self.entry_path(key), allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
+                images = data["images"]
+                if images.ndim < 1 or (len(images) and images.shape[1:] != self._crop_shape()):
+                    return None  # an entry of other settings or damaged: process again
+                if images.dtype != np.uint8 or len(data["frame_index"]) != len(images):
+                    return None
                 return ClipFaces(
-                    images=data["images"],
+                    images=images,
                     frame_index=data["frame_index"],
                     fallback=data["fallback"],
                     boxes=data["boxes"],
@@ -133,6 +144,10 @@ class FaceCache:
                 )
         except UNREADABLE:
             return None
+
+    def _crop_shape(self) -> tuple[int, ...]:
+        size = int(self.settings.size)
+        return (size, size, 3) if self.settings.colour == "rgb" else (size, size)
 
     # ---- consolidated file ------------------------------------------------------------
     @staticmethod

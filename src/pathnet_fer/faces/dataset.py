@@ -174,4 +174,30 @@ class FaceDataset:
             dtype={"clip": str, "subject": str, "path": str, "emotion": str, "status": str},
             keep_default_na=False,
         )
+        _check_consistent(images, frames, manifest, settings, images_path)
         return cls(images, frames, manifest, class_names, settings, name)
+
+
+def crop_shape(settings: FaceSettings) -> tuple[int, ...]:
+    """The shape of one crop made with ``settings``."""
+    size = int(settings.size)
+    return (size, size, 3) if settings.colour == "rgb" else (size, size)
+
+
+def _check_consistent(
+    images: np.ndarray, frames: pd.DataFrame, manifest: pd.DataFrame, settings, where
+) -> None:
+    """A consolidated file and its manifest must agree (a truncated manifest, a crop of
+    other settings): ValueError, and the caller rebuilds from the clip entries."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"{where}: manifest lacks columns {missing}")
+    if tuple(images.shape[1:]) != crop_shape(settings):
+        raise ValueError(f"{where}: crops of shape {images.shape[1:]}, settings give other")
+    ok = manifest["status"] == "ok"
+    crops = pd.to_numeric(manifest.loc[ok, "n_crops"], errors="coerce")
+    if len(frames) != len(images) or crops.isna().any() or int(crops.sum()) != len(images):
+        raise ValueError(
+            f"{where}: {len(images)} crops but the manifest accounts for "
+            f"{int(crops.fillna(0).sum())}: truncated or mismatched manifest"
+        )

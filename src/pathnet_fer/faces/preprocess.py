@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import multiprocessing
 import os
 import sys
@@ -45,6 +47,16 @@ def _init_worker(
     _worker_state["settings"] = settings
     _worker_state["cache"] = FaceCache(Path(cache_directory), settings, name)
     _worker_state["detector"] = FaceDetector(settings) if settings.detect else None
+
+
+def _init_pool_worker(
+    settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
+) -> None:
+    """Initializer of a pool worker process (not of the in-process path)."""
+    from pathnet_fer.parent_watch import exit_with_parent
+
+    exit_with_parent()  # an orphan never keeps extracting (or idles) after a kill -9
+    _init_worker(settings, cache_directory, name, threads)
 
 
 def _process(task: tuple[int, str, str]) -> tuple[int, ClipFaces]:
@@ -109,6 +121,7 @@ def _run(
         for marker in cache.clips_dir.glob("*.started"):  # left by an earlier killed run
             marker.unlink(missing_ok=True)
         strikes: dict[int, int] = {}
+        stalls = 0  # pool failures in a row in which no worker even started a file
         remaining = list(tasks)
         while remaining:
             done: set[int] = set()
@@ -120,6 +133,10 @@ def _run(
                 remaining = []
             except BrokenProcessPool:
                 report.worker_deaths += 1
+                started = any(cache.started_marker(t[2]).exists() for t in remaining)
+                stalls = 0 if done or started else stalls + 1
+                if stalls >= STARTUP_FAILURES:
+                    raise RuntimeError(STARTUP_DIED) from None
                 # A worker died (a crash inside FFmpeg/OpenCV, or the out-of-memory
                 # killer). The files it was on are retried once; a second death skips them.
                 retry = []
@@ -144,6 +161,12 @@ def _run(
         bar.close()
 
 
+STARTUP_FAILURES = 3
+STARTUP_DIED = (
+    "face extraction worker processes die at start-up, before processing any file; "
+    'in a script, call preprocessing under `if __name__ == "__main__":` (workers are '
+    "started with spawn and import the script again), or pass workers=1"
+)
 WORKER_DIED = (
     "the worker process died twice while processing this file "
     "(a crash in the video decoder or the detector, or out of memory)"
@@ -165,7 +188,7 @@ def _pool_run(
     with ProcessPoolExecutor(
         processes,
         mp_context=_mp_context(),
-        initializer=_init_worker,
+        initializer=_init_pool_worker,
         initargs=(settings, str(cache.directory), name, threads),
     ) as executor:
         futures = [executor.submit(_process_chunk, chunk) for chunk in chunks]
@@ -175,6 +198,51 @@ def _pool_run(
         finally:
             for future in futures:
                 future.cancel()
+
+
+class NotCachedError(LookupError):
+    """Inside ``cached_only()``: the crops would have to be built."""
+
+
+_CACHED_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("cached_only", default=False)
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Within this block preprocessing only reads complete cached crops; anything that
+    would decode a file or write the cache raises ``NotCachedError`` (``--dry-run``)."""
+    token = _CACHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHED_ONLY.reset(token)
+
+
+@contextlib.contextmanager
+def cache_lock(directory: Path, name: str, progress: bool = True) -> Iterator[None]:
+    """Exclusive lock on a dataset's cache directory; waits (saying so) for a holder."""
+    import fcntl
+    import json
+    import socket
+
+    fd = os.open(Path(directory) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace") or "unknown"
+            if progress:
+                print(
+                    f"faces {name}: waiting for another process building this cache ({holder}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def preprocess_dataset(
@@ -250,19 +318,49 @@ def preprocess_samples(
     images_path, manifest_path = cache.consolidated_paths(fingerprint)
     workers = default_workers() if workers is None else max(1, int(workers))
     report = BuildReport(cache_dir=str(cache.directory), workers=workers)
-    if images_path.exists() and manifest_path.exists():
+
+    def consolidated() -> FaceDataset | None:
+        if not (images_path.exists() and manifest_path.exists()):
+            return None
         try:
             dataset = FaceDataset.load(images_path, manifest_path, settings, name)
         except UNREADABLE:
-            dataset = None  # damaged consolidated file: rebuild it from the clip entries
-        if dataset is not None:
-            report.consolidated = True
-            report.from_cache = len(samples)
-            report.seconds = time.perf_counter() - started
-            dataset.report = report
-            return dataset
+            return None  # damaged consolidated file: rebuild it from the clip entries
+        if len(dataset.manifest) != len(samples) + len(skipped):
+            return None  # a manifest missing rows (truncated): rebuild it too
+        report.consolidated = True
+        report.from_cache = len(samples)
+        report.seconds = time.perf_counter() - started
+        dataset.report = report
+        return dataset
 
+    dataset = consolidated()
+    if dataset is not None:
+        return dataset
+    if _CACHED_ONLY.get():
+        raise NotCachedError(f"the face crops of {name} are not cached yet ({cache.directory})")
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker re-running the caller's script (no main guard): building here
+        # would wait for the parent's lock forever; fail so the parent reports it.
+        raise RuntimeError(STARTUP_DIED)
     cache.prepare()
+    # One builder per cache directory: a second command (or a worker) waits, then reads
+    # what the first built instead of decoding everything again beside it.
+    with cache_lock(cache.directory, name, progress):
+        dataset = consolidated()
+        if dataset is not None:
+            return dataset
+        return _build(
+            samples, skipped, paths, keys, names, settings, cache, name, workers, progress,
+            report, started, images_path, manifest_path,
+        )  # fmt: skip
+
+
+def _build(
+    samples, skipped, paths, keys, names, settings, cache, name, workers, progress, report,
+    started, images_path, manifest_path,
+) -> FaceDataset:  # fmt: skip
+    """Decode what the clip cache lacks, assemble, write the consolidated file."""
     results: dict[int, ClipFaces] = {}
     label_ok = samples["emotion"].isin(names).to_numpy()
     todo: list[tuple[int, str, str]] = []

@@ -89,6 +89,15 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
     if s["clips_skipped"]:
         lines.append("skipped: " + ", ".join(f"{k} ({v})" for k, v in s["skipped_reasons"].items()))
         skipped = dataset.manifest[dataset.manifest["status"] != "ok"]
+        # Files the label space leaves out on purpose (contempt, neutral, ...) are counted
+        # above and listed in the manifest only: listing them on every run buries problems.
+        expected = _expected_exclusion(skipped["reason"])
+        if expected.any():
+            lines.append(
+                f"  ({int(expected.sum())} of them excluded by the label space, as expected; "
+                "listed in the manifest)"
+            )
+        skipped = skipped[~expected]
         for row in skipped.head(max_listed).itertuples(index=False):
             lines.append(f"  {row.path}: {row.reason}")
         if len(skipped) > max_listed:
@@ -105,6 +114,13 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
         )
     lines.append(f"time: {s['seconds']:.2f} s ({source}); cache: {s['cache_dir']}")
     return "\n".join(lines)
+
+
+def _expected_exclusion(reasons: pd.Series) -> pd.Series:
+    from pathnet_fer.data.adapter import ALWAYS_EXCLUDED, NEUTRAL_EXCLUDED
+
+    reasons = reasons.astype(str)
+    return reasons.str.endswith(NEUTRAL_EXCLUDED) | reasons.str.endswith(ALWAYS_EXCLUDED)
 
 
 def manifest_problems(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -108,10 +108,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _device(name: str) -> str:
-    if name == "auto":
-        import torch
+    """The torch device to use; ValueError (one line) for one this machine lacks."""
+    import torch
 
+    if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"--device {name!r} is not a device (cpu | cuda | cuda:N | auto)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
     return name
 
 
@@ -129,10 +143,15 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: --max-fallback must be >= 0 seconds (or inf)", file=sys.stderr)
         return EXIT_FAILED
     try:
+        device = _device(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
         if args.info:
             print(json.dumps(read_header(args.model), indent=2))
             return EXIT_OK
-        model = load_model(args.model, device=_device(args.device))
+        model = load_model(args.model, device=device)
         predictor = Predictor(
             model,
             batch_size=args.batch_size,

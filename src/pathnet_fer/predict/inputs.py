@@ -23,6 +23,7 @@ VIDEO_SUFFIXES = frozenset(
         ".wmv",
         ".3gp",
         ".ts",
+        ".gif",  # animated or not: decoded as a video (one frame for a still GIF)
     }
 )
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
@@ -64,8 +65,10 @@ def expand_inputs(arguments: Iterable[str | Path]) -> ExpandedInputs:
         if path.is_file():
             add(path)
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
-            if not found:
+            found, unreadable = _walk_media(path)
+            for folder, reason in unreadable:  # never skipped silently
+                result.problems.append((str(folder), f"folder cannot be read: {reason}"))
+            if not found and not unreadable:
                 result.problems.append((text, "folder holds no video or image files"))
             for p in found:
                 add(p)
@@ -79,3 +82,21 @@ def expand_inputs(arguments: Iterable[str | Path]) -> ExpandedInputs:
         else:
             result.problems.append((text, "no such file or folder"))
     return result
+
+
+def _walk_media(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Media files under ``folder`` (sorted) and the sub-folders that could not be read."""
+    import os
+
+    unreadable: list[tuple[Path, str]] = []
+
+    def failed(error: OSError) -> None:
+        unreadable.append((Path(error.filename or folder), error.strerror or str(error)))
+
+    found = []
+    for top, _dirs, files in os.walk(folder, onerror=failed, followlinks=False):
+        for name in files:
+            p = Path(top) / name
+            if is_media(p) and p.is_file():
+                found.append(p)
+    return sorted(found), unreadable

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pathnet_fer import __version__
+from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"
 FORMAT_VERSION = 2
@@ -251,14 +252,20 @@ def save_path_model(
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Read and check a model file; raise ``ModelFileError`` saying what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("**/*.pt"))[:3]
+        hint = f" (e.g. {', '.join(str(p) for p in found)})" if found else ""
+        raise ModelFileError(f"{path} is a folder, not a model file: give one .pt file{hint}")
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_plain(path, "pathnet-fer model file")
+    except UnsafeFileError as exc:
+        raise ModelFileError(str(exc)) from None
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
         raise ModelFileError(
             f"{path} is not a readable pathnet-fer model file (corrupt, truncated, or "
-            f"another kind of file): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            f"another kind of file): {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         ) from exc
     return _from_payload(payload, path, device)
 

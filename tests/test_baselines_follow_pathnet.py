@@ -1,0 +1,75 @@
+"""Baselines see what PathNet sees: its sample budget and its source subsample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pathnet_fer.baselines.runner import budget_samples, pathnet_source_seed, source_task
+from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.protocol import build_phases, dataset_folds, load_dataset, plan_jobs
+
+
+def test_budget_follows_the_evolution_settings() -> None:
+    config = load_config("demo", ["evolution.minibatches=8", "evolution.batch_size=4"])
+    assert budget_samples(6, None, config.evolution) == 6 * 2 * 8 * 4
+    assert budget_samples(6, 100, config.evolution) == 100
+    assert budget_samples(6, None) == 6 * 2 * 50 * 16  # the paper's schedule by default
+
+
+def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
+    require_data("ckplus48")
+    require_data("jaffe")
+    config = load_config(
+        "demo",
+        [
+            "sets=[{source: ckplus48, destination: jaffe}]",
+            "faces.size=16",
+            "protocol.folds=2",
+            "protocol.iterations=2",
+            "protocol.max_source_frames=150",
+        ],
+    )
+    s = config.sets[0]
+    datasets = {n: load_dataset(config, n, workers=1) for n in ("ckplus48", "jaffe")}
+    src_folds = dataset_folds(config, "ckplus48", datasets["ckplus48"])
+    dst_folds = dataset_folds(config, "jaffe", datasets["jaffe"])
+    checked = 0
+    for job in (j for j in plan_jobs(config) if j.arm == "transfer"):
+        source = build_phases(config, job, datasets)[0]
+        for key, rows in zip(source.keys, source.data, strict=True):
+            seed = pathnet_source_seed(config, s.name, key.iteration, key.fold)
+            x, y = source_task(
+                config, s, datasets["ckplus48"], dst_folds[key.fold - 1], src_folds, seed
+            )
+            assert len(x) == 150
+            assert np.array_equal(x, rows.x) and np.array_equal(y, rows.y)
+            checked += 1
+    assert checked == 4
+
+
+def test_each_run_announces_itself_and_small_cnns_get_one_thread(require_data, tmp_path):
+    import os
+
+    from pathnet_fer.baselines.runner import BaselineSettings, cnn_threads_for, run_baselines
+
+    assert cnn_threads_for("cifar", None) == 1
+    assert cnn_threads_for("resnet50", None) == max(1, os.cpu_count() or 1)
+    assert cnn_threads_for("cifar", 3) == 3
+    require_data("ckplus48")
+    config = load_config(
+        "demo",
+        [
+            "sets=[{source: ckplus48, destination: ckplus48}]",
+            "faces.size=16",
+            "evolution.generations=1",
+            "protocol.folds=3",
+        ],
+    )
+    settings = BaselineSettings.from_dict({"models": "mlp", "folds": [1], "max_samples": 64})
+    lines: list[str] = []
+    run_baselines(config, settings, tmp_path, progress=lines.append)
+    runs = [line for line in lines if "train loss" in line]
+    starts = [line for line in lines if line.endswith("thread(s)) ...")]
+    assert len(runs) == len(starts) == 2  # mlp-scratch, mlp-finetune
+    assert all(lines.index(a) < lines.index(b) for a, b in zip(starts, runs, strict=True))
+    assert "64 samples" in starts[0]
