@@ -42,6 +42,9 @@ NON_RESULT_KEYS = {
     ("executor", "workers"),
     ("executor", "threads"),
     ("executor", "kind"),
+    ("executor", "address"),
+    ("executor", "scheduler_file"),
+    ("executor", "retries"),
     ("cache_dir",),
     ("data_root",),
 }
@@ -246,6 +249,10 @@ def run_experiment(
     config_dict = config.to_dict()
     failed: list[str] = []
     own_executor = executor is None
+    if executor is None and config.executor.kind == "dask":
+        from pathnet_fer.experiments.dask_executor import DaskExecutor
+
+        executor = DaskExecutor.from_config(config, n_jobs=len(todo), log=log)
     if executor is None:
         executor = make_executor(
             config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
