@@ -135,8 +135,14 @@ class DaskExecutor(Executor):
             n = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
             if n_jobs is not None:
                 n = max(1, min(n, n_jobs))
-            # A lost worker is our retry, counted here (the scheduler's own count: 0).
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            # A lost worker is our retry, counted here (the scheduler's own count: 0), and
+            # a worker holds only the jobs it runs (none queued to be lost with it).
+            with dask.config.set(
+                {
+                    "distributed.scheduler.allowed-failures": 0,
+                    "distributed.scheduler.worker-saturation": 1.0,
+                }
+            ):
                 self.cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=threads,
@@ -165,6 +171,9 @@ class DaskExecutor(Executor):
             n_jobs=n_jobs,
             log=log,
         )
+
+    def attach_log(self, log: Callable[[str], None]) -> None:
+        self.log = log
 
     @property
     def dashboard_link(self) -> str:

@@ -41,6 +41,9 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release workers."""
 
+    def attach_log(self, log: Any) -> None:  # noqa: B027 - optional hook
+        """Lines the executor has to say (e.g. a lost worker) go to ``log`` (the run log)."""
+
     def __enter__(self) -> Executor:
         return self
 

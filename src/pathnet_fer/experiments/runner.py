@@ -257,6 +257,7 @@ def run_experiment(
         executor = make_executor(
             config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
         )
+    executor.attach_log(log)
     totals = {j.job_id: _job_total(config, j) for j in jobs}
     overall = tqdm(
         total=sum(totals.values()),
