@@ -213,3 +213,38 @@ def test_cli_executor_options():
     args = parser.parse_args(["experiment", "demo", "--address", "tcp://head:8786"])
     config = load_config("demo", _overrides(args))
     assert (config.executor.kind, config.executor.address) == ("dask", "tcp://head:8786")
+
+
+def test_killed_coordinator_resumes_with_the_same_command(reference, tmp_path_factory):
+    import subprocess
+    import sys
+
+    import psutil
+
+    out = tmp_path_factory.mktemp("coordinator") / "run"
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    command = [sys.executable, "-m", "pathnet_fer.experiments", "experiment", "demo"]
+    command += ["--out", str(out), "--quiet", "--executor", "dask"]
+    for item in [*TINY, f"cache_dir={cache}", "executor.cut=run"]:
+        command += ["--set", item]
+    proc = subprocess.Popen(command)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = list((out / "jobs").glob("*__*.json"))
+        ckpts = list((out / "checkpoints").glob("*/state.pt"))
+        if done and len(ckpts) > len(done):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the study ended before it could be interrupted"
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The LocalCluster's worker processes go with their coordinator: nothing keeps
+    # writing into the run directory behind the next session's back.
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, alive
+    finished = {p.name for p in (out / "jobs").glob("*__*.json")}
+    subprocess.run(command, check=True, timeout=300)
+    log = _log(out)
+    assert "resuming" in log and f"({len(finished)} already finished)" in log
+    pd.testing.assert_frame_equal(_metrics(out), reference)
