@@ -42,10 +42,9 @@ def unit_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 def plan_units(config: ExperimentConfig):
     """The units of a study: its ``batch_runs: false`` jobs."""
-    from pathnet_fer.experiments.config import build_config
     from pathnet_fer.experiments.protocol import plan_jobs
 
-    return plan_jobs(build_config(unit_config_dict(config.to_dict())))
+    return plan_jobs(_unit_config(config))
 
 
 def plan_cut_jobs(config: ExperimentConfig):
@@ -87,6 +86,23 @@ def units_of(job, config: ExperimentConfig) -> list:
     ]
 
 
+def _unit_total(config: ExperimentConfig, unit) -> int:
+    from pathnet_fer.experiments.runner import _job_total
+
+    return _job_total(_unit_config(config), unit)
+
+
+def _unit_config(config: ExperimentConfig) -> ExperimentConfig:
+    from pathnet_fer.experiments.config import build_config
+
+    return build_config(unit_config_dict(config.to_dict()))
+
+
+def cut_job_total(config: ExperimentConfig, job) -> int:
+    """Generations a cut job evolves: its units' one after another."""
+    return sum(_unit_total(config, u) for u in units_of(job, config))
+
+
 def execute_cut_job(
     job, config: ExperimentConfig, config_dict: dict[str, Any], run_dir: str | Path, position: int
 ) -> dict[str, Any]:
@@ -103,7 +119,16 @@ def execute_cut_job(
         raise ValueError(f"job {job.job_id}: no runs of this study match its slots")
     if [u.job_id for u in units] == [job.job_id]:
         return execute_job(units[0], unit_dict, run_dir, position=position)
-    records = [execute_job(u, unit_dict, run_dir, position=position) for u in units]
+    records, done = [], 0
+    progress = run_dir / "progress" / f"{job.job_id}.json"
+    total = sum(_unit_total(config, u) for u in units)
+    for unit in units:
+        records.append(execute_job(unit, unit_dict, run_dir, position=position))
+        done += _unit_total(config, unit)
+        # The coordinator's overall bar reads the job's progress (units report their own).
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"done": done, "total": total}))
+        tmp.replace(progress)
     record = {
         **job.to_dict(),
         "units": [u.job_id for u in units],

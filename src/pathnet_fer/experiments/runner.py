@@ -165,6 +165,10 @@ class ExperimentResult:
 
 
 def _job_total(config: ExperimentConfig, job: JobSpec) -> int:
+    if config.executor.cut not in (None, "run"):
+        from pathnet_fer.experiments.cuts import cut_job_total
+
+        return cut_job_total(config, job)
     g_src, g_dst = config.generations("source"), config.generations("destination")
     if job.arm == "scratch":
         return g_dst
