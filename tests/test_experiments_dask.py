@@ -158,16 +158,26 @@ def test_killed_worker_resumes_its_job_with_nothing_lost_or_doubled(reference, t
 
 def test_a_bad_job_is_reported_once_and_the_others_finish(tmp_path_factory, require_data):
     require_data("ckplus48")
+    from distributed import LocalCluster
+
     out = tmp_path_factory.mktemp("bad") / "run"
-    config = _config(tmp_path_factory, "executor.kind=dask", "executor.cut=run")
-    prepare_run_dir(config, out)
-    jobs = plan_jobs(config)
-    bad = jobs[-1].job_id
-    # Bad data in the run directory: this job cannot create its parts/ folder.
-    (out / "parts").mkdir()
-    (out / "parts" / bad).write_text("not a folder")
-    with pytest.raises(RuntimeError, match=f"1 job\\(s\\) failed: {bad}"):
-        run_experiment(config, out, quiet=True)
+    # A running scheduler this time (executor.address), as on a cluster.
+    with LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=40) as cluster:
+        config = _config(
+            tmp_path_factory,
+            "executor.kind=dask",
+            f"executor.address={cluster.scheduler_address}",
+            "executor.cut=run",
+        )
+        prepare_run_dir(config, out)
+        jobs = plan_jobs(config)
+        bad = jobs[-1].job_id
+        # Bad data in the run directory: this job cannot create its parts/ folder.
+        (out / "parts").mkdir()
+        (out / "parts" / bad).write_text("not a folder")
+        with pytest.raises(RuntimeError, match=f"1 job\\(s\\) failed: {bad}"):
+            run_experiment(config, out, quiet=True)
+    assert f"dask: {cluster.scheduler_address}" in _log(out)
     log = _log(out)
     failed = [line for line in log.splitlines() if "FAILED" in line]
     assert len(failed) == 1 and bad in failed[0] and "FileExistsError" in failed[0]
@@ -248,3 +258,35 @@ def test_killed_coordinator_resumes_with_the_same_command(reference, tmp_path_fa
     log = _log(out)
     assert "resuming" in log and f"({len(finished)} already finished)" in log
     pd.testing.assert_frame_equal(_metrics(out), reference)
+
+
+def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
+    import numpy as np
+    from distributed import LocalCluster
+
+    from pathnet_fer.experiments.dask_faces import clips_to_extract, fan_out_on_cluster
+    from pathnet_fer.experiments.protocol import load_dataset
+
+    require_data("jaffe")
+    with LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=40) as cluster:
+        config = load_config(
+            "demo",
+            [
+                "executor.kind=dask",
+                f"executor.address={cluster.scheduler_address}",
+                f"cache_dir={tmp_path / 'cluster-cache'}",
+            ],
+        )
+        lines: list[str] = []
+        counts = fan_out_on_cluster(config, ["jaffe"], log=lines.append)
+    assert counts["jaffe"] > 150 and "extracted on the cluster" in lines[0]
+    assert clips_to_extract(config, "jaffe")[3] == []  # every clip is in the cache now
+    shared = load_dataset(config, "jaffe")
+    assert shared.faces.report.processed == 0  # the coordinator only assembled the dataset
+    local = load_dataset(
+        load_config("demo", [f"cache_dir={tmp_path / 'local-cache'}"]), "jaffe", workers=2
+    )
+    assert local.faces.report.processed == counts["jaffe"]
+    np.testing.assert_array_equal(shared.x, local.x)
+    np.testing.assert_array_equal(shared.y, local.y)
+    assert list(shared.clips) == list(local.clips)

@@ -193,6 +193,13 @@ def run_experiment(
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
     # leaves nothing behind that a corrected command would refuse as "different".
     names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
+    if config.executor.kind == "dask" and (
+        config.executor.address or config.executor.scheduler_file
+    ):
+        from pathnet_fer.experiments.dask_faces import fan_out_on_cluster
+
+        # Face extraction as cluster tasks too; the shared cache is their result.
+        fan_out_on_cluster(config, names, log=(lambda _m: None) if quiet else print)
     datasets, notes = {}, []
     for name in names:
         t0 = time.perf_counter()
