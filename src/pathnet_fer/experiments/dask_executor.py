@@ -12,8 +12,8 @@ a laptop and a cluster run the same config.
   ``executor.retries`` times, and continues from its checkpoint in the run directory.
   An error raised by the job itself (bad data, a bug) is reported once, never retried:
   the same inputs would raise it again.
-- Before anything runs, the coordinator writes a marker into the run directory; every job
-  checks it first and fails fast with :class:`RunDirNotVisible` on a worker that does not
+- Before anything runs, the coordinator writes a marker (a token) into the run directory
+  if there is none yet; every job checks it first and fails fast with :class:`RunDirNotVisible` on a worker that does not
   see the run directory (it must be on storage shared by all workers).
 - When the study's device is CUDA, each job asks for ``resources={"GPU": 1}``: start
   workers with ``--resources GPU=1`` (one per GPU; dask-cuda does that for you).
@@ -55,9 +55,17 @@ def job_key(config_dict: dict[str, Any], run_dir: str | Path, job_id: str) -> st
 
 
 def write_marker(run_dir: str | Path) -> str:
-    """Write the run directory's marker (a fresh token per coordinator session)."""
-    token = uuid.uuid4().hex
+    """The run directory's marker token, written on first use.
+
+    Kept across coordinator sessions: a job still held by a long-lived scheduler from an
+    earlier session (same key, same arguments) passes the check too.
+    """
     path = Path(run_dir) / MARKER
+    try:
+        return json.loads(path.read_text())["token"]
+    except (OSError, ValueError, KeyError):
+        pass
+    token = uuid.uuid4().hex
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"token": token, "host": socket.gethostname(), "pid": os.getpid()}))
     tmp.replace(path)
@@ -72,7 +80,7 @@ def check_marker(run_dir: str | Path, token: str) -> None:
     except (OSError, ValueError):
         seen = None
     if seen != token:
-        what = "an older marker" if seen else "no marker"
+        what = "another run's marker" if seen else "no marker"
         raise RunDirNotVisible(
             f"worker {socket.gethostname()} (pid {os.getpid()}) cannot see the run directory "
             f"{run_dir} ({what} at {path}): on a cluster the run directory and the crop cache "
