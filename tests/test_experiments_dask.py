@@ -194,7 +194,7 @@ def test_a_worker_that_cannot_see_the_run_dir_fails_fast(tmp_path, tmp_path_fact
     token = write_marker(tmp_path / "run")
     assert write_marker(tmp_path / "run") == token  # kept for the run's later sessions
     check_marker(tmp_path / "run", token)
-    with pytest.raises(RunDirNotVisible, match="cannot see the run directory .* no marker"):
+    with pytest.raises(RunDirNotVisible, match="cannot see the run directory .*no marker"):
         run_on_worker(job, config.to_dict(), str(tmp_path / "elsewhere"), token, 1)
     with pytest.raises(RunDirNotVisible, match="storage every worker mounts"):
         check_marker(tmp_path / "run", "another-run")
