@@ -12,7 +12,9 @@ torch thread, into fresh run directories, after the face crops are cached. Repor
   ``(dask wall - local wall) / jobs``;
 - a no-op round trip (submit + result of 200 trivial tasks) on the same cluster: the
   scheduling cost of one job without any work;
-- that both runs gave the same metrics (they must: the executor changes no result).
+- that both runs gave the same metrics (they must: the executor changes no result);
+- for scale, the default batched jobs (``executor.cut: null``, 6 jobs) on the local
+  executor: what finer, one-run jobs cost on one machine.
 
 Run: ``.venv/bin/python benchmarks/bench_executors.py`` (``--help`` for options;
 ``--generations 100`` for the full demo). Timings on a shared machine are noisy: rerun
@@ -31,14 +33,16 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_once(kind: str, args, root: Path, index: int) -> tuple[float, float, Path]:
+def run_once(
+    kind: str, args, root: Path, index: int, cut: str | None = None
+) -> tuple[float, float, Path]:
     """One study on ``kind``; returns (wall s, executor start s, run dir)."""
     from pathnet_fer.experiments.config import load_config
     from pathnet_fer.experiments.executor import LocalExecutor
     from pathnet_fer.experiments.runner import run_experiment
 
-    config = load_config("demo", overrides(args, kind))
-    out = root / f"{kind}-{index}"
+    config = load_config("demo", overrides(args, kind, cut or args.cut))
+    out = root / f"{kind}-{cut or args.cut}-{index}"
     t0 = time.perf_counter()
     if kind == "dask":
         from pathnet_fer.experiments.dask_executor import DaskExecutor
@@ -54,14 +58,14 @@ def run_once(kind: str, args, root: Path, index: int) -> tuple[float, float, Pat
     return time.perf_counter() - t0, start, out
 
 
-def overrides(args, kind: str) -> list[str]:
+def overrides(args, kind: str, cut: str) -> list[str]:
     return [
         f"evolution.generations={args.generations}",
         f"protocol.eval_every={max(1, args.generations // 3)}",
         f"executor.kind={kind}",
         f"executor.workers={args.workers}",
         "executor.threads=1",
-        f"executor.cut={args.cut}",
+        f"executor.cut={cut}",
         "logging.progress=false",
         "save_models=none",
     ]
@@ -88,6 +92,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for both executors")
     parser.add_argument("--cut", default="run", choices=("set", "fold", "run"))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--no-batched",
+        action="store_true",
+        help="skip the reference run of the default batched jobs (cut null) on the local executor",
+    )
     parser.add_argument("--out", default=None, help="keep run dirs and results.json here")
     args = parser.parse_args()
 
@@ -99,7 +108,7 @@ def main() -> None:
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-executors-"))
     root.mkdir(parents=True, exist_ok=True)
-    config = load_config("demo", overrides(args, "local"))
+    config = load_config("demo", overrides(args, "local", args.cut))
     for name in config.datasets:  # cache the crops outside the timed runs
         load_dataset(config, name)
     jobs = len(plan_jobs(config))
@@ -116,6 +125,11 @@ def main() -> None:
             wall, start, out = run_once(kind, args, root, i)
             rows.append({"repeat": i, "kind": kind, "wall_s": wall, "start_s": start, "dir": out})
             print(f"  {kind:5s} run {i}: {wall:7.1f} s (executor start {start:.1f} s)")
+    batched = None
+    if not args.no_batched:
+        batched, _, _ = run_once("local", args, root, 0, cut="null")
+        n = len(plan_jobs(load_config("demo", overrides(args, "local", "null"))))
+        print(f"  local, batched jobs (cut null, {n} jobs): {batched:7.1f} s")
     frame = pd.DataFrame(rows)
     local = frame[frame.kind == "local"].wall_s.median()
     dask = frame[frame.kind == "dask"].wall_s.median()
@@ -139,6 +153,7 @@ def main() -> None:
         "dask_overhead_per_job_s": (dask - local) / jobs,
         "noop_round_trip_ms": 1000 * noop,
         "same_metrics": bool(same),
+        "local_batched_wall_s": batched,
     }
     print(
         f"local {local:.1f} s, dask {dask:.1f} s: ratio {dask / local:.3f} "
