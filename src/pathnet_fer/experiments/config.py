@@ -89,9 +89,7 @@ class ExecutorSpec:
     # metrics whatever the cut (experiments/cuts.py).
     cut: str | None = None
     address: str | None = None  # dask: a running scheduler (tcp://host:8786)
-    scheduler_file: str | None = (
-        None  # dask: a scheduler's JSON file (dask-scheduler --scheduler-file)
-    )
+    scheduler_file: str | None = None  # dask: a scheduler's --scheduler-file JSON
     retries: int = 2  # dask: restarts of a job whose worker was lost (its own errors: none)
 
 

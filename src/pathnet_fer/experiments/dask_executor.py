@@ -137,8 +137,11 @@ class DaskExecutor(Executor):
         self.threads, self.retries, self.gpu = threads, retries, gpu
         self.cluster = None
         if address or scheduler_file:
-            self.client = Client(address, scheduler_file=scheduler_file, timeout="60s")
             where = address or f"scheduler file {scheduler_file}"
+            try:
+                self.client = Client(address, scheduler_file=scheduler_file, timeout="60s")
+            except (OSError, TimeoutError) as err:
+                raise RuntimeError(f"cannot reach the Dask scheduler ({where}): {err}") from err
         else:
             n = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
             if n_jobs is not None:

@@ -160,5 +160,10 @@ def fan_out_on_cluster(
     from distributed import Client
 
     e = config.executor
-    with Client(e.address, scheduler_file=e.scheduler_file, timeout="60s") as client:
+    try:
+        client = Client(e.address, scheduler_file=e.scheduler_file, timeout="60s")
+    except (OSError, TimeoutError) as err:
+        where = e.address or f"scheduler file {e.scheduler_file}"
+        raise RuntimeError(f"cannot reach the Dask scheduler ({where}): {err}") from err
+    with client:
         return fan_out_faces(client, config, names, log=log)

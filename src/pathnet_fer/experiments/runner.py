@@ -199,7 +199,9 @@ def run_experiment(
         from pathnet_fer.experiments.dask_faces import fan_out_on_cluster
 
         # Face extraction as cluster tasks too; the shared cache is their result.
-        fan_out_on_cluster(config, names, log=(lambda _m: None) if quiet else print)
+        fan_out_on_cluster(
+            config, names, log=lambda m: None if quiet else print(m, file=sys.stderr, flush=True)
+        )
     datasets, notes = {}, []
     for name in names:
         t0 = time.perf_counter()
