@@ -291,3 +291,25 @@ def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
     np.testing.assert_array_equal(shared.x, local.x)
     np.testing.assert_array_equal(shared.y, local.y)
     assert list(shared.clips) == list(local.clips)
+
+
+def test_cuda_studies_ask_each_job_for_a_gpu(tmp_path, tmp_path_factory):
+    from pathnet_fer.experiments.dask_executor import wants_gpu
+
+    assert wants_gpu("cuda") and wants_gpu("cuda:1") and not wants_gpu("cpu")
+    config = _config(tmp_path_factory, "executor.kind=dask", "executor.cut=run", "device=cuda")
+    executor = DaskExecutor.from_config(config, n_jobs=1)
+    try:
+        assert executor.gpu
+        # The LocalCluster's workers offer one GPU each (as `dask worker --resources GPU=1`).
+        workers = executor.client.scheduler_info()["workers"].values()
+        assert [w["resources"] for w in workers] == [{"GPU": 1}]
+        seen = {}
+        executor.client.submit = lambda *args, **kwargs: seen.update(kwargs)  # no GPU here
+        job = plan_jobs(config)[0]
+        executor.submit(job, config.to_dict(), str(tmp_path))
+        assert seen["resources"] == {"GPU": 1} and seen["retries"] == 0
+        assert seen["key"] == job_key(config.to_dict(), tmp_path, job.job_id)
+        executor._futures.clear()
+    finally:
+        executor.close()
