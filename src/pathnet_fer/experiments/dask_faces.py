@@ -57,6 +57,9 @@ def _extract_batch(
             "at the same path"
         )
     cv2.setNumThreads(threads)
+    from pathnet_fer.experiments.dask_executor import restore_malloc_speed
+
+    restore_malloc_speed()
     cache = FaceCache(Path(cache_directory), settings, name)
     detector = FaceDetector(settings) if settings.detect else None
     for path, key in tasks:
