@@ -313,3 +313,12 @@ def test_cuda_studies_ask_each_job_for_a_gpu(tmp_path, tmp_path_factory):
         executor._futures.clear()
     finally:
         executor.close()
+
+
+def test_workers_get_back_glibc_dynamic_mmap_threshold(monkeypatch):
+    from pathnet_fer.experiments.dask_executor import restore_malloc_speed
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert restore_malloc_speed() is False  # nothing to repair
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as Dask's nanny sets it
+    assert restore_malloc_speed() is True
