@@ -99,7 +99,10 @@ def test_local_cluster_equals_local_executor(reference, tmp_path_factory):
     result = run_experiment(config, out, quiet=True)
     assert result.failed == []
     log = _log(out)
-    assert "LocalCluster of 2 worker process(es) x 1 thread(s)" in log and "dashboard" in log
+    assert (
+        "LocalCluster of 2 worker process(es), one job x 1 torch thread(s) each" in log
+        and "dashboard" in log
+    )
     assert (out / MARKER).exists()
     pd.testing.assert_frame_equal(_metrics(out), reference)
 

@@ -2,8 +2,8 @@
 
 With ``executor.address`` (``tcp://host:8786``) or ``executor.scheduler_file`` it joins a
 running scheduler (SLURM through dask-jobqueue, Kubernetes, ``dask scheduler``); without
-either it starts a ``distributed.LocalCluster`` of ``workers`` processes x ``threads``, so
-a laptop and a cluster run the same config.
+either it starts a ``distributed.LocalCluster`` of ``workers`` processes, each running one
+job at a time with ``threads`` torch threads, so a laptop and a cluster run the same config.
 
 - Keys are deterministic: ``pathnet-fer-<hash of config and run dir>-<job>``. A job that is
   submitted again while the scheduler still holds it (a second coordinator, a restarted
@@ -180,14 +180,16 @@ class DaskExecutor(Executor):
             ):
                 self.cluster = LocalCluster(
                     n_workers=n,
-                    threads_per_worker=threads,
+                    threads_per_worker=1,  # one job per process, as the local executor
                     processes=True,
                     dashboard_address=":0",
                     resources={"GPU": 1} if gpu else None,
                     silence_logs=40,  # logging.ERROR: worker chatter stays out of the log
                 )
             self.client = Client(self.cluster)
-            where = f"LocalCluster of {n} worker process(es) x {threads} thread(s)"
+            where = (
+                f"LocalCluster of {n} worker process(es), one job x {threads} torch thread(s) each"
+            )
         self.log(f"dask: {where}; dashboard {self.client.dashboard_link}")
         self._futures: dict[Any, JobSpec] = {}
         self._attempts: dict[str, int] = {}
