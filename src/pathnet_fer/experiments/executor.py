@@ -7,8 +7,8 @@ function somewhere with access to the run directory can run it:
 - :class:`InlineExecutor`: in this process, one job after another (debugging, tests).
 - :class:`LocalExecutor`: a pool of worker processes (one per core by default), each with
   ``threads`` torch threads, so small batched matmuls keep every core busy.
-- A Dask backend plugs in by implementing the same three methods with
-  ``distributed.Client.submit`` / ``as_completed`` (planned next; no protocol change).
+- :class:`~pathnet_fer.experiments.dask_executor.DaskExecutor` (``kind: dask``): the same
+  three methods on a Dask distributed cluster (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class Executor(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release workers."""
+
+    def attach_log(self, log: Any) -> None:  # noqa: B027 - optional hook
+        """Lines the executor has to say (e.g. a lost worker) go to ``log`` (the run log)."""
 
     def __enter__(self) -> Executor:
         return self
@@ -146,4 +149,8 @@ def make_executor(
                 return InlineExecutor()  # one job: no process start-up cost
             workers = min(wanted, n_jobs)
         return LocalExecutor(workers, threads)
-    raise ValueError(f"unknown executor kind {kind!r} (available: local, inline)")
+    if kind == "dask":
+        from pathnet_fer.experiments.dask_executor import DaskExecutor
+
+        return DaskExecutor(workers=workers, threads=threads, n_jobs=n_jobs)
+    raise ValueError(f"unknown executor kind {kind!r} (available: local, inline, dask)")

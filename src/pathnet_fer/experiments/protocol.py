@@ -244,7 +244,11 @@ def _slug(text: str) -> str:
 
 def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:
     """Jobs for a config, longest first. ``executor.batch_runs``: one job per set and arm
-    with all its runs batched; else one job per run."""
+    with all its runs batched; else one job per run. ``executor.cut``: see cuts.py."""
+    if config.executor.cut is not None:
+        from pathnet_fer.experiments.cuts import plan_cut_jobs
+
+        return plan_cut_jobs(config)
     jobs = []
     p = config.protocol
     chained = p.iteration_mode == "chained"
@@ -524,6 +528,10 @@ def execute_job(
     from pathnet_fer.pathnet import PathNet
 
     config = build_config(config_dict)
+    if config.executor.cut is not None:
+        from pathnet_fer.experiments.cuts import execute_cut_job
+
+        return execute_cut_job(job, config, config_dict, run_dir, position)
     run_dir = Path(run_dir)
     done_path = run_dir / "jobs" / f"{job.job_id}.json"
     if done_path.exists():

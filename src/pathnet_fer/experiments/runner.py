@@ -50,6 +50,9 @@ NON_RESULT_KEYS = {
     ("executor", "workers"),
     ("executor", "threads"),
     ("executor", "kind"),
+    ("executor", "address"),
+    ("executor", "scheduler_file"),
+    ("executor", "retries"),
     ("cache_dir",),
     ("data_root",),
 }
@@ -214,6 +217,10 @@ class ExperimentResult:
 
 
 def _job_total(config: ExperimentConfig, job: JobSpec) -> int:
+    if config.executor.cut not in (None, "run"):
+        from pathnet_fer.experiments.cuts import cut_job_total
+
+        return cut_job_total(config, job)
     g_src, g_dst = config.generations("source"), config.generations("destination")
     if job.arm == "scratch":
         return g_dst
@@ -255,6 +262,15 @@ def _run_experiment(
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
     # leaves nothing behind that a corrected command would refuse as "different".
     names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
+    if config.executor.kind == "dask" and (
+        config.executor.address or config.executor.scheduler_file
+    ):
+        from pathnet_fer.experiments.dask_faces import fan_out_on_cluster
+
+        # Face extraction as cluster tasks too; the shared cache is their result.
+        fan_out_on_cluster(
+            config, names, log=lambda m: None if quiet else print(m, file=sys.stderr, flush=True)
+        )
     datasets, notes = {}, []
     for name in names:
         t0 = time.perf_counter()
@@ -317,10 +333,15 @@ def _run_experiment(
     config_dict = config.to_dict()
     failed: list[str] = []
     own_executor = executor is None
+    if executor is None and config.executor.kind == "dask":
+        from pathnet_fer.experiments.dask_executor import DaskExecutor
+
+        executor = DaskExecutor.from_config(config, n_jobs=len(todo), log=log)
     if executor is None:
         executor = make_executor(
             config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
         )
+    executor.attach_log(log)
     totals = {j.job_id: _job_total(config, j) for j in jobs}
     overall = tqdm(
         total=sum(totals.values()),
