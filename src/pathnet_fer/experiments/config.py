@@ -518,8 +518,17 @@ def _check_stages(config: ExperimentConfig) -> None:
     if not faces:
         faces["faces"] = build("faces", lambda: FaceSettings.from_dict(config.faces))
     for face in faces.values():
-        dim = int(face.size) ** 2 * (3 if face.colour == "rgb" else 1)
-        build("pathnet", lambda dim=dim: PathNetConfig(input_dim=dim, **config.pathnet))
+        channels = 3 if face.colour == "rgb" else 1
+        dim = int(face.size) ** 2 * channels
+        shape = (
+            {"image_shape": (int(face.size), int(face.size), channels)}
+            if config.pathnet.get("module") == "conv"
+            else {}
+        )
+        build(
+            "pathnet",
+            lambda dim=dim, shape=shape: PathNetConfig(input_dim=dim, **shape, **config.pathnet),
+        )
     e = config.executor
     for key, low in (("workers", 0), ("threads", 1), ("checkpoint_every", 1)):
         value = getattr(e, key)
