@@ -52,7 +52,8 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     assert set(metrics.arm) == arms
     assert set(metrics.fold) == {2} and set(metrics.experiment) == {"ckplus48->ckplus48"}
     test = metrics[metrics.split == "test"]
-    assert len(test) == len(arms) * 6  # accuracy, macro_f1, uar at frame and clip level
+    # accuracy, macro_f1, uar, top_share at frame and clip level; confidence at frame level
+    assert len(test) == len(arms) * 9
     assert test.value.between(0, 1).all()
     train = metrics[(metrics.split == "train") & (metrics.metric == "parameters")]
     params = dict(zip(train.arm, train.value, strict=True))

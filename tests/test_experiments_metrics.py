@@ -277,3 +277,24 @@ def test_loggers_fan_out_to_csv_console_and_tensorboard(tmp_path, capsys):
         events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
         assert len(events) == 1 and events[0].stat().st_size > 0
         assert "a-to-b/transfer/it1_fold2" in str(events[0].parent)
+
+
+def test_collapse_and_calibration_figures_are_reported():
+    """A model that answers one emotion for every face is flagged by top_share = 1, and
+    its confidence (mean max-probability) sits beside its accuracy."""
+    from pathnet_fer.experiments.evaluation import evaluate_proba
+
+    labels = np.array([0, 1, 2, 3, 4, 5] * 4)
+    clips = np.array([f"c{i // 2}" for i in range(len(labels))])
+    labels = np.repeat(labels[::2], 2)  # two frames per clip, same label
+    collapsed = np.full((len(labels), 6), 0.01)
+    collapsed[:, 3] = 0.95
+    ev = evaluate_proba(collapsed, labels, clips, 6)
+    assert ev.frame["top_share"] == 1.0 and ev.clip["top_share"] == 1.0
+    assert ev.frame["confidence"] == pytest.approx(0.95)
+    assert ev.frame["accuracy"] == pytest.approx(np.mean(labels == 3))
+    perfect = np.eye(6)[labels] * 0.5 + 0.5 / 6
+    ev = evaluate_proba(perfect, labels, clips, 6)
+    assert ev.frame["accuracy"] == 1.0
+    assert ev.frame["top_share"] == pytest.approx(np.bincount(labels).max() / len(labels))
+    assert ev.frame["confidence"] == pytest.approx(0.5 + 0.5 / 6)

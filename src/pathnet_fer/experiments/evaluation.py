@@ -49,6 +49,14 @@ def classification_metrics(
     }
 
 
+def collapse_metrics(y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """``top_share``: the share of the most frequent predicted class. A model that has
+    collapsed onto one emotion shows it here (near 1) even when its accuracy looks
+    plausible on an unbalanced test set."""
+    counts = np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=n_classes)
+    return {"top_share": float(counts.max() / max(counts.sum(), 1))}
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts ``(n_classes, n_classes)``: rows are true classes, columns predictions."""
     return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
@@ -124,9 +132,19 @@ def evaluate_proba(
     predictions = pd.DataFrame(
         {"clip": np.asarray(clips).astype(str), "label": labels, "pred": frame_pred}
     )
+    # Calibration at a glance: mean max-probability beside accuracy (equal when calibrated).
+    frame = {
+        **classification_metrics(labels, frame_pred, n_classes),
+        **collapse_metrics(frame_pred, n_classes),
+        "confidence": float(proba.max(1).mean()),
+    }
+    clip = {
+        **classification_metrics(clip_true, clip_pred, n_classes),
+        **collapse_metrics(clip_pred, n_classes),
+    }
     return Evaluation(
-        frame=classification_metrics(labels, frame_pred, n_classes),
-        clip=classification_metrics(clip_true, clip_pred, n_classes),
+        frame=frame,
+        clip=clip,
         frame_confusion=confusion(labels, frame_pred, n_classes),
         clip_confusion=confusion(clip_true, clip_pred, n_classes),
         n_frames=len(labels),

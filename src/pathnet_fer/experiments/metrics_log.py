@@ -30,7 +30,16 @@ COLUMNS: tuple[str, ...] = (
 SPLITS: frozenset[str] = frozenset({"train", "test"})
 LEVELS: frozenset[str] = frozenset({"minibatch", "frame", "clip"})
 METRICS: frozenset[str] = frozenset(
-    {"accuracy", "loss", "macro_f1", "uar", "train_seconds", "parameters"}
+    {
+        "accuracy",
+        "loss",
+        "macro_f1",
+        "uar",
+        "train_seconds",
+        "parameters",
+        "top_share",  # share of the most frequent predicted class (collapse check)
+        "confidence",  # mean max-probability (calibration: compare with accuracy)
+    }
 )
 # Arms written by the PathNet protocol; baselines add their own names (any non-empty string).
 PATHNET_ARMS: tuple[str, ...] = ("source", "transfer", "scratch")

@@ -28,6 +28,8 @@ TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("test", "frame", "uar", "test UAR (frame)"),
     ("test", "clip", "accuracy", "test acc (clip)"),
     ("test", "clip", "macro_f1", "test macro-F1 (clip)"),
+    ("test", "frame", "top_share", "test top-class share (frame)"),
+    ("test", "frame", "confidence", "test mean max-prob (frame)"),
     ("train", "minibatch", "accuracy", "train acc (paper-style)"),
     ("train", "minibatch", "loss", "train loss (paper-style)"),
     ("train", "minibatch", "train_seconds", "train seconds"),
