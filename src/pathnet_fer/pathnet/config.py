@@ -166,19 +166,9 @@ class PathNetConfig(SettingsDict):
         return list(self.channels) if self.module == "conv" else [self.units] * self.layers
 
     def map_sizes(self) -> list[tuple[int, int]]:
-        """Conv: (H, W) of each layer's input map, then of the last layer's output.
-        Every layer but the last downsamples by 2 (pool: floor, stride: ceil)."""
+        """Conv: (H, W) of each layer's input map, then of the last layer's output."""
         assert self.image_shape is not None
-        h, w = self.image_shape[0], self.image_shape[1]
-        sizes = [(h, w)]
-        for layer in range(self.layers):
-            if self.downsample != "none" and layer < self.layers - 1:
-                if self.downsample == "pool":
-                    h, w = h // 2, w // 2
-                else:
-                    h, w = (h + 1) // 2, (w + 1) // 2
-            sizes.append((h, w))
-        return sizes
+        return conv_map_sizes(self.image_shape[:2], self.layers, self.downsample)
 
     def feature_dim(self) -> int:
         """Width of the readout's input."""
@@ -188,6 +178,20 @@ class PathNetConfig(SettingsDict):
             return self.channels[-1]
         h, w = self.map_sizes()[-1]
         return self.channels[-1] * h * w
+
+
+def conv_map_sizes(
+    image_hw: tuple[int, int], layers: int, downsample: str
+) -> list[tuple[int, int]]:
+    """(H, W) of each conv layer's input map, then of the last layer's output: every
+    layer but the last halves the map (``pool``: floor, ``stride``: ceil; ``none``: kept)."""
+    h, w = image_hw
+    sizes = [(h, w)]
+    for layer in range(layers):
+        if downsample != "none" and layer < layers - 1:
+            h, w = (h // 2, w // 2) if downsample == "pool" else ((h + 1) // 2, (w + 1) // 2)
+        sizes.append((h, w))
+    return sizes
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

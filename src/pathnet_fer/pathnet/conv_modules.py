@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pathnet_fer.pathnet.conv_ops import as_images, conv_layer, layer_stride_pool, readout_features
+from pathnet_fer.pathnet.conv_sgd import train_conv_paths
 from pathnet_fer.pathnet.genotype import slot_weights
 from pathnet_fer.pathnet.module_type import ModuleType
 
@@ -72,7 +73,10 @@ class ConvModules(ModuleType):
         cw = slot_weights(paths, c.combine)  # (P, L, N)
         chunk = max(1, EVAL_BYTES // self._row_bytes())
         share_first = n_paths * c.max_active >= c.modules
-        weights = [self._gather(net, layer, run, paths[:, layer]) for layer in range(c.layers)]
+        weights = [
+            None if layer == 0 and share_first else self._gather(net, layer, run, paths[:, layer])
+            for layer in range(c.layers)
+        ]
         out = torch.empty(n_paths, x.shape[0], readout_weight.shape[0], device=net.device)
         stride0, pool0 = layer_stride_pool(0, c.layers, c.downsample)
         for start in range(0, x.shape[0], chunk):
@@ -113,33 +117,7 @@ class ConvModules(ModuleType):
             zip(w.reshape(p, -1, *w.shape[3:]).unbind(0), b.reshape(p, -1).unbind(0), strict=True)
         )
 
-    def train_paths(
-        self,
-        net,
-        runs,
-        paths,
-        readout_weight,
-        readout_bias,
-        x_all,
-        y_all,
-        batch_index,
-        lr,
-        shared_update,
-    ):
-        from pathnet_fer.pathnet.conv_sgd import train_conv_paths
-
-        return train_conv_paths(
-            net,
-            runs,
-            paths,
-            readout_weight,
-            readout_bias,
-            x_all,
-            y_all,
-            batch_index,
-            lr,
-            shared_update,
-        )
+    train_paths = staticmethod(train_conv_paths)
 
     def path_model(self, net, genotype, readout_weight, readout_bias, run, task_name):
         from pathnet_fer.pathnet.conv_path_model import ConvPathModel

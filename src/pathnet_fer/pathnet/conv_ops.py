@@ -62,26 +62,6 @@ def max_pool_2x2(a: torch.Tensor) -> torch.Tensor:
     )
 
 
-def max_pool_2x2_backward(grad: torch.Tensor, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Gradient of ``max_pool_2x2`` w.r.t. its input ``a``, given the pooled ``out``.
-
-    Every position equal to its window's maximum receives the window's gradient. The
-    only ties that occur are windows of zeros (combined ReLU maps), and there ReLU's
-    mask removes the gradient again, so the parameter update equals ``F.max_pool2d``'s
-    (first maximum only) while costing two elementwise passes instead of four.
-    """
-    n, ch, h, w = a.shape
-    h2, w2 = h // 2, w // 2
-    even = a if (h, w) == (2 * h2, 2 * w2) else a[..., : 2 * h2, : 2 * w2]
-    hit = even.reshape(n, ch, h2, 2, w2, 2) == out.reshape(n, ch, h2, 1, w2, 1)
-    spread = hit * grad.reshape(n, ch, h2, 1, w2, 1)
-    if even is a:
-        return spread.view(n, ch, h, w)
-    result = torch.zeros_like(a)
-    result[..., : 2 * h2, : 2 * w2] = spread.view(n, ch, 2 * h2, 2 * w2)
-    return result
-
-
 def readout_features(a: torch.Tensor, mode: str) -> torch.Tensor:
     """The last layer's maps ``(B, C, h, w)`` -> readout input ``(B, F)``."""
     return a.mean((2, 3)) if mode == "avg" else a.flatten(1)

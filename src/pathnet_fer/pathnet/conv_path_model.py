@@ -17,8 +17,10 @@ from pathnet_fer.pathnet.config import (
     DOWNSAMPLE_MODES,
     INPUT_NORMS,
     READOUT_FEATURES,
+    conv_map_sizes,
 )
 from pathnet_fer.pathnet.conv_ops import as_images, conv_layer, layer_stride_pool, readout_features
+from pathnet_fer.pathnet.path_model import copy_path_parameters, distinct_modules
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet
@@ -82,12 +84,7 @@ class ConvPathModel(nn.Module):
     def _feature_dim(self) -> int:
         if self.readout_mode == "avg":
             return self.channels[-1]
-        h, w = self.image_shape[0], self.image_shape[1]
-        for _ in range(len(self.channels) - 1):
-            if self.downsample == "pool":
-                h, w = h // 2, w // 2
-            elif self.downsample == "stride":
-                h, w = (h + 1) // 2, (w + 1) // 2
+        h, w = conv_map_sizes(self.image_shape[:2], len(self.channels), self.downsample)[-1]
         return self.channels[-1] * h * w
 
     @classmethod
@@ -101,7 +98,7 @@ class ConvPathModel(nn.Module):
         task_name: str = "",
     ) -> ConvPathModel:
         c = net.config
-        distinct = [sorted(set(genotype[layer].tolist())) for layer in range(c.layers)]
+        distinct = distinct_modules(genotype)
         model = cls(
             c.image_shape,
             list(c.channels),
@@ -115,13 +112,7 @@ class ConvPathModel(nn.Module):
             genotype=genotype.tolist(),
             task_name=task_name,
         )
-        with torch.no_grad():
-            for layer, idx in enumerate(distinct):
-                w = net.weights[layer][run][idx]  # (k, Cout, Cin, kh, kw)
-                model.weights[layer].copy_(w.reshape(-1, *w.shape[2:]).cpu())
-                model.biases[layer].copy_(net.biases[layer][run][idx].reshape(-1).cpu())
-            model.readout.weight.copy_(readout_weight.cpu())
-            model.readout.bias.copy_(readout_bias.cpu())
+        copy_path_parameters(model, net, distinct, readout_weight, readout_bias, run)
         return model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

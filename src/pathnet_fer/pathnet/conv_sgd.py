@@ -30,8 +30,6 @@ from pathnet_fer.pathnet.genotype import slot_weights
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet
 
-SHARED_UPDATES = ("sum", "mean")
-
 
 @torch.no_grad()
 def train_conv_paths(
@@ -47,8 +45,6 @@ def train_conv_paths(
     shared_update: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train G conv paths by SGD, one minibatch per path per step (see ``PathNet.train_paths``)."""
-    if shared_update not in SHARED_UPDATES:
-        raise ValueError(f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}")
     c = net.config
     dev = net.device
     runs = runs.to(dev)

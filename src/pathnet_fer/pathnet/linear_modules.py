@@ -13,6 +13,7 @@ import torch
 
 from pathnet_fer.pathnet.genotype import slot_weights
 from pathnet_fer.pathnet.module_type import ModuleType
+from pathnet_fer.pathnet.path_sgd import train_paths as train_linear_paths
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.path_model import PathModel
@@ -79,33 +80,7 @@ class LinearModules(ModuleType):
         z = torch.baddbmm(b, a, w.transpose(1, 2)).relu_().view(n_paths, n, c.max_active, c.units)
         return torch.einsum("pnku,pk->pnu", z, cw)
 
-    def train_paths(
-        self,
-        net,
-        runs,
-        paths,
-        readout_weight,
-        readout_bias,
-        x_all,
-        y_all,
-        batch_index,
-        lr,
-        shared_update,
-    ):
-        from pathnet_fer.pathnet.path_sgd import train_paths
-
-        return train_paths(
-            net,
-            runs,
-            paths,
-            readout_weight,
-            readout_bias,
-            x_all,
-            y_all,
-            batch_index,
-            lr,
-            shared_update,
-        )
+    train_paths = staticmethod(train_linear_paths)
 
     def path_model(self, net, genotype, readout_weight, readout_bias, run, task_name) -> PathModel:
         from pathnet_fer.pathnet.path_model import PathModel

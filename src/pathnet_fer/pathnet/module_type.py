@@ -10,6 +10,7 @@ the tasks, fix/re-initialise, checkpoints and the protocol only see genotypes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -57,21 +58,10 @@ class ModuleType:
         """Logits ``(P, n, C)`` of P paths ``(P, L, N)`` of run ``run`` on ``x (n, D)``."""
         raise NotImplementedError
 
-    def train_paths(
-        self,
-        net: PathNet,
-        runs: torch.Tensor,
-        paths: torch.Tensor,
-        readout_weight: torch.Tensor,
-        readout_bias: torch.Tensor,
-        x_all: torch.Tensor,
-        y_all: torch.Tensor,
-        batch_index: torch.Tensor,
-        lr: float,
-        shared_update: str,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """SGD on G paths at once; returns per path (correct, summed loss) over the steps."""
-        raise NotImplementedError
+    # ``train_paths(net, runs, paths, readout_weight, readout_bias, x_all, y_all,
+    # batch_index, lr, shared_update)``: SGD on G paths at once, returning per path
+    # (correct, summed loss); see ``PathNet.train_paths``. Subclasses bind the function.
+    train_paths: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
     def path_model(
         self,

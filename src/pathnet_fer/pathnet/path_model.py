@@ -19,6 +19,31 @@ if TYPE_CHECKING:
 FORMAT = "pathnet-fer-path-model"
 
 
+def distinct_modules(genotype: torch.Tensor) -> list[list[int]]:
+    """Per layer, the sorted DISTINCT module indices of a genotype ``(L, N)``."""
+    return [sorted(set(row)) for row in genotype.tolist()]
+
+
+@torch.no_grad()
+def copy_path_parameters(
+    model: nn.Module,
+    net: PathNet,
+    distinct: list[list[int]],
+    readout_weight: torch.Tensor,
+    readout_bias: torch.Tensor,
+    run: int,
+) -> None:
+    """Fill a standalone path model (``weights``/``biases`` ParameterLists, ``readout``)
+    from run ``run`` of the super-network: layer ``l``'s k modules, stacked along the
+    output dimension, in the order of ``distinct[l]``. Works for every module type."""
+    for layer, idx in enumerate(distinct):
+        w = net.weights[layer][run][idx]  # (k, *module_weight)
+        model.weights[layer].copy_(w.reshape(-1, *w.shape[2:]).cpu())
+        model.biases[layer].copy_(net.biases[layer][run][idx].reshape(-1).cpu())
+    model.readout.weight.copy_(readout_weight.cpu())
+    model.readout.bias.copy_(readout_bias.cpu())
+
+
 class PathModel(nn.Module):
     """Layer ``l`` holds the path's k_l DISTINCT modules as one ``(k_l*U, in_l)`` weight;
     their ReLU outputs are averaged (or summed), then the readout gives logits."""
@@ -66,7 +91,7 @@ class PathModel(nn.Module):
         task_name: str = "",
     ) -> PathModel:
         c = net.config
-        distinct = [sorted(set(genotype[layer].tolist())) for layer in range(c.layers)]
+        distinct = distinct_modules(genotype)
         model = cls(
             c.input_dim,
             c.units,
@@ -76,13 +101,7 @@ class PathModel(nn.Module):
             genotype=genotype.tolist(),
             task_name=task_name,
         )
-        with torch.no_grad():
-            for layer, idx in enumerate(distinct):
-                w = net.weights[layer][run][idx]  # (k, U, in)
-                model.weights[layer].copy_(w.reshape(-1, w.shape[-1]).cpu())
-                model.biases[layer].copy_(net.biases[layer][run][idx].reshape(-1).cpu())
-            model.readout.weight.copy_(readout_weight.cpu())
-            model.readout.bias.copy_(readout_bias.cpu())
+        copy_path_parameters(model, net, distinct, readout_weight, readout_bias, run)
         return model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from pathnet_fer.pathnet.config import PathNetConfig
 from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.pathnet.genotype import validate_genotypes
 from pathnet_fer.pathnet.module_type import module_type_for
+from pathnet_fer.pathnet.path_sgd import SHARED_UPDATES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -169,18 +170,12 @@ class PathNet:
         """Train G paths ``(G, L, N)`` of runs ``runs (G,)`` by SGD in batched steps
         (``batch_index (S, G, B)`` rows of ``x_all``); readouts updated in place. Returns
         per path the correct count and summed loss over the S*B samples seen."""
-        return self.module_type.train_paths(
-            self,
-            runs,
-            paths,
-            readout_weight,
-            readout_bias,
-            x_all,
-            y_all,
-            batch_index,
-            lr,
-            shared_update,
-        )
+        if shared_update not in SHARED_UPDATES:
+            raise ValueError(
+                f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}"
+            )
+        args = (runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr)
+        return self.module_type.train_paths(self, *args, shared_update)
 
     def _task_path(self, task: Any, run: int, path: torch.Tensor | None) -> torch.Tensor:
         if not 0 <= run < self.runs:
