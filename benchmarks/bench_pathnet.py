@@ -151,10 +151,12 @@ def time_reference(
     generations: int,
     device: torch.device,
     warmup: int,
+    model_class: type[nn.Module] | None = None,
 ) -> float:
-    """Median seconds per generation of the reference microbial GA."""
+    """Median seconds per generation of the reference microbial GA (``model_class``:
+    the reference network, default ``ReferencePathNet``; it needs ``path_parameters``)."""
     gen = torch.Generator().manual_seed(0)
-    model = ReferencePathNet(cfg, classes).to(device)
+    model = (model_class or ReferencePathNet)(cfg, classes).to(device)
     population = random_genotypes((ev.population,), cfg.layers, cfg.max_active, cfg.modules, gen)
     loss_fn = nn.CrossEntropyLoss()
     times = []

@@ -31,14 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
+from bench_pathnet import sync, time_ours, time_reference  # the same GA loops, timed alike
+from pathnet_fer.evolution import EvolutionConfig, TaskData
 from pathnet_fer.pathnet import PathNet, PathNetConfig, resolve_device
-from pathnet_fer.pathnet.genotype import mutate, random_genotypes
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def useful_flops_per_generation(net: PathNet, ev: EvolutionConfig, classes: int) -> float:
@@ -70,20 +65,6 @@ def dense_conv_gflops(device: torch.device, channels_last: bool, seconds: float 
         reps += 1
     sync(device)
     return 2.0 * 64 * 56 * 56 * 128 * 64 * 9 * reps / (time.perf_counter() - start) / 1e9
-
-
-def time_ours(cfg, ev, data, classes, runs, device, warmup) -> float:
-    net = PathNet(cfg, runs=runs, seed=0, device=device)
-    seconds: list[float] = []
-    evolve(
-        net,
-        data,
-        n_classes=classes,
-        config=ev,
-        seed=0,
-        callbacks=[lambda e: seconds.append(e.seconds)],
-    )
-    return statistics.median(seconds[warmup:])
 
 
 class ReferenceConvPathNet(nn.Module):
@@ -121,38 +102,6 @@ class ReferenceConvPathNet(nn.Module):
             for p in self.layers[layer][m].parameters()
         ]
         return params + list(self.readout.parameters())
-
-
-def time_reference(cfg, ev, x, y, classes, generations, device, warmup) -> float:
-    gen = torch.Generator().manual_seed(0)
-    model = ReferenceConvPathNet(cfg, classes).to(device)
-    population = random_genotypes((ev.population,), cfg.layers, cfg.max_active, cfg.modules, gen)
-    loss_fn = nn.CrossEntropyLoss()
-    times = []
-    for _ in range(generations):
-        start = time.perf_counter()
-        pair = torch.randperm(ev.population, generator=gen)[:2].tolist()
-        fitness = []
-        for member in pair:
-            path = population[member].tolist()
-            opt = torch.optim.SGD(model.path_parameters(path), lr=ev.lr)
-            correct = 0
-            for _ in range(ev.minibatches):
-                rows = torch.randint(0, x.shape[0], (ev.batch_size,), generator=gen).to(device)
-                logits = model(x[rows], path)
-                loss = loss_fn(logits, y[rows])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                correct += int((logits.argmax(1) == y[rows]).sum())
-            fitness.append(correct)
-        win, lose = (pair[0], pair[1]) if fitness[0] >= fitness[1] else (pair[1], pair[0])
-        population[lose] = mutate(
-            population[win], cfg.modules, gen, 1.0 / (cfg.layers * cfg.max_active)
-        )
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[warmup:])
 
 
 def main() -> None:
@@ -211,7 +160,15 @@ def main() -> None:
     ratios, ours = [], []
     for round_ in range(args.rounds):
         ref = time_reference(
-            cfg, ev, x.to(device), y.to(device), classes, args.reference_generations, device, 1
+            cfg,
+            ev,
+            x.to(device),
+            y.to(device),
+            classes,
+            args.reference_generations,
+            device,
+            1,
+            model_class=ReferenceConvPathNet,
         )
         one = time_ours(cfg, ev, data, classes, 1, device, 2)
         ratios.append(ref / one)

@@ -219,7 +219,7 @@ def digits():
 
 def test_conv_pathnet_beats_linear_pathnet_on_held_out_digits(digits) -> None:
     """8x8 digits as images, the same GA budget and learning rate: conv modules learn
-    far faster per SGD step (measured: 0.74-0.76 vs 0.34-0.52 held-out, 3 runs)."""
+    far faster per SGD step (0.74-0.76 vs 0.34-0.52 held-out, 3 runs; printed with -s)."""
     x, y = digits
     data = TaskData(x[:300], y[:300])
     cfg = EvolutionConfig(generations=40, minibatches=20)
@@ -240,6 +240,7 @@ def test_conv_pathnet_beats_linear_pathnet_on_held_out_digits(digits) -> None:
             )
             for r in range(3)
         ]
+    print(f"held-out accuracy per run: {scores}")  # pytest -s -k beats_linear
     assert min(scores["conv"]) > max(scores["linear"]) + 0.1, scores
     assert np.mean(scores["conv"]) > 0.65, scores
 

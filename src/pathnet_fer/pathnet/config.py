@@ -47,10 +47,9 @@ class PathNetConfig(SettingsDict):
     shifted and scaled to zero mean and unit variance before the first layer: removes
     exposure and contrast differences between datasets; part of the network, so it is
     stored in every model file); ``auto`` (default) resolves to ``none`` for linear
-    modules (the paper) and ``image`` for conv. Measured on CK+48 (20 generations, lr
-    0.02, one subject split, one run): conv with flattened readout 0.886 held-out
-    (image) vs 0.833 (none); with the global-average readout conv barely learns at lr
-    0.02 (0.25-0.31).
+    modules (the paper) and ``image`` for conv. ``benchmarks/probe_conv_settings.py`` (CK+48,
+    one subject split, 20 generations, lr 0.02, one run): flattened readout 0.886
+    held-out with ``image``, 0.830 with ``none``; the global-average readout 0.295.
     """
 
     input_dim: int

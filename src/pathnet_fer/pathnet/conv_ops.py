@@ -54,7 +54,8 @@ def conv_layer(
 
 def max_pool_2x2(a: torch.Tensor) -> torch.Tensor:
     """2x2 max-pool, stride 2 (odd edges dropped): equal to ``F.max_pool2d(a, 2)``, but
-    three elementwise maxima over strided views (~8x faster on the CPU for these maps)."""
+    three elementwise maxima over strided views (~10x faster on the CPU for these maps:
+    ``benchmarks/bench_conv_kernels.py``)."""
     h2, w2 = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
     return torch.maximum(
         torch.maximum(a[..., 0:h2:2, 0:w2:2], a[..., 0:h2:2, 1:w2:2]),

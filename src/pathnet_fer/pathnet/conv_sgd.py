@@ -9,9 +9,8 @@ so frozen parameters stay bit-identical.
 
 Per path and layer a step is: ONE convolution for the N active modules (they see the
 same input: one ``(N*Cout, Cin, k, k)`` filter bank), ReLU in place, the combine as a
-batched GEMV, a 2x2 max-pool with indices (its backward is then a cheap scatter:
-measured 1.3 ms vs 2.3 ms per layer-0 pool, forward and backward, against a strided
-maximum and a mask); backward is the broadcast of the combine, ReLU's mask,
+batched GEMV, a 2x2 max-pool that keeps its indices (its backward is then a scatter);
+backward is the broadcast of the combine, ReLU's mask,
 and one ``convolution_backward`` that returns the input, weight and bias gradients at
 once (the first layer skips its input gradient). Each path's arithmetic depends only on
 its own parameters and minibatch, so a run's result does not depend on which other runs
