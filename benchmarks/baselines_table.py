@@ -45,7 +45,7 @@ def export(out: Path, overrides: list[str]) -> None:
     """Save the configured datasets' crops and the offline weights under ``out``."""
     from pathnet_fer.baselines.weights import offline_package_file
     from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.protocol import load_dataset
+    from pathnet_fer.experiments.datasets import load_dataset
 
     config = load_config(CONFIG, overrides)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def export(out: Path, overrides: list[str]) -> None:
 
 
 def load_exported(folder: Path) -> dict:
-    from pathnet_fer.experiments.protocol import LoadedDataset
+    from pathnet_fer.experiments.datasets import LoadedDataset
 
     out = {}
     for name in DATASETS:

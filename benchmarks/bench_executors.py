@@ -113,8 +113,9 @@ def main() -> None:
     import pandas as pd
 
     from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.datasets import load_dataset
     from pathnet_fer.experiments.metrics_log import read_metrics
-    from pathnet_fer.experiments.protocol import load_dataset, plan_jobs
+    from pathnet_fer.experiments.plan import plan_jobs
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-executors-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import torch
 
 from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
 from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.protocol import load_dataset
+from pathnet_fer.experiments.datasets import load_dataset
 from pathnet_fer.pathnet import PathNet, PathNetConfig
 
 SETTINGS = (  # (readout_features, input_norm, lr)

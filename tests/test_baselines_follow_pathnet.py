@@ -6,7 +6,9 @@ import numpy as np
 
 from pathnet_fer.baselines.runner import budget_samples, pathnet_source_seed, source_task
 from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.protocol import build_phases, dataset_folds, load_dataset, plan_jobs
+from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+from pathnet_fer.experiments.phases import source_phase
+from pathnet_fer.experiments.plan import RunSlot, source_job
 
 
 def test_budget_follows_the_evolution_settings() -> None:
@@ -34,12 +36,13 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
     src_folds = dataset_folds(config, "ckplus48", datasets["ckplus48"])
     dst_folds = dataset_folds(config, "jaffe", datasets["jaffe"])
     checked = 0
-    for job in (j for j in plan_jobs(config) if j.arm == "transfer"):
-        source = build_phases(config, job, datasets)[0]
-        for key, rows in zip(source.keys, source.data, strict=True):
-            seed = pathnet_source_seed(config, s.name, key.iteration, key.fold)
+    for iteration in (1, 2):
+        for fold in (1, 2):
+            unit = source_job(config, s, RunSlot(iteration, fold))
+            rows = source_phase(config, unit, datasets["ckplus48"]).data[0]
+            seed = pathnet_source_seed(config, s.name, iteration, fold)
             x, y = source_task(
-                config, s, datasets["ckplus48"], dst_folds[key.fold - 1], src_folds, seed
+                config, s, datasets["ckplus48"], dst_folds[fold - 1], src_folds, seed
             )
             assert len(x) == 150
             assert np.array_equal(x, rows.x) and np.array_equal(y, rows.y)

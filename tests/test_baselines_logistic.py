@@ -14,7 +14,7 @@ def test_logistic_layer_reproduces_sklearn_and_beats_chance(require_data):
     from sklearn.preprocessing import StandardScaler
 
     from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.protocol import load_dataset
+    from pathnet_fer.experiments.datasets import load_dataset
 
     data = load_dataset(load_config("demo"), "ckplus48")
     subjects = np.unique(data.subjects)

@@ -10,7 +10,7 @@ from pathnet_fer.cli import main
 
 
 def _subset(data, index):
-    from pathnet_fer.experiments.protocol import LoadedDataset
+    from pathnet_fer.experiments.datasets import LoadedDataset
 
     return LoadedDataset(
         data.name, data.faces.subset(index), data.x[index], data.y[index],
@@ -31,8 +31,8 @@ def config(require_data):
 
 def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_path):
     from pathnet_fer.baselines.runner import run_baselines
+    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
     from pathnet_fer.experiments.metrics_log import COLUMNS
-    from pathnet_fer.experiments.protocol import dataset_folds, load_dataset
 
     full = load_dataset(config, "ckplus48")
     keep = np.isin(full.subjects, np.unique(full.subjects)[:45])  # a real slice: 45 subjects

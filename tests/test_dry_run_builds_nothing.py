@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathnet_fer.cli import main
 from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.protocol import load_dataset
+from pathnet_fer.experiments.datasets import load_dataset
 
 
 def test_dry_run_never_builds_the_face_cache(require_data, tmp_path, capsys) -> None:

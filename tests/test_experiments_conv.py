@@ -36,14 +36,21 @@ def test_tiny_conv_study_runs_every_arm_and_exports_conv_models(tmp_path, requir
     out = tmp_path / "run"
     run_experiment(config, out, executor=InlineExecutor(), quiet=True)
     metrics = read_metrics(out)
-    assert set(metrics.arm) == {"source", "transfer", "scratch"}
+    assert set(metrics.arm) == {"source", "transfer", "scratch", "zero-shot"}
     test = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
     assert test.value.between(0, 1).all() and len(test) > 0
     params = metrics[metrics.metric == "parameters"].value
-    # 3 generations barely mutate: every best path has 3 distinct modules per layer
-    # (4, 4, 8 channels of 3x3), plus a 6-class readout on 12x12x8 flattened features.
-    modules = 3 * ((4 * 9 + 4) + (4 * 4 * 9 + 4) + (8 * 4 * 9 + 8))
-    assert set(params) == {modules + 6 * (8 * 12 * 12 + 1)}
+    # A best path has 1-3 distinct modules per layer (4, 4, 8 channels of 3x3), plus a
+    # 6-class readout on 12x12x8 flattened features: the count is one of these sums.
+    sizes = ((4 * 9 + 4), (4 * 4 * 9 + 4), (8 * 4 * 9 + 8))
+    readout = 6 * (8 * 12 * 12 + 1)
+    possible = {
+        readout + a * sizes[0] + b * sizes[1] + c * sizes[2]
+        for a in (1, 2, 3)
+        for b in (1, 2, 3)
+        for c in (1, 2, 3)
+    }
+    assert set(params) <= possible and max(params) <= readout + 3 * sum(sizes)
     models = sorted((out / "models").rglob("*.pt"))
     assert models
     for path in models:

@@ -16,7 +16,7 @@ from pathnet_fer.experiments.config import ConfigError, load_config
 from pathnet_fer.experiments.cuts import units_of
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.metrics_log import read_metrics
-from pathnet_fer.experiments.protocol import plan_jobs
+from pathnet_fer.experiments.plan import plan_jobs
 from pathnet_fer.experiments.runner import prepare_run_dir, run_experiment
 
 pytest.importorskip("distributed")
@@ -77,8 +77,11 @@ def test_cut_plans_jobs_per_set_fold_or_run(tmp_path_factory):
     counts = {}
     for cut in ("set", "fold", "run"):
         jobs = plan_jobs(_config(tmp_path_factory, f"executor.cut={cut}"))
-        counts[cut] = len(jobs)
-        assert sum(len(j.slots) for j in jobs) == 8  # every run exactly once
+        runs = [j for j in jobs if j.arm != "source"]
+        counts[cut] = len(runs)
+        assert sum(len(j.slots) for j in runs) == 8  # every run exactly once
+        # Source units are jobs of their own whatever the cut (shared, seeded by identity).
+        assert len(jobs) - len(runs) == 4
     assert counts == {"set": 2, "fold": 4, "run": 8}
     with pytest.raises(ConfigError, match="executor.cut"):
         _config(tmp_path_factory, "executor.cut=gpu")
@@ -244,7 +247,8 @@ def test_killed_coordinator_resumes_with_the_same_command(reference, tmp_path_fa
     proc = subprocess.Popen(command)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        done = list((out / "jobs").glob("*__*.json"))
+        # Sources come from the shared store (the reference trained them): run jobs only.
+        done = [p for p in (out / "jobs").glob("*__*.json") if not p.name.startswith("source")]
         ckpts = list((out / "checkpoints").glob("*/state.pt"))
         if done and len(ckpts) > len(done):
             break
@@ -269,7 +273,7 @@ def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
     from distributed import LocalCluster
 
     from pathnet_fer.experiments.dask_faces import clips_to_extract, fan_out_on_cluster
-    from pathnet_fer.experiments.protocol import load_dataset
+    from pathnet_fer.experiments.datasets import load_dataset
 
     require_data("jaffe")
     with LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=40) as cluster:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,15 +16,11 @@ import pandas as pd
 import pytest
 
 from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.datasets import DataMissingError, check_data, load_dataset
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.metrics_log import COLUMNS, read_metrics
-from pathnet_fer.experiments.protocol import (
-    DataMissingError,
-    build_phases,
-    check_data,
-    load_dataset,
-    plan_jobs,
-)
+from pathnet_fer.experiments.phases import build_phases, source_phase
+from pathnet_fer.experiments.plan import plan_jobs, source_job
 from pathnet_fer.experiments.runner import RunDirError, run_experiment
 
 # Small but real: the paper's network, fewer minibatches per path and generations.
@@ -76,9 +73,9 @@ def test_tiny_experiment_writes_every_output(tiny_run):
     assert sorted(metrics.experiment.unique()) == sorted(sets)
     for s in config.sets:
         m = metrics[metrics.experiment == s.name]
-        assert set(m.arm) == {"source", "transfer", "scratch"}
+        assert set(m.arm) == {"source", "transfer", "scratch", "zero-shot"}
         for arm in ("source", "transfer", "scratch"):
-            a = m[m.arm == arm]
+            a = m[(m.arm == arm) & (m.metric != "forgetting")]
             assert set(a.fold) == {1, 2} and set(a.iteration) == {1}
             train = a[(a.split == "train") & (a.metric == "accuracy")]
             assert sorted(train.generation.unique()) == list(range(1, 7))
@@ -87,6 +84,12 @@ def test_tiny_experiment_writes_every_output(tiny_run):
             assert sorted(test.generation.unique()) == [3, 6]  # every K and at the end
             assert set(a[a.split == "test"].level) == {"frame", "clip"}
         assert set(m[m.arm != "source"].task) == {s.destination}
+        # The source's own held-out score stays what it was after the destination link.
+        forgetting = m[m.metric == "forgetting"]
+        assert set(forgetting.arm) == {"source"} and len(forgetting) == 2
+        assert (forgetting.value == 0).all()
+        zero = m[(m.arm == "zero-shot") & (m.level == "frame") & (m.metric == "accuracy")]
+        assert set(zero.fold) == {1, 2} and zero.value.between(0, 1).all()
     acc = metrics[metrics.metric.isin(["accuracy", "macro_f1", "uar"])].value
     assert acc.between(0, 1).all()
 
@@ -94,7 +97,7 @@ def test_tiny_experiment_writes_every_output(tiny_run):
     final = summary[
         (summary.split == "test") & (summary.level == "frame") & (summary.metric == "accuracy")
     ]
-    assert len(final) == 3 * len(sets) and (final.n == 2).all() and (final.n_folds == 2).all()
+    assert len(final) == 4 * len(sets) and (final.n == 2).all() and (final.n_folds == 2).all()
     text = (out / "summary.md").read_text()
     assert all(f"## {name}" in text for name in sets) and "Wilcoxon" in text
     paired = pd.read_csv(out / "paired_tests.csv")
@@ -135,15 +138,20 @@ def test_folds_are_subject_independent_in_every_phase(tiny_run):
         assert len(tests) == 2 and not tests[1] & tests[2]  # each subject tested once
     datasets = {n: load_dataset(config, n) for n in config.datasets}
     for job in plan_jobs(config):
-        for phase in build_phases(config, job, datasets):
+        phases = (
+            [source_phase(config, job, datasets[job.task])]
+            if job.arm == "source"
+            else build_phases(config, job, datasets)
+        )
+        for phase in phases:
             for rd, key in zip(phase.data, phase.keys, strict=True):
                 assert not set(rd.train_subjects) & set(rd.test_subjects), (job.job_id, key)
     # Same dataset: the source never trains on the destination fold's test subjects.
-    job = next(
-        j for j in plan_jobs(config) if j.experiment == "jaffe->jaffe" and j.arm == "transfer"
-    )
-    source, transfer = build_phases(config, job, datasets)
-    for src, dst in zip(source.data, transfer.data, strict=True):
+    s = next(x for x in config.sets if x.name == "jaffe->jaffe")
+    job = next(j for j in plan_jobs(config) if j.experiment == s.name and j.arm == "transfer")
+    (transfer,) = build_phases(config, job, datasets)
+    for slot, dst in zip(job.slots, transfer.data, strict=True):
+        src = source_phase(config, source_job(config, s, slot), datasets["jaffe"]).data[0]
         assert not set(src.train_subjects) & set(dst.test_subjects)
         assert set(src.train_subjects) == set(dst.train_subjects)
 
@@ -237,7 +245,8 @@ def test_killed_experiment_resumes_to_the_same_result(tmp_path, require_data):
     assert not (killed / "metrics.csv").exists()
     subprocess.run(_command(killed), env=env, check=True, timeout=300)
     log = (killed / "log.txt").read_text()
-    assert "resuming" in log and "1 already finished" in log
+    finished = re.search(r"(\d+) jobs \((\d+) already finished\)", log.split("resuming")[1])
+    assert finished and 1 <= int(finished[2]) < int(finished[1])
     a, b = read_metrics(whole), read_metrics(killed)
     a, b = (m[m.metric != "train_seconds"].reset_index(drop=True) for m in (a, b))
     pd.testing.assert_frame_equal(a, b)

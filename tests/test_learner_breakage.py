@@ -128,7 +128,8 @@ def test_repeat_protocol_fixes_the_source_path_before_the_destination(
     tmp_path, require_data
 ) -> None:
     from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.protocol import execute_job, plan_jobs
+    from pathnet_fer.experiments.jobs import execute_job
+    from pathnet_fer.experiments.plan import plan_jobs
 
     require_data("ckplus48")
     config = load_config(
@@ -146,9 +147,11 @@ def test_repeat_protocol_fixes_the_source_path_before_the_destination(
             "save_models=none",
         ],
     )
+    for source in (j for j in plan_jobs(config) if j.arm == "source"):
+        assert execute_job(source, config.to_dict(), tmp_path)["phases"][0]["phase"] == "source"
     job = next(j for j in plan_jobs(config) if j.arm == "transfer")
     record = execute_job(job, config.to_dict(), tmp_path)
-    assert [p["phase"] for p in record["phases"]] == ["source", "transfer"]
+    assert [p["phase"] for p in record["phases"]] == ["transfer"]
     net, _, _ = load_checkpoint(tmp_path / "checkpoints" / job.job_id / "state.pt", "cpu")
     assert net.fixed_tasks == ["source"], "the source task's path must be fixed"
     per_layer = net.fixed.sum(-1)  # (runs, layers): distinct modules of the best path

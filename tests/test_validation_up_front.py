@@ -17,7 +17,7 @@ BAD = [
     ("executor.threads=0", "threads must be >= 1"),
     ("executor.workers=-2", "workers must be >= 0"),
     ("faces.colour=blue", "faces"),
-    ("datasets.jaffe.faces.size=32", r"source crops are 48x48 grey but destination crops 32x32"),
+    ("datasets.jaffe.faces.size=32", r"ckplus48 crops are 48x48 grey but jaffe crops 32x32"),
 ]
 
 

@@ -181,14 +181,9 @@ def cnn_threads_for(model: str, setting: int | None) -> int:
 def pathnet_source_seed(config: Any, set_name: str, iteration: int, fold: int) -> int:
     """The seed the PathNet protocol subsamples this run's source task with
     (``max_source_frames``): the same rows for the baselines' source task."""
-    from pathnet_fer.experiments.protocol import plan_jobs
+    from pathnet_fer.experiments.plan import RunSlot, set_named, source_job
 
-    for job in plan_jobs(config):
-        if job.experiment != set_name or job.arm != "transfer":
-            continue
-        if any(sl.iteration == iteration and sl.fold == fold for sl in job.slots):
-            return job.seed + fold
-    raise ValueError(f"no PathNet transfer job runs {set_name} iteration {iteration} fold {fold}")
+    return source_job(config, set_named(config, set_name), RunSlot(iteration, fold)).seed
 
 
 def log_rows(
@@ -341,13 +336,13 @@ def run_baselines(
     """Train and score every baseline on every set/iteration/fold; return the metrics.
 
     ``config``: an ``experiments.config.ExperimentConfig``. ``datasets``:
-    ``experiments.protocol.LoadedDataset`` by name when already loaded (else loaded with
+    ``experiments.datasets.LoadedDataset`` by name when already loaded (else loaded with
     the experiment's own ``load_dataset``; folds come from its ``dataset_folds``). Runs
     already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
     """
+    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
     from pathnet_fer.experiments.evaluation import evaluate_proba
     from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
-    from pathnet_fer.experiments.protocol import dataset_folds, load_dataset
     from pathnet_fer.experiments.report import write_report
 
     say = progress or (lambda _msg: None)

@@ -131,7 +131,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def _errors():
     from pathnet_fer.experiments.config import ConfigError
-    from pathnet_fer.experiments.protocol import DataMissingError
+    from pathnet_fer.experiments.datasets import DataMissingError
     from pathnet_fer.experiments.runner import RunDirError
 
     # RuntimeError: failed jobs (already logged with tracebacks in the run's log.txt);
@@ -160,7 +160,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config, out: Path) -> int:
-    from pathnet_fer.experiments.protocol import ITERATION_READINGS, fold_plan, plan_jobs
+    from pathnet_fer.experiments.datasets import fold_plan
+    from pathnet_fer.experiments.plan import ITERATION_READINGS, plan_jobs
 
     print(config.to_yaml())
     print(f"# output: {out}")
@@ -171,7 +172,8 @@ def _dry_run(config, out: Path) -> int:
     from pathnet_fer.faces.preprocess import NotCachedError, cached_only
 
     for job in plan_jobs(config):
-        print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}")
+        after = f", after {', '.join(job.after)}" if job.after else ""
+        print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}{after}")
     try:
         with cached_only():  # "runs nothing": never decodes media nor writes the cache
             plan = fold_plan(config)

@@ -51,11 +51,22 @@ class DatasetSpec:
 
 @dataclass
 class SetSpec:
-    """One experiment set: a source task, then a destination task (transfer vs scratch)."""
+    """One experiment set: a chain of tasks, each link transferring from the ones before
+    (transfer arm) and every link after the first also evolved from scratch.
 
-    source: str
-    destination: str
-    name: str = ""  # default "<source>-><destination>"
+    ``source``/``destination`` is the two-link chain; ``chain: [a, b, c]`` any length.
+    After validation ``chain`` always holds every link and ``source``/``destination`` its
+    first and last.
+    """
+
+    source: str = ""
+    destination: str = ""
+    name: str = ""  # default "<link1>-><link2>->..."
+    chain: list[str] = field(default_factory=list)
+
+    @property
+    def links(self) -> list[str]:
+        return list(self.chain) if self.chain else [self.source, self.destination]
 
 
 @dataclass
@@ -73,6 +84,9 @@ class ProtocolSpec:
     clip_vote: str = "majority"  # majority | mean_proba
     stratify: bool = True  # stratify folds by emotion where class counts allow
     max_source_frames: int | None = None  # cap on source training samples (None = all)
+    # Reuse a source unit's artifact from the shared store (<cache>/sources/) when one with
+    # the same key (data, rows, settings, seed) exists: other studies' sources are reused.
+    reuse_sources: bool = True
 
 
 @dataclass
@@ -455,18 +469,24 @@ def _validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
+    for i, s in enumerate(config.sets):
+        _normalise_chain(s, i)
     _check_names(config)
     _check_stages(config)
     names = set()
     for i, s in enumerate(config.sets):
-        for role in ("source", "destination"):
-            ds = getattr(s, role)
+        for j, ds in enumerate(s.chain):
             if ds not in config.datasets:
                 raise ConfigError(
-                    f"sets[{i}].{role}: dataset {ds!r} is not defined under datasets "
+                    f"sets[{i}].chain[{j}]: dataset {ds!r} is not defined under datasets "
                     f"(defined: {', '.join(config.datasets) or 'none'})"
                 )
-        s.name = s.name or f"{s.source}->{s.destination}"
+        if len(s.chain) > 2 and p.iteration_mode == "chained":
+            raise ConfigError(
+                f"sets[{i}] is a chain of {len(s.chain)} datasets: protocol.iteration_mode "
+                "chained (iterations as links on one destination) works with two-link sets "
+                "only; use iteration_mode repeat"
+            )
         if s.name in names:
             raise ConfigError(f"two experiment sets are named {s.name!r}")
         names.add(s.name)
@@ -477,6 +497,33 @@ def _validate(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
             )
+
+
+def _normalise_chain(s: SetSpec, i: int) -> None:
+    """Fill ``chain``, ``source``, ``destination`` and ``name`` from whichever form was given."""
+    if s.chain:
+        if len(s.chain) < 2:
+            raise ConfigError(f"sets[{i}].chain needs at least two datasets, got {s.chain}")
+        for role, value, expect in (
+            ("source", s.source, s.chain[0]),
+            ("destination", s.destination, s.chain[-1]),
+        ):
+            if value and value != expect:
+                raise ConfigError(
+                    f"sets[{i}]: {role} {value!r} disagrees with chain {s.chain}; give the "
+                    "chain alone"
+                )
+        s.source, s.destination = s.chain[0], s.chain[-1]
+    else:
+        missing = [r for r in ("source", "destination") if not getattr(s, r)]
+        if missing:
+            raise ConfigError(
+                f"sets[{i}] needs a source and a destination, or a chain: [a, b, ...] "
+                f"(missing: {', '.join(missing)})"
+            )
+        s.chain = [s.source, s.destination]
+    s.chain = list(s.chain)
+    s.name = s.name or "->".join(s.chain)
 
 
 _FLOAT = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
@@ -535,14 +582,15 @@ def _check_stages(config: ExperimentConfig) -> None:
         if value < low:
             raise ConfigError(f"executor.{key} must be >= {low}, got {value}")
     for i, s in enumerate(config.sets):
-        a, b = faces.get(s.source), faces.get(s.destination)
-        if a is not None and b is not None and (a.size, a.colour) != (b.size, b.colour):
-            raise ConfigError(
-                f"sets[{i}] ({s.source} -> {s.destination}): source crops are "
-                f"{a.size}x{a.size} {a.colour} but destination crops {b.size}x{b.size} "
-                f"{b.colour}; a transferred path needs one input size: use the same "
-                "faces.size and faces.colour for both datasets"
-            )
+        for prev, nxt in zip(s.chain, s.chain[1:], strict=False):
+            a, b = faces.get(prev), faces.get(nxt)
+            if a is not None and b is not None and (a.size, a.colour) != (b.size, b.colour):
+                raise ConfigError(
+                    f"sets[{i}] ({prev} -> {nxt}): {prev} crops are "
+                    f"{a.size}x{a.size} {a.colour} but {nxt} crops {b.size}x{b.size} "
+                    f"{b.colour}; a transferred path needs one input size: use the same "
+                    "faces.size and faces.colour for every dataset of a chain"
+                )
 
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
@@ -564,7 +612,7 @@ def _check_names(config: ExperimentConfig) -> None:
 
     seen: dict[str, str] = {}
     for s in config.sets:
-        name = s.name or f"{s.source}->{s.destination}"
+        name = s.name
         key = slug(name)
         if not key:
             raise ConfigError(f"experiment set name {name!r} has no letters or digits")

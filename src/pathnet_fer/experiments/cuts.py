@@ -41,39 +41,45 @@ def unit_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_units(config: ExperimentConfig):
-    """The units of a study: its ``batch_runs: false`` jobs."""
-    from pathnet_fer.experiments.protocol import plan_jobs
+    """The units of a study: its ``batch_runs: false`` jobs (sources are units already)."""
+    from pathnet_fer.experiments.plan import plan_jobs
 
     return plan_jobs(_unit_config(config))
 
 
 def plan_cut_jobs(config: ExperimentConfig):
-    """Jobs of ``executor.cut``, longest first; each groups units (``units_of``)."""
-    from pathnet_fer.experiments.protocol import JobSpec, _slug
+    """Jobs of ``executor.cut``, sources first; each other job groups units (``units_of``)."""
+    from pathnet_fer.experiments.names import slug
+    from pathnet_fer.experiments.plan import JobSpec, order_jobs
 
     cut = config.executor.cut
     units = plan_units(config)
     if cut == "run":
         return units
     groups: dict[tuple, list] = defaultdict(list)
+    jobs = [u for u in units if u.arm == "source"]  # one unit each, shared by sets
     for unit in units:
+        if unit.arm == "source":
+            continue
         fold = unit.slots[0].fold if cut == "fold" else None
-        groups[(unit.experiment, unit.arm, fold)].append(unit)
-    jobs = []
-    for (experiment, arm, fold), members in groups.items():
+        groups[(unit.experiment, unit.arm, unit.task, fold)].append(unit)
+    for (experiment, arm, task, fold), members in groups.items():
         members.sort(key=lambda u: [(s.iteration, s.fold) for s in u.slots])
         suffix = "" if fold is None else f"_fold{fold}"
+        link = members[0].job_id.split("__")[1].split("_it")[0].split("_fold")[0]
         jobs.append(
             JobSpec(
-                job_id=f"{_slug(experiment)}__{arm}{suffix}__{cut}",
+                job_id=f"{slug(experiment)}__{link}{suffix}__{cut}",
                 experiment=experiment,
                 arm=arm,
                 slots=tuple(s for u in members for s in u.slots),
                 seed=members[0].seed,  # unused: each unit has its own
                 cost=sum(u.cost for u in members),
+                task=task,
+                after=tuple(dict.fromkeys(a for u in members for a in u.after)),
             )
         )
-    return sorted(jobs, key=lambda j: -j.cost)
+    return order_jobs(jobs)
 
 
 def units_of(job, config: ExperimentConfig) -> list:
@@ -82,14 +88,17 @@ def units_of(job, config: ExperimentConfig) -> list:
     return [
         u
         for u in plan_units(config)
-        if u.experiment == job.experiment and u.arm == job.arm and set(u.slots) <= slots
+        if u.experiment == job.experiment
+        and u.arm == job.arm
+        and u.task == job.task
+        and set(u.slots) <= slots
     ]
 
 
 def _unit_total(config: ExperimentConfig, unit) -> int:
-    from pathnet_fer.experiments.runner import _job_total
+    from pathnet_fer.experiments.plan import job_generations
 
-    return _job_total(_unit_config(config), unit)
+    return job_generations(_unit_config(config), unit)
 
 
 def _unit_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -107,7 +116,7 @@ def execute_cut_job(
     job, config: ExperimentConfig, config_dict: dict[str, Any], run_dir: str | Path, position: int
 ) -> dict[str, Any]:
     """Run (or resume) each unit of ``job`` in turn; return the job's record."""
-    from pathnet_fer.experiments.protocol import execute_job
+    from pathnet_fer.experiments.jobs import execute_job
 
     run_dir = Path(run_dir)
     done_path = run_dir / "jobs" / f"{job.job_id}.json"

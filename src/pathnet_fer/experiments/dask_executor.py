@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pathnet_fer.experiments.executor import Executor
-from pathnet_fer.experiments.protocol import JobSpec, execute_job
+from pathnet_fer.experiments.jobs import execute_job
+from pathnet_fer.experiments.plan import JobSpec
 
 MARKER = "cluster-marker.json"
 # Settings that change no result: two coordinators of the same study share job keys.

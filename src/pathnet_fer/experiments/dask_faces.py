@@ -78,7 +78,7 @@ def clips_to_extract(config: ExperimentConfig, name: str):
     cached yet, largest first (as the local preprocessing orders them)."""
     from pathnet_fer.data.emotions import class_names
     from pathnet_fer.data.registry import get_adapter
-    from pathnet_fer.experiments.protocol import face_settings_for
+    from pathnet_fer.experiments.datasets import face_settings_for
     from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
 
     spec = config.datasets[name]

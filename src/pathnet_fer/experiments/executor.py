@@ -20,7 +20,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from typing import Any
 
-from pathnet_fer.experiments.protocol import JobSpec, execute_job
+from pathnet_fer.experiments.jobs import execute_job
+from pathnet_fer.experiments.plan import JobSpec
 
 
 class Executor(ABC):

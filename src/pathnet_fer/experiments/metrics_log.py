@@ -39,10 +39,11 @@ METRICS: frozenset[str] = frozenset(
         "parameters",
         "top_share",  # share of the most frequent predicted class (collapse check)
         "confidence",  # mean max-probability (calibration: compare with accuracy)
+        "forgetting",  # held-out accuracy at a link's end minus after the whole chain
     }
 )
 # Arms written by the PathNet protocol; baselines add their own names (any non-empty string).
-PATHNET_ARMS: tuple[str, ...] = ("source", "transfer", "scratch")
+PATHNET_ARMS: tuple[str, ...] = ("source", "transfer", "scratch", "zero-shot")
 _DTYPES = {
     "experiment": str,
     "iteration": int,

@@ -30,6 +30,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("test", "clip", "macro_f1", "test macro-F1 (clip)"),
     ("test", "frame", "top_share", "test top-class share (frame)"),
     ("test", "frame", "confidence", "test mean max-prob (frame)"),
+    ("test", "frame", "forgetting", "forgetting after the chain"),
     ("train", "minibatch", "accuracy", "train acc (paper-style)"),
     ("train", "minibatch", "loss", "train loss (paper-style)"),
     ("train", "minibatch", "train_seconds", "train seconds"),
@@ -43,7 +44,7 @@ COMPARED = (
     ("train", "minibatch", "accuracy"),
     ("train", "minibatch", "loss"),
 )
-ARM_ORDER = ("source", "transfer", "scratch")
+ARM_ORDER = ("source", "transfer", "scratch", "zero-shot")
 
 
 def paired_comparison(
@@ -54,14 +55,17 @@ def paired_comparison(
     split: str = "test",
     level: str = "frame",
     metric: str = "accuracy",
+    task: str | None = None,
 ) -> dict[str, object] | None:
-    """``arm_a`` minus ``arm_b`` on one final metric, paired by fold; None if not both arms."""
+    """``arm_a`` minus ``arm_b`` on one final metric of one task (a chain's link; None:
+    every task of the set), paired by fold; None if not both arms."""
     final = final_values(metrics)
     sel = final[
         (final.experiment == experiment)
         & (final.split == split)
         & (final.level == level)
         & (final.metric == metric)
+        & ((final.task == task) if task is not None else True)
     ]
     per_fold = sel.groupby(["arm", "fold"])["value"].mean().unstack("arm")
     if arm_a not in per_fold or arm_b not in per_fold:
@@ -80,6 +84,7 @@ def paired_comparison(
                 p_t = float(stats.ttest_rel(pairs[arm_a], pairs[arm_b]).pvalue)
     return {
         "experiment": experiment,
+        "task": task if task is not None else ",".join(sorted(set(sel.task))),
         "comparison": f"{arm_a} - {arm_b}",
         "split": split,
         "level": level,
@@ -97,13 +102,18 @@ def paired_comparison(
 
 
 def comparisons(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Transfer minus scratch for each experiment set and each compared metric."""
+    """Transfer minus scratch for each experiment set, link (task) and compared metric."""
     out = []
     for experiment in metrics["experiment"].unique():
-        for split, level, metric in COMPARED:
-            row = paired_comparison(metrics, experiment, split=split, level=level, metric=metric)
-            if row is not None:
-                out.append(row)
+        part = metrics[metrics.experiment == experiment]
+        both = set(part[part.arm == "transfer"].task) & set(part[part.arm == "scratch"].task)
+        for task in [t for t in part.task.unique() if t in both]:
+            for split, level, metric in COMPARED:
+                row = paired_comparison(
+                    metrics, experiment, split=split, level=level, metric=metric, task=task
+                )
+                if row is not None:
+                    out.append(row)
     return pd.DataFrame(out)
 
 
@@ -154,8 +164,12 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                     if len(r)
                     else ""
                 )
-            n = int(rows["n"].max())
-            folds = int(rows["n_folds"].max())
+            main = rows[
+                (rows.split == "test") & (rows.level == "frame") & (rows.metric == "accuracy")
+            ]
+            main = main if len(main) else rows
+            n = int(main["n"].max())
+            folds = int(main["n_folds"].max())
             lines.append(f"| {arm} | {task} | {n} | {folds} | " + " | ".join(cells) + " |")
         lines.append("")
         c = comp[comp.experiment == experiment] if len(comp) else comp
@@ -163,13 +177,14 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
             lines += [
                 "Transfer minus scratch, paired by fold:",
                 "",
-                "| metric | transfer | scratch | difference | folds (wins/losses) "
+                "| task | metric | transfer | scratch | difference | folds (wins/losses) "
                 "| Wilcoxon p | paired t p |",
-                "|---|---|---|---|---|---|---|",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for r in c.itertuples():
                 lines.append(
-                    f"| {r.split} {r.level} {r.metric} | {r.mean_a:.3f} | {r.mean_b:.3f} | "
+                    f"| {r.task} | {r.split} {r.level} {r.metric} | {r.mean_a:.3f} | "
+                    f"{r.mean_b:.3f} | "
                     f"{r.mean_diff:+.3f} ± {r.std_diff:.3f} | {r.n_folds} ({r.wins}/{r.losses}) | "
                     f"{format_p(r.p_wilcoxon)} | {format_p(r.p_ttest)} |"
                 )

@@ -21,17 +21,11 @@ from typing import Any
 import pandas as pd
 
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
+from pathnet_fer.experiments.datasets import check_data, fold_plan, load_dataset
 from pathnet_fer.experiments.executor import Executor, make_executor
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
 from pathnet_fer.experiments.metrics_log import merge_metric_files
-from pathnet_fer.experiments.protocol import (
-    ITERATION_READINGS,
-    JobSpec,
-    check_data,
-    fold_plan,
-    load_dataset,
-    plan_jobs,
-)
+from pathnet_fer.experiments.plan import ITERATION_READINGS, job_generations, plan_jobs
 from pathnet_fer.experiments.report import PAIRED_TEST, write_report
 from pathnet_fer.experiments.run_dir import (
     LOCK,
@@ -53,6 +47,7 @@ NON_RESULT_KEYS = {
     ("executor", "address"),
     ("executor", "scheduler_file"),
     ("executor", "retries"),
+    ("protocol", "reuse_sources"),  # a reused source is the same result by its key
     ("cache_dir",),
     ("data_root",),
 }
@@ -216,18 +211,6 @@ class ExperimentResult:
     seconds: float
 
 
-def _job_total(config: ExperimentConfig, job: JobSpec) -> int:
-    if config.executor.cut not in (None, "run"):
-        from pathnet_fer.experiments.cuts import cut_job_total
-
-        return cut_job_total(config, job)
-    g_src, g_dst = config.generations("source"), config.generations("destination")
-    if job.arm == "scratch":
-        return g_dst
-    chained = config.protocol.iteration_mode == "chained"
-    return g_src + g_dst * (config.protocol.iterations if chained else 1)
-
-
 def run_experiment(
     config: ExperimentConfig,
     out: str | Path,
@@ -257,11 +240,11 @@ def _run_experiment(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    check_data(config, sorted({d for s in config.sets for d in (s.source, s.destination)}))
+    check_data(config, sorted({d for s in config.sets for d in s.links}))
     # Preprocess (or read cached crops) once here, with all cores, and plan the folds
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
     # leaves nothing behind that a corrected command would refuse as "different".
-    names = list(dict.fromkeys(d for s in config.sets for d in (s.source, s.destination)))
+    names = list(dict.fromkeys(d for s in config.sets for d in s.links))
     if config.executor.kind == "dask" and (
         config.executor.address or config.executor.scheduler_file
     ):
@@ -342,7 +325,7 @@ def _run_experiment(
             config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
         )
     executor.attach_log(log)
-    totals = {j.job_id: _job_total(config, j) for j in jobs}
+    totals = {j.job_id: job_generations(config, j) for j in jobs}
     overall = tqdm(
         total=sum(totals.values()),
         desc=f"experiment {config.name}",
@@ -367,18 +350,40 @@ def _run_experiment(
                     pass
         overall.update(done - overall.n)
 
+    done_ids = {j.job_id for j in jobs} - {j.job_id for j in todo}
+    waiting = list(todo)  # a job is submitted once every job it needs (``after``) is done
+
+    def submit_ready() -> None:
+        for job in list(waiting):
+            if any(a in failed for a in job.after):
+                waiting.remove(job)
+                failed.append(job.job_id)
+                need = ", ".join(a for a in job.after if a in failed)
+                log(f"job {job.job_id} NOT RUN: it needs {need}, which failed")
+            elif all(a in done_ids for a in job.after):
+                waiting.remove(job)
+                executor.submit(job, config_dict, str(out))
+
     try:
-        for job in todo:
-            executor.submit(job, config_dict, str(out))
-        while executor.pending:
+        submit_ready()
+        while executor.pending or waiting:
+            if not executor.pending:
+                raise RuntimeError(f"jobs wait on jobs that never run: {waiting}")
             for job, result in executor.results(timeout=1.0):
                 if isinstance(result, BaseException):
                     failed.append(job.job_id)
                     log(f"job {job.job_id} FAILED: {type(result).__name__}: {result}")
                     log.detail("".join(traceback.format_exception(result)))
                 else:
+                    done_ids.add(job.job_id)
                     secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
-                    log(f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s evolving)")
+                    how = {"run": ", reused this run's", "store": ", reused from the store"}
+                    reused = how.get(result.get("reused", ""), "")
+                    log(
+                        f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s "
+                        f"evolving{reused})"
+                    )
+            submit_ready()
             refresh()
     finally:
         overall.close()

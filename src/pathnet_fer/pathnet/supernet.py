@@ -132,6 +132,26 @@ class PathNet:
         if not isinstance(task, torch.Tensor):
             task.fixed_into_net = True
 
+    def adopt_fixed(self, donors: list[tuple[dict[str, Any], int]], name: str) -> None:
+        """Transfer from nets trained elsewhere: run ``r`` takes the FIXED modules of run
+        ``donors[r][1]`` of the net whose ``state()`` is ``donors[r][0]`` (bit for bit),
+        and every module not fixed is re-initialised from this net's generator, exactly
+        as :meth:`fix` leaves a net. ``name``: the donor task, recorded in ``fixed_tasks``."""
+        if len(donors) != self.runs:
+            raise ValueError(f"need one donor per run ({self.runs}), got {len(donors)}")
+        for r, (state, run) in enumerate(donors):
+            donor_config = PathNetConfig.from_dict(state["config"]).to_dict()
+            if donor_config != self.config.to_dict():
+                raise ValueError(f"donor of run {r} has another PathNet configuration")
+            fixed = state["fixed"][run]
+            for layer in range(self.config.layers):
+                mask = fixed[layer].to(self.device)
+                self.weights[layer][r][mask] = state["weights"][layer][run].to(self.device)[mask]
+                self.biases[layer][r][mask] = state["biases"][layer][run].to(self.device)[mask]
+            self.fixed[r] |= fixed
+        self._initialise(~self.fixed)
+        self.fixed_tasks.append(name)
+
     # ------------------------------------------------------------------ inference
     def check_input(self, x: Any) -> torch.Tensor:
         """Inputs as float32 ``(n, input_dim)`` on the net's device, or a clear error."""

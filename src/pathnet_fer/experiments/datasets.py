@@ -1,0 +1,187 @@
+"""Datasets of a study: loading face crops as model inputs, their folds and fold plan.
+
+Everything here depends only on the config and the data, never on jobs or arms, so the
+planner, the jobs, the baselines and the coordinator all see the same folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.folds import Fold, fixed_split_fold, subject_folds
+
+
+class DataMissingError(FileNotFoundError):
+    """A configured dataset is not where the config says; the message says what to get."""
+
+
+@dataclass
+class LoadedDataset:
+    """A dataset's face crops as model inputs, with what folds need."""
+
+    name: str
+    faces: Any  # FaceDataset
+    x: np.ndarray  # float32 (n, D) in [0, 1]
+    y: np.ndarray  # int64 (n,)
+    subjects: np.ndarray
+    clips: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.x.shape[1])
+
+
+def net_config_for(config: ExperimentConfig, dataset: str, data: LoadedDataset) -> Any:
+    """The super-network (a PathNetConfig) for a dataset's crops: input width from the
+    data, and for conv modules the image shape (size x size x channels) from its face
+    settings."""
+    from pathnet_fer.pathnet import PathNetConfig
+
+    extra = {}
+    if config.pathnet.get("module") == "conv":
+        faces = face_settings_for(config, dataset)
+        channels = 3 if faces.colour == "rgb" else 1
+        extra["image_shape"] = (int(faces.size), int(faces.size), channels)
+    return PathNetConfig(input_dim=data.input_dim, **extra, **config.pathnet)
+
+
+def face_settings_for(config: ExperimentConfig, dataset: str):
+    """The dataset's FaceSettings: global ``faces`` merged with the dataset's overrides."""
+    from pathnet_fer.faces.settings import FaceSettings
+
+    return FaceSettings.from_dict({**config.faces, **config.datasets[dataset].faces})
+
+
+def check_data(config: ExperimentConfig, names: list[str] | None = None) -> None:
+    """Raise DataMissingError naming every missing dataset, what it is and where to put it."""
+    from pathnet_fer.data.registry import get_adapter
+    from pathnet_fer.paths import DATA_ENV
+
+    missing = []
+    for name in names or list(config.datasets):
+        root = config.dataset_root(name)
+        if not root.is_dir():
+            adapter = get_adapter(config.datasets[name].adapter)
+            missing.append(f"  - {name}: {adapter.description}\n    expected at {root}")
+    if missing:
+        raise DataMissingError(
+            "dataset(s) not found:\n" + "\n".join(missing) + "\nObtain them and put each "
+            f"folder there, or point the data root elsewhere (${DATA_ENV}, or --set "
+            "data_root=DIR), or set a dataset's folder (--set datasets.NAME.root=DIR)."
+        )
+
+
+def load_dataset(
+    config: ExperimentConfig, name: str, progress: bool = False, workers: int | None = None
+) -> LoadedDataset:
+    """Face crops of a configured dataset (from the cache when already preprocessed)."""
+    from pathnet_fer.faces.preprocess import preprocess_dataset
+
+    check_data(config, [name])
+    spec = config.datasets[name]
+    faces = preprocess_dataset(
+        spec.adapter,
+        config.dataset_root(name),
+        settings=face_settings_for(config, name),
+        cache_dir=config.cache_dir,
+        workers=workers,
+        keep_neutral=spec.keep_neutral,
+        progress=progress,
+    )
+    if len(faces) == 0:
+        raise ValueError(f"dataset {name!r} gave no face crops; see its manifest for reasons")
+    return LoadedDataset(
+        name=name,
+        faces=faces,
+        x=np.ascontiguousarray(faces.features()),
+        y=np.asarray(faces.labels, dtype=np.int64),
+        subjects=np.asarray(faces.subjects).astype(str),
+        clips=np.asarray(faces.clips).astype(str),
+        class_names=tuple(faces.class_names),
+    )
+
+
+def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
+    """The folds of a dataset: by subject (default), by clip, or its fixed train/test split.
+
+    Seeded by the config's seed only, so every arm and job sees the same folds.
+    """
+    spec = config.datasets[name]
+    if spec.folds == "fixed":
+        from pathnet_fer.data.registry import get_adapter
+
+        samples = (
+            get_adapter(spec.adapter)
+            .scan(config.dataset_root(name), keep_neutral=spec.keep_neutral)
+            .samples
+        )
+        split_of = dict(zip(samples["clip"].astype(str), samples["split"].astype(str), strict=True))
+        return fixed_split_fold([split_of.get(c, "") for c in data.clips], data.subjects)
+    groups = data.subjects if spec.folds == "subjects" else data.clips
+    return subject_folds(
+        groups, data.y, config.n_folds(name), seed=config.seed, stratify=config.protocol.stratify
+    )
+
+
+def link_roles(links: list[str]) -> list[str]:
+    """Role names of a chain's links: ``source``, ``link2`` ... ``destination``."""
+    k = len(links)
+    return [
+        "source" if j == 0 else "destination" if j == k - 1 else f"link{j + 1}" for j in range(k)
+    ]
+
+
+def fold_plan(
+    config: ExperimentConfig, datasets: dict[str, LoadedDataset] | None = None
+) -> pd.DataFrame:
+    """Every set's folds, per link: ``experiment, role, dataset, fold, subject, side,
+    n_samples``.
+
+    ``fold`` is 1-based as in metrics.csv. Baselines use the same plan to be comparable.
+    """
+    rows = []
+    datasets = datasets or {}
+    for s in config.sets:
+        for role, name in zip(link_roles(s.links), s.links, strict=True):
+            # A source on its destination's dataset trains on the destination fold's
+            # training subjects, so its plan is the destination's (listed again for audits).
+            data = datasets.get(name) or load_dataset(config, name)
+            datasets[name] = data
+            for fold in dataset_folds(config, name, data):
+                for side, index in (("train", fold.train_index), ("test", fold.test_index)):
+                    counts = pd.Series(data.subjects[index]).value_counts()
+                    rows += [
+                        dict(
+                            experiment=s.name,
+                            role=role,
+                            dataset=name,
+                            fold=fold.index + 1,
+                            subject=subj,
+                            side=side,
+                            n_samples=int(n),
+                        )
+                        for subj, n in sorted(counts.items())
+                    ]
+    return pd.DataFrame(
+        rows, columns=["experiment", "role", "dataset", "fold", "subject", "side", "n_samples"]
+    )
+
+
+def data_fingerprint(data: LoadedDataset) -> str:
+    """A content hash of a loaded dataset (features, labels, subjects, clips): what a
+    shared source artifact is keyed by, so other crops or labels never reuse it."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(data.x.shape).encode())
+    h.update(np.ascontiguousarray(data.x).data)
+    h.update(data.y.astype(np.int64).tobytes())
+    for values in (data.subjects, data.clips, data.class_names):
+        h.update("\x1f".join(map(str, values)).encode())
+    return h.hexdigest()

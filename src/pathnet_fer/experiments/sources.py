@@ -1,0 +1,367 @@
+"""Shared sources: a source unit is evolved once and reused by every fold, set and study.
+
+A source unit's result (its net with the best path fixed, the path, the readout, its
+held-out score and metric rows) is saved as a content-addressed artifact: the key hashes
+everything the result depends on (the data's content, the exact training and test rows,
+the PathNet and evolution settings with the source budget, the unit's seed, the device
+kind, the evaluation settings and this format's version). The same key means the same
+result, so it is reused; any changed setting is another key and trains anew. Artifacts
+live in the run directory (``sources/<key>.pt``, so a run is self-contained) and, with
+``protocol.reuse_sources``, in the shared store ``<cache>/sources/`` for other studies.
+
+After a chain, :func:`after_chain_rows` measures what the later links did to the earlier
+ones (``forgetting``: held-out accuracy at the link's end minus after the chain; frozen
+paths make it exactly 0) and the source applied with no destination training
+(``zero-shot``: classes mapped by emotion name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import pathnet_fer
+from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.datasets import (
+    LoadedDataset,
+    data_fingerprint,
+    load_dataset,
+    net_config_for,
+)
+from pathnet_fer.experiments.evaluation import evaluate_proba
+from pathnet_fer.experiments.loggers import CSVLogger, RunKey
+from pathnet_fer.experiments.phases import Phase, source_phase, source_rows
+from pathnet_fer.experiments.plan import JobSpec, users_of
+from pathnet_fer.experiments.progress import JobProgress
+from pathnet_fer.paths import cache_root
+from pathnet_fer.safe_load import load_plain
+
+FORMAT = "pathnet-fer-source"
+VERSION = 1
+
+
+@dataclass
+class FinishedTask:
+    """What inference needs of a finished, fixed task: per run its best path and readout
+    (``predict_proba`` and ``path_model`` accept it like a Task)."""
+
+    name: str
+    class_names: tuple[str, ...]
+    best_paths: torch.Tensor  # (R, L, N)
+    readout_weight: torch.Tensor  # (R, C, F)
+    readout_bias: torch.Tensor  # (R, C)
+    test_accuracy: list[float]  # held-out frame accuracy at the end of its link, per run
+    fixed_into_net: bool = True
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @classmethod
+    def of(cls, task: Any, phase: Phase, test_accuracy: list[float]) -> FinishedTask:
+        return cls(
+            name=task.name,
+            class_names=tuple(phase.class_names),
+            best_paths=task.best_paths.clone(),
+            readout_weight=task.readout_weight.detach().cpu().clone(),
+            readout_bias=task.readout_bias.detach().cpu().clone(),
+            test_accuracy=[float(a) for a in test_accuracy],
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "best_paths": self.best_paths,
+            "readout_weight": self.readout_weight,
+            "readout_bias": self.readout_bias,
+            "test_accuracy": list(self.test_accuracy),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FinishedTask:
+        return cls(
+            name=state["name"],
+            class_names=tuple(state["class_names"]),
+            best_paths=state["best_paths"],
+            readout_weight=state["readout_weight"],
+            readout_bias=state["readout_bias"],
+            test_accuracy=list(state["test_accuracy"]),
+        )
+
+    def to(self, device: Any) -> FinishedTask:
+        """The same task with its readout on ``device`` (where the net runs)."""
+        return FinishedTask(
+            self.name,
+            self.class_names,
+            self.best_paths,
+            self.readout_weight.to(device),
+            self.readout_bias.to(device),
+            self.test_accuracy,
+        )
+
+    @classmethod
+    def stack(cls, tasks: list[FinishedTask]) -> FinishedTask:
+        """One task over the runs of several one-run tasks (run r = tasks[r])."""
+        return cls(
+            name=tasks[0].name,
+            class_names=tasks[0].class_names,
+            best_paths=torch.cat([t.best_paths for t in tasks]),
+            readout_weight=torch.cat([t.readout_weight for t in tasks]),
+            readout_bias=torch.cat([t.readout_bias for t in tasks]),
+            test_accuracy=[a for t in tasks for a in t.test_accuracy],
+        )
+
+
+# --------------------------------------------------------------------------- identity
+def source_key(
+    config: ExperimentConfig, job: JobSpec, data: LoadedDataset, phase: Phase, net_config: Any
+) -> tuple[str, dict[str, Any]]:
+    """The artifact key of a source unit and the identity it hashes."""
+    from pathnet_fer.evolution import EvolutionConfig
+
+    rd = phase.data[0]
+    device = "cuda" if str(config.device).startswith("cuda") else str(config.device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    identity = {
+        "format": [FORMAT, VERSION, pathnet_fer.__version__],
+        "data": data_fingerprint(data),
+        "train_rows": hashlib.blake2b(rd.train_index.astype(np.int64).tobytes()).hexdigest(),
+        "test_rows": hashlib.blake2b(rd.test_index.astype(np.int64).tobytes()).hexdigest(),
+        "pathnet": net_config.to_dict(),
+        "evolution": EvolutionConfig.from_dict(
+            {**config.evolution, "generations": phase.generations}
+        ).to_dict(),
+        "seed": [job.seed, phase.seed],
+        "device": device,
+        "evaluation": [config.protocol.eval_every, config.protocol.clip_vote],
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24], identity
+
+
+def store_dir(config: ExperimentConfig) -> Path:
+    """The shared store of source artifacts (beside the face-crop cache)."""
+    base = Path(config.cache_dir).expanduser() if config.cache_dir else cache_root()
+    return base / "sources"
+
+
+def _save(path: Path, artifact: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(artifact, tmp)
+    os.replace(tmp, path)
+
+
+def load_artifact(path: Path) -> dict[str, Any]:
+    artifact = load_plain(path, "pathnet-fer source artifact")
+    if not isinstance(artifact, dict) or artifact.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pathnet-fer source artifact")
+    if artifact.get("version") != VERSION:
+        raise ValueError(
+            f"source artifact {path} has version {artifact.get('version')}; this code "
+            f"reads {VERSION}: delete it to retrain"
+        )
+    return artifact
+
+
+# --------------------------------------------------------------------------- source jobs
+def execute_source_job(
+    job: JobSpec, config: ExperimentConfig, run_dir: str | Path, position: int = 0
+) -> dict[str, Any]:
+    """Evolve a source unit, or reuse its artifact when one with the same key exists;
+    write its rows into the run for every set that uses it; return its record."""
+    from pathnet_fer.evolution import load_checkpoint
+    from pathnet_fer.experiments.jobs import run_phase, write_json
+    from pathnet_fer.pathnet import PathNet
+
+    run_dir = Path(run_dir)
+    done_path = run_dir / "jobs" / f"{job.job_id}.json"
+    if done_path.exists():
+        return json.loads(done_path.read_text())
+    data = load_dataset(config, job.task)
+    phase = source_phase(config, job, data)
+    net_config = net_config_for(config, job.task, data)
+    key, identity = source_key(config, job, data, phase, net_config)
+    local = run_dir / "sources" / f"{key}.pt"
+    shared = store_dir(config) / f"{key}.pt"
+    reused = "run"
+    if local.exists():
+        artifact = load_artifact(local)
+    elif config.protocol.reuse_sources and shared.exists():
+        artifact = load_artifact(shared)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared, local)
+        reused = "store"
+    else:
+        reused = ""
+        work = run_dir / "sources" / "work" / job.job_id
+        work.mkdir(parents=True, exist_ok=True)
+        (run_dir / "progress").mkdir(exist_ok=True)
+        state_path = run_dir / "checkpoints" / job.job_id / "state.pt"
+        task = None
+        if state_path.exists():
+            net, task, extra = load_checkpoint(
+                state_path, device=config.device, expect_net_config=net_config, expect_runs=1
+            )
+            if extra.get("job") != job.job_id:
+                raise ValueError(f"{state_path} belongs to job {extra.get('job')!r}")
+        else:
+            net = PathNet(net_config, runs=1, seed=job.seed, device=config.device)
+        progress = JobProgress(
+            run_dir / "progress" / f"{job.job_id}.json",
+            phase.generations,
+            f"source {job.task} fold {job.slots[0].fold} it {job.slots[0].iteration}",
+            config.logging.progress,
+            position,
+        )
+        progress.set(task.generation if task is not None else 0)
+        try:
+            summary, task = run_phase(
+                config, job, 0, phase, net, task, work, state_path, progress, 0, run_dir
+            )
+        finally:
+            progress.close()
+        finished = FinishedTask.of(task, phase, summary["test_accuracy"])
+        artifact = {
+            "format": FORMAT,
+            "version": VERSION,
+            "key": key,
+            "identity": identity,
+            "dataset": job.task,
+            "net": net.state(),
+            "task": finished.state(),
+            "summary": summary,
+            "metrics": (work / "00_source.csv").read_text(),
+            "confusion": (work / "00_source_confusion.csv").read_text(),
+        }
+        _save(local, artifact)
+        if config.protocol.reuse_sources:
+            _save(shared, artifact)
+    _write_rows(config, job, run_dir, artifact)
+    record = {
+        **job.to_dict(),
+        "key": key,
+        "reused": reused,  # "": trained here; "run": this run's copy; "store": shared store
+        "phases": [] if reused else [artifact["summary"]],
+        "runs": 1,
+        "test_accuracy": artifact["task"]["test_accuracy"][0],
+    }
+    write_json(done_path, record)
+    return record
+
+
+def _write_rows(config: ExperimentConfig, job: JobSpec, run_dir: Path, artifact: dict) -> None:
+    """The unit's metric and confusion rows, once per set that uses it (its table)."""
+    parts = run_dir / "parts" / job.job_id
+    parts.mkdir(parents=True, exist_ok=True)
+    sets = users_of(config, job)
+    for name, text in (("00_source.csv", "metrics"), ("00_source_confusion.csv", "confusion")):
+        frame = pd.read_csv(io.StringIO(artifact[text]), dtype={"experiment": str})
+        if len(frame):
+            frame = pd.concat([frame.assign(experiment=s) for s in sets], ignore_index=True)
+        frame.to_csv(parts / name, index=False)
+
+
+@dataclass
+class LoadedSources:
+    """The source units of a transfer job's runs (run r transfers from ``units[r]``)."""
+
+    units: list[JobSpec]
+    artifacts: list[dict[str, Any]]
+    task: FinishedTask
+
+    def install(self, net) -> None:
+        """Fix each run's source path in ``net`` (and re-initialise the rest)."""
+        net.adopt_fixed([(a["net"], 0) for a in self.artifacts], self.task.name)
+
+
+def load_sources(config: ExperimentConfig, run_dir: Path, units: list[JobSpec]) -> LoadedSources:
+    """The artifacts of finished source units (their jobs must have run)."""
+    cache: dict[str, dict[str, Any]] = {}
+    for unit in dict.fromkeys(units):
+        done = run_dir / "jobs" / f"{unit.job_id}.json"
+        if not done.exists():
+            raise RuntimeError(
+                f"source job {unit.job_id} has not finished; transfer jobs run after it"
+            )
+        key = json.loads(done.read_text())["key"]
+        cache[unit.job_id] = load_artifact(run_dir / "sources" / f"{key}.pt")
+    artifacts = [cache[u.job_id] for u in units]
+    task = FinishedTask.stack([FinishedTask.from_state(a["task"]) for a in artifacts])
+    return LoadedSources(units=units, artifacts=artifacts, task=task)
+
+
+# --------------------------------------------------------------------------- after a chain
+def mapped_proba(proba: np.ndarray, source: tuple[str, ...], dest: tuple[str, ...]) -> np.ndarray:
+    """Source-class probabilities as destination-class ones, matched by emotion name and
+    renormalised over the shared classes; a destination class the source lacks gets 0
+    (it is never predicted, so its samples count as wrong)."""
+    index = {name: i for i, name in enumerate(source)}
+    out = np.zeros((proba.shape[0], len(dest)), dtype=np.float64)
+    for j, name in enumerate(dest):
+        if name in index:
+            out[:, j] = proba[:, index[name]]
+    total = out.sum(1, keepdims=True)
+    if not np.all(total > 0):
+        raise ValueError(f"source classes {source} share no emotion with {dest}")
+    return out / total
+
+
+def after_chain_rows(
+    config: ExperimentConfig,
+    net,
+    source: LoadedSources,
+    finished: list[FinishedTask],
+    phases: list[Phase],
+    datasets: dict[str, LoadedDataset],
+    log: CSVLogger,
+) -> None:
+    """Rows (to ``log``) measured once the whole chain is done: ``forgetting`` of every earlier link
+    (in that link's own row: ``source`` for link 1, ``transfer`` for later ones, keyed
+    by the transfer run), and arm ``zero-shot``: the source path and readout alone on
+    each later link's held-out faces."""
+    vote = config.protocol.clip_vote
+
+    def add(key: RunKey, generation: int, level: str, values: dict[str, float]) -> None:
+        log.log_values(key, generation, "test", level, values)
+
+    src = source.task.to(net.device)
+    judged: list[tuple[FinishedTask, list[RunKey], list[Any]]] = [
+        (
+            src,
+            [RunKey(k.experiment, k.iteration, k.fold, u.task, "source")
+             for k, u in zip(phases[0].keys, source.units, strict=True)],
+            [source_rows(config, u, datasets[u.task]) for u in source.units],
+        )
+    ]  # fmt: skip
+    fixed_phases = [ph for ph in phases if ph.fix_after]
+    for f, ph in zip(finished, fixed_phases, strict=True):
+        judged.append((f.to(net.device), ph.keys, ph.data))
+    generation = phases[-1].generations
+    for f, keys, data in judged:
+        for r, (key, rd) in enumerate(zip(keys, data, strict=True)):
+            proba = net.predict_proba(rd.test_x, f, run=r).cpu().numpy()
+            acc = float(np.mean(proba.argmax(1) == rd.test_y))
+            add(key, generation, "frame", {"forgetting": f.test_accuracy[r] - acc})
+    zero_shot = phases if config.protocol.iteration_mode == "repeat" else phases[:1]
+    for ph in zero_shot:
+        for r, (key, rd) in enumerate(zip(ph.keys, ph.data, strict=True)):
+            proba = net.predict_proba(rd.test_x, src, run=r).cpu().numpy()
+            mapped = mapped_proba(proba, src.class_names, ph.class_names)
+            ev = evaluate_proba(mapped, rd.test_y, rd.test_clips, ph.n_classes, vote)
+            k = RunKey(key.experiment, key.iteration, key.fold, key.task, "zero-shot")
+            for level, values in ev.by_level().items():
+                add(k, 0, level, values)
+    log.flush()
