@@ -39,6 +39,7 @@ METRICS: frozenset[str] = frozenset(
         "parameters",
         "top_share",  # share of the most frequent predicted class (collapse check)
         "confidence",  # mean max-probability (calibration: compare with accuracy)
+        "samples",  # training budget of the task in samples seen (baselines write it)
     }
 )
 # Arms written by the PathNet protocol; baselines add their own names (any non-empty string).
