@@ -130,6 +130,20 @@ def test_evaluate_without_neutral_scores_the_five_six_class_clips(evaluated, cap
     assert "Not a class of the model" not in printed
 
 
+def test_evaluate_takes_a_dataset_from_an_experiment_config(linear_model, capsys, tmp_path):
+    status, printed, err = _run(["evaluate", str(linear_model.path), "--dataset", "ckplus48",
+                                 "--config", "demo", "--set", "faces.margin=0.1", "--workers",
+                                 "1", "--quiet", "--out", str(tmp_path)], capsys)  # fmt: skip
+    assert status == 0, err
+    frames = pd.read_csv(tmp_path / "frames.csv")
+    clips = pd.read_csv(tmp_path / "clips.csv")
+    assert len(clips) == frames["clip"].nunique() > 300  # CK+48: 3 frames per sequence
+    assert (clips["n_frames"] == 3).all()
+    assert "Data: ckplus48 (adapter ckplus48" in printed and "margin 0.1" in printed
+    assert "the model was trained on ckplus48" in printed  # its figures are not held-out
+    assert "margin 0.0 -> 0.1" in printed  # crops unlike the model's training crops
+
+
 def test_evaluate_runs_a_conv_model_file(require_data, tmp_path_factory, capsys, tmp_path):
     require_data("ckplus48")
     require_data("crema-d-sample")

@@ -432,7 +432,7 @@ def face_setting_notes(model: Any, settings: Any) -> list[str]:
         return []
     return [
         "the dataset is cropped with other face settings than the model was trained with "
-        f"({'; '.join(diffs)}): scores may be lower than with its own crops"
+        f"({'; '.join(diffs)}): scores may be lower than with its own crops."
     ]
 
 
@@ -487,6 +487,6 @@ def evaluate_model(
         result.notes.append(
             f"the model was trained on {trained_on}: only its held-out subjects "
             f"({', '.join(map(str, held)) or 'not recorded'}) give held-out figures; the "
-            "others were seen in training"
+            "others were seen in training."
         )
     return result
