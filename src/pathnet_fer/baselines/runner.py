@@ -205,7 +205,10 @@ def log_rows(
             rows.append({**base, "generation": g + 1, "split": "train", "level": "minibatch",
                          "metric": metric, "value": float(value)})  # fmt: skip
     final = len(loss)
-    for metric, value in (("train_seconds", seconds), ("parameters", parameters)):
+    cost = [("train_seconds", seconds), ("parameters", parameters)]
+    if arm != "logreg":  # its budget: a fit to convergence, not samples seen
+        cost.append(("samples", ctx.samples))  # the report flags budgets unlike PathNet's
+    for metric, value in cost:
         rows.append({**base, "generation": final, "split": "train", "level": "minibatch",
                      "metric": metric, "value": float(value)})  # fmt: skip
     for level, scores in evaluation.by_level().items():

@@ -155,9 +155,37 @@ def confusion_figure(
     return save_figure(fig, path)
 
 
+def _confusion_table(sel: pd.DataFrame) -> pd.DataFrame:
+    """Counts summed over runs, true classes down, predictions across (same order)."""
+    names = list(dict.fromkeys(sel["true"].tolist() + sel["pred"].tolist()))
+    table = sel.pivot_table(
+        index="true", columns="pred", values="count", aggfunc="sum", fill_value=0
+    )
+    return table.reindex(index=names, columns=names, fill_value=0)
+
+
+def confusion_levels(part: pd.DataFrame) -> list[str]:
+    """The levels one experiment's confusion figure shows: ``frame`` and ``clip``, or
+    only ``frame`` where the clip matrices equal the frame ones for every arm (image
+    datasets: every clip is one frame, so the clip vote changes nothing)."""
+    levels = [lv for lv in ("frame", "clip") if (part.level == lv).any()]
+    if levels != ["frame", "clip"]:
+        return levels
+    for _, rows in part.groupby("arm", sort=False):
+        frame = _confusion_table(rows[rows.level == "frame"])
+        clip = _confusion_table(rows[rows.level == "clip"])
+        if set(clip.index) != set(frame.index):
+            return levels
+        if not frame.equals(clip.reindex(index=frame.index, columns=frame.columns)):
+            return levels
+    return ["frame"]
+
+
 def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One figure per experiment set: a panel per arm (rows) and level (frame, clip),
-    each summed over folds and iterations, rows normalised (counts in brackets).
+    each summed over folds and iterations, rows normalised (counts in brackets). Where
+    the clip level equals the frame level (one frame per clip, as in image datasets)
+    there is one panel per arm, titled as both.
 
     ``confusions`` columns: experiment, arm, task, iteration, fold, level, true, pred, count
     (class names, not indices).
@@ -166,25 +194,23 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
     for experiment, part in confusions.groupby("experiment", sort=False):
         order = {"source": 0, "transfer": 1, "scratch": 2}
         arms = sorted(dict.fromkeys(part["arm"]), key=lambda a: (order.get(a, 3), a))
-        levels = [lv for lv in ("frame", "clip") if (part.level == lv).any()]
+        levels = confusion_levels(part)
+        both = levels == ["frame"] and (part.level == "clip").any()
         fig, axes = plt.subplots(
             len(arms), len(levels), squeeze=False, figsize=(4.4 * len(levels), 4.0 * len(arms))
         )
         for i, arm in enumerate(arms):
             for j, level in enumerate(levels):
                 sel = part[(part.arm == arm) & (part.level == level)]
-                names = list(dict.fromkeys(sel["true"].tolist() + sel["pred"].tolist()))
-                table = sel.pivot_table(
-                    index="true", columns="pred", values="count", aggfunc="sum", fill_value=0
-                )
-                table = table.reindex(index=names, columns=names, fill_value=0)
+                table = _confusion_table(sel)
                 runs = sel.groupby(["iteration", "fold"]).ngroups
                 task = sel["task"].iloc[0]
+                what = "frame = clip level (one frame per clip)" if both else f"{level} level"
                 _draw_confusion(
                     axes[i][j],
                     table.to_numpy(),
-                    names,
-                    f"{arm} on {task}, {level} level ({runs} runs)",
+                    list(table.index),
+                    f"{arm} on {task}, {what} ({runs} runs)",
                 )
         fig.suptitle(f"{experiment}: held-out confusion (sum over folds x iterations)", fontsize=10)
         fig.tight_layout()

@@ -40,6 +40,7 @@ METRICS: frozenset[str] = frozenset(
         "top_share",  # share of the most frequent predicted class (collapse check)
         "confidence",  # mean max-probability (calibration: compare with accuracy)
         "forgetting",  # held-out accuracy at a link's end minus after the whole chain
+        "samples",  # training budget of the task in samples seen (baselines write it)
     }
 )
 # Arms written by the PathNet protocol; baselines add their own names (any non-empty string).

@@ -45,6 +45,11 @@ COMPARED = (
     ("train", "minibatch", "loss"),
 )
 ARM_ORDER = ("source", "transfer", "scratch", "zero-shot")
+BUDGET = ("train", "minibatch", "samples")
+"""The (split, level, metric) of a task's training budget in samples seen. Baselines
+write it; a PathNet arm's is derived (``with_budgets``)."""
+PATHS_PER_GENERATION = 2  # a generation trains the two paths of one binary tournament
+DAGGER = "†"
 
 
 def paired_comparison(
@@ -117,6 +122,98 @@ def comparisons(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def samples_per_generation(run_dir: str | Path | None = None) -> int:
+    """Samples one PathNet generation trains on: 2 paths x ``minibatches`` x
+    ``batch_size`` of the run's ``config.yaml`` evolution settings (defaults: 50 x 16)."""
+    from pathnet_fer.evolution.config import EvolutionConfig
+
+    evolution: dict = {}
+    path = Path(run_dir) / "config.yaml" if run_dir is not None else None
+    if path is not None and path.is_file():
+        import yaml
+
+        evolution = (yaml.safe_load(path.read_text()) or {}).get("evolution") or {}
+    defaults = EvolutionConfig()
+    minibatches = int(evolution.get("minibatches", defaults.minibatches))
+    batch_size = int(evolution.get("batch_size", defaults.batch_size))
+    return PATHS_PER_GENERATION * minibatches * batch_size
+
+
+def with_budgets(summary: pd.DataFrame, metrics: pd.DataFrame, per_generation: int) -> pd.DataFrame:
+    """``summary`` plus a ``samples`` row (``BUDGET``) for every PathNet arm that lacks
+    one: its final generation x ``per_generation`` samples, per run. Arms whose rows
+    carry no budget (e.g. ``logreg``, or baselines written before budgets were recorded)
+    get none."""
+    from pathnet_fer.experiments.metrics_log import PATHNET_ARMS
+
+    split, level, metric = BUDGET
+    final = final_values(metrics)
+    train = final[(final.split == split) & (final.level == level)]
+    train = train[train.arm.isin(PATHNET_ARMS)]
+    if train.empty:
+        return summary
+    has = summary[(summary.split == split) & (summary.level == level) & (summary.metric == metric)]
+    known = set(zip(has.experiment, has.arm, has.task, strict=True))
+    runs = (
+        train.groupby(["experiment", "arm", "task", "iteration", "fold"], sort=False)["generation"]
+        .max()
+        .reset_index()
+    )
+    rows = []
+    for (experiment, arm, task), part in runs.groupby(["experiment", "arm", "task"], sort=False):
+        if (experiment, arm, task) in known:
+            continue
+        values = part["generation"].to_numpy(np.float64) * per_generation
+        rows.append(
+            dict(
+                experiment=experiment, arm=arm, task=task, split=split, level=level,
+                metric=metric, mean=float(values.mean()),
+                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                n=len(values), n_folds=part["fold"].nunique(),
+                generation=int(part["generation"].max()),
+            )
+        )  # fmt: skip
+    if not rows:
+        return summary
+    return pd.concat([summary, pd.DataFrame(rows)], ignore_index=True)
+
+
+def _budgets(part: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """(arm, task) -> (mean, std) samples of one experiment's summary rows."""
+    split, level, metric = BUDGET
+    rows = part[(part.split == split) & (part.level == level) & (part.metric == metric)]
+    return {(r.arm, r.task): (float(r.mean), float(r.std)) for r in rows.itertuples(index=False)}
+
+
+def budget_flags(
+    budgets: dict[tuple[str, str], tuple[float, float]],
+) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
+    """The reference budget's (arm, task) and the compared rows whose budget differs.
+
+    The reference is PathNet's ``transfer`` arm, else ``scratch``, else the most common
+    budget. The ``source`` arm (another task: the header states its budget) is never
+    flagged; a row whose runs had different budgets always is.
+    """
+    compared = {k: v for k, v in budgets.items() if k[0] != "source"}
+    if not compared:
+        return None, set()
+    ref = next((k for arm in ("transfer", "scratch") for k in compared if k[0] == arm), None)
+    if ref is None:
+        counts = pd.Series([round(m) for m, _ in compared.values()]).value_counts()
+        common = max(v for v, c in counts.items() if c == counts.max())
+        ref = max((k for k, (m, _) in compared.items() if round(m) == common), key=str)
+    target = round(compared[ref][0])
+    flagged = {k for k, (m, sd) in compared.items() if round(m) != target or sd > 0}
+    return ref, flagged
+
+
+def _samples_cell(budget: tuple[float, float] | None) -> str:
+    if budget is None:
+        return "n/a"
+    mean, std = budget
+    return f"{mean:,.0f}" if std == 0 else f"{mean:,.0f} ± {std:,.0f} (mixed)"
+
+
 def _fmt(mean: float, std: float, n: int, metric: str) -> str:
     if metric == "parameters":
         return f"{mean:,.0f}"
@@ -147,15 +244,19 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
             for c in TABLE_COLUMNS
             if ((part.split == c[0]) & (part.level == c[1]) & (part.metric == c[2])).any()
         ]
+        budgets = _budgets(part)
+        ref, flagged = budget_flags(budgets)
+        samples = ["samples"] if budgets else []
         lines += [
             f"## {experiment}",
             "",
-            "| arm | task | runs | folds | " + " | ".join(c[3] for c in cols) + " |",
-            "|---|---|---|---|" + "---|" * len(cols),
+            "| arm | task | runs | folds | " + " | ".join(samples + [c[3] for c in cols]) + " |",
+            "|---|---|---|---|" + "---|" * (len(samples) + len(cols)),
         ]
-        for (arm, task), rows in sorted(
+        groups = sorted(
             part.groupby(["arm", "task"], sort=False), key=lambda kv: _arm_key(kv[0][0])
-        ):
+        )
+        for (arm, task), rows in groups:
             cells = []
             for split, level, metric, _ in cols:
                 r = rows[(rows.split == split) & (rows.level == level) & (rows.metric == metric)]
@@ -164,14 +265,42 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                     if len(r)
                     else ""
                 )
+            if budgets:
+                cells.insert(0, _samples_cell(budgets.get((arm, task))))
             main = rows[
                 (rows.split == "test") & (rows.level == "frame") & (rows.metric == "accuracy")
             ]
             main = main if len(main) else rows
             n = int(main["n"].max())
             folds = int(main["n_folds"].max())
-            lines.append(f"| {arm} | {task} | {n} | {folds} | " + " | ".join(cells) + " |")
+            label = f"{arm} {DAGGER}" if (arm, task) in flagged else arm
+            lines.append(f"| {label} | {task} | {n} | {folds} | " + " | ".join(cells) + " |")
         lines.append("")
+        if flagged:
+            others = ", ".join(
+                f"{arm} {_samples_cell(budgets[(arm, task)])}"
+                for (arm, task), _ in groups
+                if (arm, task) in flagged
+            )
+            gens = part[(part.arm == ref[0]) & (part.metric == BUDGET[2])]["generation"]
+            unit = f" ({int(gens.max())} generations)" if ref[0] in ARM_ORDER and len(gens) else ""
+            lines += [
+                f"{DAGGER} Another training budget than {ref[0]}'s "
+                f"{_samples_cell(budgets[ref])} samples per task{unit}: {others}. These rows "
+                "are not a like-for-like comparison with the others.",
+                "",
+            ]
+        unknown = [arm for (arm, task), _ in groups if budgets and (arm, task) not in budgets]
+        if unknown:
+            why = (
+                ["logreg fits to convergence, not to a sample budget"]
+                if "logreg" in unknown
+                else []
+            )
+            older = [a for a in unknown if a != "logreg"]
+            if older:
+                why.append(f"{', '.join(older)}: rows written before budgets were recorded")
+            lines += [f"n/a: no sample budget ({'; '.join(why)}).", ""]
         c = comp[comp.experiment == experiment] if len(comp) else comp
         if len(c):
             lines += [
@@ -202,7 +331,7 @@ def write_report(
         metrics = read_metrics(run_dir / "metrics.csv")
     if metrics.empty:
         raise ValueError(f"{run_dir}: metrics.csv has no rows; nothing to report")
-    summary = summarise(metrics)
+    summary = with_budgets(summarise(metrics), metrics, samples_per_generation(run_dir))
     comp = comparisons(metrics)
     paths = {
         "summary_csv": run_dir / "summary.csv",
@@ -234,6 +363,7 @@ def _latex_cell(text: str) -> str:
                      ("#", r"\#")):  # fmt: skip
         text = text.replace(raw, tex)
     text = text.replace("±", r"$\pm$").replace("->", r"$\rightarrow$")
+    text = text.replace(DAGGER, r"$^{\dagger}$")
     return text.replace("< 0.001", r"$<$ 0.001")
 
 

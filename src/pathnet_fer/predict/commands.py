@@ -1,9 +1,10 @@
-"""CLI sub-commands of the ``predict`` stage: ``pathnet-fer predict``."""
+"""CLI sub-commands of the ``predict`` stage: ``pathnet-fer predict`` and ``evaluate``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,29 @@ examples:
 """
 
 
+EVALUATE_EPILOG = """\
+DATASET is a dataset of --config CFG (its datasets: and face settings), or without
+--config an adapter (crema-d, ckplus48, jaffe, fer2013, ...) or its shared-data folder
+(crema-d-sample), cropped with the model's own face settings. Classes are matched by
+emotion name; a dataset class the model lacks counts as wrong. Crops are cached as for
+experiments.
+
+output: a Markdown summary (printed, and OUT/summary.md), OUT/frames.csv (one row per
+face crop: clip, subject, frame_index, true, pred, correct, p_max, p_<emotion>...),
+OUT/clips.csv (clip, subject, true, majority, mean_proba, n_frames, mean_max_proba, ...)
+and OUT/summary.csv (one row of scores). See docs/predict.md.
+
+exit status: 0 scored; 1 the model, the dataset or its crops were refused.
+
+examples:
+  pathnet-fer evaluate runs/demo/models/ckplus48-to-jaffe/transfer_best.pt --dataset crema-d-sample
+  pathnet-fer evaluate model.pt --dataset crema-d --keep-neutral --out eval/crema
+  pathnet-fer evaluate model.pt --dataset jaffe --config runs/demo/config.yaml
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``predict``."""
+    """Add ``predict`` and ``evaluate``."""
     p = sub.add_parser(
         "predict",
         help="predict emotions per frame in videos and images with a trained model file",
@@ -105,6 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=run_predict)
+    _register_evaluate(sub)
 
 
 def _device(name: str) -> str:
@@ -127,6 +150,97 @@ def _device(name: str) -> str:
                 f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
             )
     return name
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    from pathnet_fer.experiments.commands import add_set_option
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained model file on every face of a labelled dataset",
+        description=(
+            "Run a model file on every face crop of a labelled dataset and report accuracy "
+            "per frame and per clip (majority vote and mean-probability vote), a per-clip "
+            "table, the collapse check and calibration."
+        ),
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="model file (e.g. <run>/models/*/*.pt)")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="the dataset to score on")
+    p.add_argument("--config", default=None, metavar="CFG", help="experiment config defining NAME")
+    p.add_argument("--root", default=None, metavar="DIR", help="the dataset's folder")
+    p.add_argument(
+        "--keep-neutral",
+        action="store_true",
+        help="keep neutral clips as a class (a model without neutral gets them wrong)",
+    )
+    add_set_option(p, "faces.margin=0.1")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="folder for the CSVs (default: evaluation_<model>_<dataset>; overwritten)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, metavar="B", help="crops per network call"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes cropping faces (default: all cores)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar while cropping")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pathnet_fer.data.registry import UnknownDatasetError
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.datasets import DataMissingError
+    from pathnet_fer.experiments.names import slug
+    from pathnet_fer.predict.evaluate import EvaluationError, evaluate_model
+    from pathnet_fer.predict.model_file import ModelFileError
+
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        device = _device(args.device)
+        result = evaluate_model(
+            args.model,
+            args.dataset,
+            config=args.config,
+            overrides=args.overrides,
+            root=args.root,
+            keep_neutral=args.keep_neutral,
+            device=device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+    except ModelFileError as error:
+        print(f"error: model refused: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (EvaluationError, ConfigError, DataMissingError, UnknownDatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (FileNotFoundError, ValueError) as error:  # e.g. a dataset that gave no face
+        if os.environ.get("PATHNET_FER_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    out = Path(args.out or f"evaluation_{slug(Path(args.model).stem)}_{slug(args.dataset)}")
+    try:
+        paths = result.write(out)
+    except OSError as error:
+        print(f"error: cannot write the outputs: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result.markdown())
+    print(
+        f"per-frame -> {paths['frames']}, per-clip -> {paths['clips']}, "
+        f"summary -> {paths['summary']}"
+    )
+    return EXIT_OK
 
 
 def run_predict(args: argparse.Namespace) -> int:
