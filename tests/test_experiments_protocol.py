@@ -145,6 +145,9 @@ def test_folds_are_subject_independent_in_every_phase(tiny_run):
         )
         for phase in phases:
             for rd, key in zip(phase.data, phase.keys, strict=True):
+                if key.fold == 0:  # the final fit (and its source) trains on everyone
+                    assert len(rd.y) == len(datasets[phase.task].y)
+                    continue
                 assert not set(rd.train_subjects) & set(rd.test_subjects), (job.job_id, key)
     # Same dataset: the source never trains on the destination fold's test subjects.
     s = next(x for x in config.sets if x.name == "jaffe->jaffe")
@@ -166,7 +169,32 @@ def test_models_are_saved_for_prediction(tiny_run):
     jaffe = load_dataset(config, "jaffe")
     proba = loaded.predict_proba(jaffe.faces.images[:5])
     assert proba.shape == (5, 6) and np.allclose(proba.sum(1), 1)
-    assert loaded.metadata["arm"] in ("transfer", "scratch")
+    assert loaded.metadata["arm"] in ("transfer", "scratch", "final")
+
+
+def test_final_fit_model_saw_every_subject_and_says_so(tiny_run, capsys):
+    from pathnet_fer.cli import main as cli_main
+    from pathnet_fer.predict.model_file import load_model
+
+    config, out, result = tiny_run
+    assert "final" not in set(result.metrics.arm)  # no held-out figure: not in the tables
+    for s in config.sets:
+        path = out / "models" / s.name.replace("->", "-to-") / "final.pt"
+        meta = load_model(path).metadata
+        assert meta["final_fit"] is True and meta["test_subjects"] == []
+        seen = {item["dataset"]: item for item in meta["trained_on"]}
+        assert list(seen) == list(dict.fromkeys(s.links))
+        for name in s.links:
+            data = load_dataset(config, name)
+            assert seen[name]["faces"] == len(data.y)
+            assert seen[name]["subjects"] == len(set(data.subjects))
+        # a fold model saw only its fold's training side
+        fold_meta = load_model(path.with_name("transfer_best.pt")).metadata
+        assert fold_meta["final_fit"] is False and fold_meta["test_subjects"]
+        assert fold_meta["trained_on"][0]["faces"] < len(load_dataset(config, s.destination).y)
+    capsys.readouterr()
+    assert cli_main(["predict", "--model", str(path), "--info"]) == 0
+    assert '"trained_on"' in capsys.readouterr().out
 
 
 def test_rerun_with_other_settings_is_refused(tiny_run):

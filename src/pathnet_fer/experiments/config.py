@@ -87,6 +87,9 @@ class ProtocolSpec:
     # Reuse a source unit's artifact from the shared store (<cache>/sources/) when one with
     # the same key (data, rows, settings, seed) exists: other studies' sources are reused.
     reuse_sources: bool = True
+    # After cross-validation, fit every set once more on ALL subjects of every link (the
+    # model a user deploys: models/<set>/final.pt); it has no held-out figure of its own.
+    final_fit: bool = True
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pathnet_fer.experiments.datasets import face_settings_for
 from pathnet_fer.experiments.names import slug
-from pathnet_fer.experiments.phases import Phase
+from pathnet_fer.experiments.phases import Phase, describe_rows
 
 
 def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str]:
@@ -20,7 +20,9 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
     for r in runs:
         key = phase.keys[r]
         name = (
-            f"{phase.arm}_it{key.iteration}_fold{key.fold}.pt"
+            "final.pt"
+            if phase.arm == "final"
+            else f"{phase.arm}_it{key.iteration}_fold{key.fold}.pt"
             if config.save_models == "all"
             else f"{phase.arm}_best.pt"
             if phase.label == phase.arm
@@ -45,7 +47,13 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
                 "train_selection_accuracy": float(fitness[r]),
                 "job": job.job_id,
                 "config": config.name,
-                "test_subjects": sorted(set(phase.data[r].test_subjects)),
+                "final_fit": phase.arm == "final",
+                # What the model saw: every link (fold models: the fold's training side).
+                "trained_on": phase.extra.get("trained_on")
+                or [describe_rows(phase.task, phase.data[r])],
+                "test_subjects": []
+                if phase.arm == "final"
+                else sorted(set(phase.data[r].test_subjects)),
             },
         )
         out.append(str(path.relative_to(run_dir)))

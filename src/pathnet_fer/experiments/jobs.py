@@ -89,12 +89,13 @@ def _execute_link_job(
     done_path = run_dir / "jobs" / f"{job.job_id}.json"
     if done_path.exists():
         return json.loads(done_path.read_text())
-    parts = run_dir / "parts" / job.job_id
+    # The final fit has no held-out data: its rows stay out of metrics.csv (final/).
+    parts = run_dir / ("final" if job.arm == "final" else "parts") / job.job_id
     parts.mkdir(parents=True, exist_ok=True)
     (run_dir / "progress").mkdir(exist_ok=True)
     state_path = run_dir / "checkpoints" / job.job_id / "state.pt"
     s = set_named(config, job.experiment)
-    transfer = job.arm == "transfer"
+    transfer = job.arm in ("transfer", "final")
     names = s.links if transfer else [job.task]
     datasets = {n: load_dataset(config, n) for n in dict.fromkeys(names)}
     phases = build_phases(config, job, datasets)
@@ -153,7 +154,7 @@ def _execute_link_job(
             save_checkpoint(state_path, net, None, extra)
     finally:
         progress.close()
-    if source is not None:
+    if source is not None and job.arm == "transfer":
         after = parts / "99_after_chain.csv"
         after.unlink(missing_ok=True)  # redone whole if a kill came after it was written
         log = CSVLogger(after)

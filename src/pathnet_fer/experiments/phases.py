@@ -17,7 +17,7 @@ from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.datasets import LoadedDataset, dataset_folds
 from pathnet_fer.experiments.folds import exclude_subjects
 from pathnet_fer.experiments.loggers import RunKey
-from pathnet_fer.experiments.plan import JobSpec, RunSlot, link_fold, set_named
+from pathnet_fer.experiments.plan import JobSpec, RunSlot, link_fold, set_named, source_job
 
 SOURCE_EXPERIMENT = "(source)"  # placeholder experiment of a source unit's own rows
 
@@ -70,7 +70,12 @@ def rows(data: LoadedDataset, train: np.ndarray, test: np.ndarray) -> RunData:
 
 
 def link_rows(config: ExperimentConfig, data: LoadedDataset, fold: int) -> RunData:
-    """A link's rows in destination fold ``fold`` (1-based): its dataset's matching fold."""
+    """A link's rows in destination fold ``fold`` (1-based): its dataset's matching fold.
+    Fold 0 (the final fit): every row trains; the "test" rows are the training rows (no
+    held-out figure exists for a model fitted on everyone)."""
+    if fold == 0:
+        every = np.arange(len(data.y))
+        return rows(data, every, every)
     folds = dataset_folds(config, data.name, data)
     f = folds[link_fold(config, data.name, fold) - 1]
     return rows(data, f.train_index, f.test_index)
@@ -80,12 +85,18 @@ def source_rows(config: ExperimentConfig, job: JobSpec, data: LoadedDataset) -> 
     """A source unit's rows: its dataset's fold ``job.slots[0].fold``, training side (with
     ``heldout``: every subject but the fold's test subjects), capped by
     ``protocol.max_source_frames`` with a subsample seeded by the unit."""
-    fold = dataset_folds(config, data.name, data)[job.slots[0].fold - 1]
-    train = exclude_subjects(data.subjects, fold.test_subjects) if job.heldout else fold.train_index
+    if job.slots[0].fold == 0:  # the final fit's source: every subject, no held-out side
+        train = test = np.arange(len(data.y))
+    else:
+        fold = dataset_folds(config, data.name, data)[job.slots[0].fold - 1]
+        test = fold.test_index
+        train = (
+            exclude_subjects(data.subjects, fold.test_subjects) if job.heldout else fold.train_index
+        )
     cap = config.protocol.max_source_frames
     if cap is not None and len(train) > cap:
         train = np.sort(np.random.default_rng(job.seed).choice(train, cap, replace=False))
-    return rows(data, train, fold.test_index)
+    return rows(data, train, test)
 
 
 def source_phase(config: ExperimentConfig, job: JobSpec, data: LoadedDataset) -> Phase:
@@ -130,9 +141,22 @@ def build_phases(
 
     if job.arm == "scratch":
         return [link_phase(job.task, "scratch", job.slots, "scratch", job.seed + 2, False)]
-    if job.arm != "transfer":
+    if job.arm not in ("transfer", "final"):
         raise ValueError(f"job {job.job_id}: no phases for arm {job.arm!r}")
     links = s.links
+    if job.arm == "final":
+        phases = [
+            link_phase(links[j], "final", job.slots, f"final_link{j + 1}", job.seed + 1 + j,
+                       j < len(links) - 1)
+            for j in range(1, len(links))
+        ]  # fmt: skip
+        src = source_job(config, s, job.slots[0])
+        trained_on = [describe_rows(links[0], source_rows(config, src, datasets[links[0]]))]
+        trained_on += [describe_rows(ph.task, ph.data[0]) for ph in phases]
+        for ph in phases:
+            ph.save_models = ph.task == s.destination and ph is phases[-1]
+            ph.extra["trained_on"] = trained_on
+        return phases
     if config.protocol.iteration_mode == "chained":
         folds = sorted({sl.fold for sl in job.slots})
         last = config.protocol.iterations
@@ -158,6 +182,15 @@ def build_phases(
         )
         for j in range(1, len(links))
     ]
+
+
+def describe_rows(dataset: str, rd: RunData) -> dict[str, Any]:
+    """What a model was trained on, for its file (``predict --info``)."""
+    return {
+        "dataset": dataset,
+        "faces": int(len(rd.y)),
+        "subjects": int(len(set(rd.train_subjects))),
+    }
 
 
 def run_slots(config: ExperimentConfig, job: JobSpec) -> list[RunSlot]:

@@ -54,7 +54,8 @@ class JobSpec:
     """A unit of work an executor runs.
 
     ``arm``: ``source`` (one source unit: ``task`` on its fold ``slots[0].fold``),
-    ``transfer`` (links 2..k of set ``experiment``) or ``scratch`` (link ``task`` alone).
+    ``transfer`` (links 2..k of set ``experiment``), ``scratch`` (link ``task`` alone) or
+    ``final`` (the transfer arm once more on every subject: fold 0, the deployed model).
     ``after``: job ids that must be finished first (the sources a transfer job loads).
     """
 
@@ -100,12 +101,19 @@ def link_fold(config: ExperimentConfig, dataset: str, fold: int) -> int:
 
 
 def source_job(config: ExperimentConfig, s: SetSpec, slot: RunSlot) -> JobSpec:
-    """The source unit a slot of set ``s`` transfers from (its job)."""
+    """The source unit a slot of set ``s`` transfers from (its job). Fold 0 (the final
+    fit) trains on every subject; on a fixed split that is the training split, the unit
+    the folds already use."""
     dataset = s.links[0]
-    heldout = dataset in s.links[1:]
-    fold = link_fold(config, dataset, slot.fold)
+    # Folds by subject already keep a fold's test subjects out of its training side; only
+    # folds by clip need the subjects excluded when the dataset comes again in the chain.
+    heldout = dataset in s.links[1:] and config.datasets[dataset].folds == "clips"
     iteration = 1 if config.protocol.iteration_mode == "chained" else slot.iteration
-    name = f"{'heldout-' if heldout else ''}fold{fold}"
+    if slot.fold == 0 and config.n_folds(dataset) > 1:
+        fold, name, heldout = 0, "all", False
+    else:
+        fold = link_fold(config, dataset, max(slot.fold, 1))
+        name = f"{'heldout-' if heldout else ''}fold{fold}"
     return JobSpec(
         job_id=f"source__{slug(dataset)}__{name}__it{iteration}",
         experiment="",
@@ -192,6 +200,21 @@ def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:
                     after=tuple(dict.fromkeys(after)),
                 )
             )
+        if p.final_fit and config.save_models != "none":  # it exists for its model
+            src = source_job(config, s, RunSlot(1, 0))
+            sources.setdefault(src.job_id, src)
+            steps = p.iterations if chained else len(links) - 1
+            jobs.append(
+                JobSpec(
+                    job_id=f"{slug(s.name)}__final",
+                    experiment=s.name,
+                    arm="final",
+                    slots=(RunSlot(1, 0),),
+                    seed=stable_seed(config.seed, s.name, "final"),
+                    cost=float(g_dst * steps),
+                    after=(src.job_id,),
+                )
+            )
         for j in range(1, len(links)):
             link = "" if len(links) == 2 else f"_link{j + 1}"
             groups = _groups(config, slots, "scratch")
@@ -257,4 +280,4 @@ def job_generations(config: ExperimentConfig, job: JobSpec) -> int:
         return g_dst
     if config.protocol.iteration_mode == "chained":
         return g_dst * config.protocol.iterations
-    return g_dst * (len(set_named(config, job.experiment).links) - 1)
+    return g_dst * (len(set_named(config, job.experiment).links) - 1)  # transfer, final

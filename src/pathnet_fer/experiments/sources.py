@@ -269,8 +269,12 @@ def _write_rows(config: ExperimentConfig, job: JobSpec, run_dir: Path, artifact:
     sets = users_of(config, job)
     for name, text in (("00_source.csv", "metrics"), ("00_source_confusion.csv", "confusion")):
         frame = pd.read_csv(io.StringIO(artifact[text]), dtype={"experiment": str})
-        if len(frame):
-            frame = pd.concat([frame.assign(experiment=s) for s in sets], ignore_index=True)
+        # A unit no set reports (the final fit's source on every subject) writes none.
+        frame = (
+            pd.concat([frame.assign(experiment=s) for s in sets], ignore_index=True)
+            if sets
+            else frame.iloc[0:0]
+        )
         frame.to_csv(parts / name, index=False)
 
 
