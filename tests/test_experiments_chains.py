@@ -43,7 +43,6 @@ def chain_settings(fer: Path, cache: Path, *extra: str) -> list[str]:
         "protocol.folds=2",
         "protocol.iterations=2",
         "logging.progress=false",
-        "save_models=none",
         f"cache_dir={cache}",
         *extra,
     ]
@@ -82,6 +81,17 @@ def test_the_source_is_trained_once_per_iteration_for_every_fold(chain_run):
     records = _records(base / "run")
     assert all(records[j.job_id]["reused"] == "" for j in sources)  # trained here
     assert len({records[j.job_id]["key"] for j in sources}) == 2
+    from pathnet_fer.predict.model_file import load_model
+
+    for j in sources:  # each source is also a model of its own (the zero-shot model)
+        model = load_model(base / "run" / "models" / "sources" / f"{j.job_id}.pt")
+        assert model.metadata["source_key"] == records[j.job_id]["key"]
+        assert model.metadata["trained_on"][0]["dataset"] == "fer2013"
+    # The deployed model of the chain saw every link: FER-2013's training split (the same
+    # source unit as iteration 1's: not trained again), all of CK+48, all of JAFFE.
+    final = load_model(base / "run" / "models" / "fer2013-to-ckplus48-to-jaffe" / "final.pt")
+    assert [t["dataset"] for t in final.metadata["trained_on"]] == ["fer2013", "ckplus48", "jaffe"]
+    assert records["fer2013-to-ckplus48-to-jaffe__final"]["after"] == [sources[0].job_id]
     metrics = read_metrics(base / "run")
     src = metrics[(metrics.arm == "source") & (metrics.metric != "forgetting")]
     assert set(src.task) == {"fer2013"} and set(src.fold) == {1}

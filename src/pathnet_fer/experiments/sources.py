@@ -250,6 +250,7 @@ def execute_source_job(
         if config.protocol.reuse_sources:
             _save(shared, artifact)
     _write_rows(config, job, run_dir, artifact)
+    models = _save_source_model(config, job, run_dir, artifact, data, phase)
     record = {
         **job.to_dict(),
         "key": key,
@@ -257,9 +258,57 @@ def execute_source_job(
         "phases": [] if reused else [artifact["summary"]],
         "runs": 1,
         "test_accuracy": artifact["task"]["test_accuracy"][0],
+        "models": models,
     }
     write_json(done_path, record)
     return record
+
+
+def _save_source_model(
+    config: ExperimentConfig,
+    job: JobSpec,
+    run_dir: Path,
+    artifact: dict[str, Any],
+    data: LoadedDataset,
+    phase: Phase,
+) -> list[str]:
+    """The source path alone as a model file (``models/sources/<unit>.pt``): the
+    zero-shot model, e.g. FER-2013's for new people."""
+    from pathnet_fer.experiments.datasets import face_settings_for
+    from pathnet_fer.experiments.phases import describe_rows
+    from pathnet_fer.pathnet import PathNet
+    from pathnet_fer.predict.model_file import save_model
+
+    if config.save_models == "none":
+        return []
+    path = run_dir / "models" / "sources" / f"{job.job_id}.pt"
+    task = FinishedTask.from_state(artifact["task"])
+    test = [] if job.slots[0].fold == 0 else sorted(set(phase.data[0].test_subjects))
+    n_test = len(test)
+    save_model(
+        path,
+        net=PathNet.from_state(artifact["net"], device="cpu"),
+        task=task,
+        run=0,
+        class_names=list(task.class_names),
+        face_settings=face_settings_for(config, job.task),
+        dataset=job.task,
+        metadata={
+            "arm": "source",
+            "job": job.job_id,
+            "config": config.name,
+            "iteration": job.slots[0].iteration,
+            "fold": job.slots[0].fold,
+            "source_key": artifact["key"],
+            "final_fit": job.slots[0].fold == 0,
+            "trained_on": [describe_rows(job.task, phase.data[0])],
+            "test_accuracy": task.test_accuracy[0],
+            "n_test_subjects": n_test,
+            # listed when a person could read them (FER-2013: one "subject" per image)
+            "test_subjects": test if len(test) <= 200 else [],
+        },
+    )
+    return [str(path.relative_to(run_dir))]
 
 
 def _write_rows(config: ExperimentConfig, job: JobSpec, run_dir: Path, artifact: dict) -> None:
