@@ -12,7 +12,7 @@ from pathnet_fer.experiments.plan import RunSlot, source_job
 
 
 def test_budget_follows_the_evolution_settings() -> None:
-    config = load_config("demo", ["evolution.minibatches=8", "evolution.batch_size=4"])
+    config = load_config("small", ["evolution.minibatches=8", "evolution.batch_size=4"])
     assert budget_samples(6, None, config.evolution) == 6 * 2 * 8 * 4
     assert budget_samples(6, 100, config.evolution) == 100
     assert budget_samples(6, None) == 6 * 2 * 50 * 16  # the paper's schedule by default
@@ -22,7 +22,7 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
     require_data("ckplus48")
     require_data("jaffe")
     config = load_config(
-        "demo",
+        "small",
         [
             "sets=[{source: ckplus48, destination: jaffe}]",
             "faces.size=16",
@@ -60,7 +60,7 @@ def test_each_run_announces_itself_and_small_cnns_get_one_thread(require_data, t
     assert cnn_threads_for("cifar", 3) == 3
     require_data("ckplus48")
     config = load_config(
-        "demo",
+        "small",
         [
             "sets=[{source: ckplus48, destination: ckplus48}]",
             "faces.size=16",

@@ -16,7 +16,7 @@ def test_logistic_layer_reproduces_sklearn_and_beats_chance(require_data):
     from pathnet_fer.experiments.config import load_config
     from pathnet_fer.experiments.datasets import load_dataset
 
-    data = load_dataset(load_config("demo"), "ckplus48")
+    data = load_dataset(load_config("small"), "ckplus48")
     subjects = np.unique(data.subjects)
     test = np.isin(data.subjects, subjects[::4])  # a quarter of the people held out
     layer, log = train_logistic(data.x[~test], data.y[~test], 6, seed=0)

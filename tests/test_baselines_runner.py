@@ -26,7 +26,7 @@ def config(require_data):
     require_data("ckplus48")
     from pathnet_fer.experiments.config import load_config
 
-    return load_config("demo", [*ONE_SET, "protocol.folds=3", "protocol.max_source_frames=300"])
+    return load_config("small", [*ONE_SET, "protocol.folds=3", "protocol.max_source_frames=300"])
 
 
 def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_path):
@@ -78,7 +78,7 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
 
 
 def test_cli_missing_weights_fails_fast_with_options(config, tmp_path, capsys):
-    code = main(["baseline", "demo", "--models", "resnet18", "--weights", str(tmp_path / "x.pth"),
+    code = main(["baseline", "small", "--models", "resnet18", "--weights", str(tmp_path / "x.pth"),
                  "--out", str(tmp_path / "run"), *[a for o in ONE_SET for a in ("--set", o)]])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "x.pth" in err and "resnet18=torchvision" in err
@@ -115,12 +115,12 @@ def test_baselines_section_of_an_experiment_config(tmp_path):
 
     path = tmp_path / "study.yaml"
     path.write_text(
-        f"extends: {CONFIG_DIR / 'demo.yaml'}\n"
+        f"extends: {CONFIG_DIR / 'small.yaml'}\n"
         "baselines:\n  models: [mobilenet_v2, mlp]\n  finetune: [head, full]\n  max_samples: 800\n"
     )
     config, section = load_with_baselines(str(path), ["baselines.input_size=64"])
     settings = BaselineSettings.from_dict(section)
-    assert config.name == "demo" and settings.max_samples == 800 and settings.input_size == 64
+    assert config.name == "small" and settings.max_samples == 800 and settings.input_size == 64
     assert [a for a, _ in expand_arms(settings)] == [
         "mobilenet_v2", "mobilenet_v2", "mlp-scratch", "mlp-finetune"
     ]  # fmt: skip

@@ -12,13 +12,13 @@ def test_dry_run_never_builds_the_face_cache(require_data, tmp_path, capsys) -> 
     require_data("jaffe")
     cache = tmp_path / "cache"
     sets = ["--set", f"cache_dir={cache}", "--set", "faces.size=16", "--set", "protocol.folds=2"]
-    argv = ["experiment", "demo", "--dry-run", "--out", str(tmp_path / "run"), *sets]
+    argv = ["experiment", "small", "--dry-run", "--out", str(tmp_path / "run"), *sets]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "# folds: not shown: the face crops of" in out
     assert not cache.exists() or not any(cache.rglob("*")), "a dry run wrote the cache"
     assert not (tmp_path / "run").exists()
-    config = load_config("demo", [s for s in sets if s != "--set"])
+    config = load_config("small", [s for s in sets if s != "--set"])
     for name in ("ckplus48", "jaffe"):
         load_dataset(config, name, workers=1)
     assert main(argv) == 0

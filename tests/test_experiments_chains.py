@@ -55,7 +55,7 @@ def chain_run(tmp_path_factory, require_data):
     base = tmp_path_factory.mktemp("chain")
     fer = fer_subset(require_data("fer2013"), base / "fer", train=25, test=8)
     cache = tmp_path_factory.getbasetemp() / "cache"
-    config = load_config("demo", chain_settings(fer, cache))
+    config = load_config("small", chain_settings(fer, cache))
     result = run_experiment(config, base / "run", executor=InlineExecutor(), quiet=True)
     return config, base, fer, cache, result
 
@@ -182,7 +182,7 @@ def test_zero_shot_maps_source_classes_by_emotion_name():
 def test_a_second_study_reuses_the_source_and_a_changed_setting_retrains(chain_run):
     config, base, fer, cache, first = chain_run
     again = run_experiment(
-        load_config("demo", chain_settings(fer, cache)),
+        load_config("small", chain_settings(fer, cache)),
         base / "again",
         executor=InlineExecutor(),
         quiet=True,
@@ -198,7 +198,7 @@ def test_a_second_study_reuses_the_source_and_a_changed_setting_retrains(chain_r
     pd.testing.assert_frame_equal(a, b)
 
     changed = run_experiment(
-        load_config("demo", chain_settings(fer, cache, "protocol.source_generations=5")),
+        load_config("small", chain_settings(fer, cache, "protocol.source_generations=5")),
         base / "changed",
         executor=InlineExecutor(),
         quiet=True,
@@ -214,16 +214,16 @@ def test_a_second_study_reuses_the_source_and_a_changed_setting_retrains(chain_r
 
 def test_chain_settings_are_checked_up_front(tmp_path):
     with pytest.raises(ConfigError, match="chain needs at least two"):
-        load_config("demo", ["sets=[{chain: [jaffe]}]"])
+        load_config("small", ["sets=[{chain: [jaffe]}]"])
     with pytest.raises(ConfigError, match="disagrees with chain"):
-        load_config("demo", ["sets=[{chain: [jaffe, ckplus48], source: ckplus48}]"])
+        load_config("small", ["sets=[{chain: [jaffe, ckplus48], source: ckplus48}]"])
     with pytest.raises(ConfigError, match="chain\\[1\\]: dataset 'nope'"):
-        load_config("demo", ["sets=[{chain: [jaffe, nope]}]"])
+        load_config("small", ["sets=[{chain: [jaffe, nope]}]"])
     with pytest.raises(ConfigError, match="two-link sets only"):
         load_config(
-            "demo",
+            "small",
             ["sets=[{chain: [jaffe, ckplus48, jaffe]}]", "protocol.iteration_mode=chained"],
         )
-    config = load_config("demo", ["sets=[{source: jaffe, destination: ckplus48}]"])
+    config = load_config("small", ["sets=[{source: jaffe, destination: ckplus48}]"])
     assert config.sets[0].chain == ["jaffe", "ckplus48"]
     assert config.sets[0].name == "jaffe->ckplus48"

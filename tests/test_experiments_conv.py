@@ -32,7 +32,7 @@ TINY_CONV = [
 def test_tiny_conv_study_runs_every_arm_and_exports_conv_models(tmp_path, require_data):
     require_data("ckplus48")
     require_data("jaffe")
-    config = load_config("demo", [*TINY_CONV, f"cache_dir={tmp_path / 'cache'}"])
+    config = load_config("small", [*TINY_CONV, f"cache_dir={tmp_path / 'cache'}"])
     out = tmp_path / "run"
     run_experiment(config, out, executor=InlineExecutor(), quiet=True)
     metrics = read_metrics(out)

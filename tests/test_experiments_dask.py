@@ -50,7 +50,7 @@ KEY = ["experiment", "iteration", "fold", "task", "arm", "generation", "split", 
 
 def _config(tmp_path_factory, *extra):
     cache = tmp_path_factory.getbasetemp() / "cache"
-    return load_config("demo", [*TINY, f"cache_dir={cache}", *extra])
+    return load_config("small", [*TINY, f"cache_dir={cache}", *extra])
 
 
 def _metrics(run_dir) -> pd.DataFrame:
@@ -225,10 +225,10 @@ def test_cli_executor_options():
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["experiment", "demo", "--executor", "dask"])
+    args = parser.parse_args(["experiment", "small", "--executor", "dask"])
     assert "executor.kind=dask" in _overrides(args)
-    args = parser.parse_args(["experiment", "demo", "--address", "tcp://head:8786"])
-    config = load_config("demo", _overrides(args))
+    args = parser.parse_args(["experiment", "small", "--address", "tcp://head:8786"])
+    config = load_config("small", _overrides(args))
     assert (config.executor.kind, config.executor.address) == ("dask", "tcp://head:8786")
 
 
@@ -240,7 +240,7 @@ def test_killed_coordinator_resumes_with_the_same_command(reference, tmp_path_fa
 
     out = tmp_path_factory.mktemp("coordinator") / "run"
     cache = tmp_path_factory.getbasetemp() / "cache"
-    command = [sys.executable, "-m", "pathnet_fer.experiments", "experiment", "demo"]
+    command = [sys.executable, "-m", "pathnet_fer.experiments", "experiment", "small"]
     command += ["--out", str(out), "--quiet", "--executor", "dask"]
     for item in [*TINY, f"cache_dir={cache}", "executor.cut=run"]:
         command += ["--set", item]
@@ -278,7 +278,7 @@ def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
     require_data("jaffe")
     with LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=40) as cluster:
         config = load_config(
-            "demo",
+            "small",
             [
                 "executor.kind=dask",
                 f"executor.address={cluster.scheduler_address}",
@@ -292,7 +292,7 @@ def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
     shared = load_dataset(config, "jaffe")
     assert shared.faces.report.processed == 0  # the coordinator only assembled the dataset
     local = load_dataset(
-        load_config("demo", [f"cache_dir={tmp_path / 'local-cache'}"]), "jaffe", workers=2
+        load_config("small", [f"cache_dir={tmp_path / 'local-cache'}"]), "jaffe", workers=2
     )
     assert local.faces.report.processed == counts["jaffe"]
     np.testing.assert_array_equal(shared.x, local.x)

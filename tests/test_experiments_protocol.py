@@ -41,7 +41,7 @@ def tiny_run(tmp_path_factory, require_data):
     # Module-scoped: name the per-session cache explicitly (conftest's autouse cache
     # fixture is function-scoped and not active yet here).
     cache = tmp_path_factory.getbasetemp() / "cache"
-    config = load_config("demo", [*TINY, f"cache_dir={cache}"])
+    config = load_config("small", [*TINY, f"cache_dir={cache}"])
     out = tmp_path_factory.mktemp("tiny") / "run"
     result = run_experiment(config, out, executor=InlineExecutor(), quiet=True)
     return config, out, result
@@ -209,7 +209,7 @@ def test_rerun_with_other_settings_is_refused(tiny_run):
 
 
 def test_missing_data_says_what_and_where(tmp_path):
-    config = load_config("demo", [f"data_root={tmp_path}"])
+    config = load_config("small", [f"data_root={tmp_path}"])
     with pytest.raises(DataMissingError) as err:
         check_data(config)
     assert str(tmp_path / "jaffe") in str(err.value) and "JAFFE" in str(err.value)
@@ -236,7 +236,7 @@ def _command(out, *extra):
         "-m",
         "pathnet_fer.experiments",
         "experiment",
-        "demo",
+        "small",
         "--out",
         str(out),
         "--quiet",
@@ -287,7 +287,7 @@ def test_chained_iterations_fix_each_destination_in_turn(tmp_path, require_data)
 
     require_data("ckplus48")
     config = load_config(
-        "demo",
+        "small",
         [
             "sets=[{source: ckplus48, destination: ckplus48}]",
             "protocol.iteration_mode=chained",

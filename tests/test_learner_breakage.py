@@ -133,7 +133,7 @@ def test_repeat_protocol_fixes_the_source_path_before_the_destination(
 
     require_data("ckplus48")
     config = load_config(
-        "demo",
+        "small",
         [
             "sets=[{source: ckplus48, destination: ckplus48}]",
             "faces.size=24",

@@ -132,7 +132,7 @@ def test_evaluate_without_neutral_scores_the_five_six_class_clips(evaluated, cap
 
 def test_evaluate_takes_a_dataset_from_an_experiment_config(linear_model, capsys, tmp_path):
     status, printed, err = _run(["evaluate", str(linear_model.path), "--dataset", "ckplus48",
-                                 "--config", "demo", "--set", "faces.margin=0.1", "--workers",
+                                 "--config", "small", "--set", "faces.margin=0.1", "--workers",
                                  "1", "--quiet", "--out", str(tmp_path)], capsys)  # fmt: skip
     assert status == 0, err
     frames = pd.read_csv(tmp_path / "frames.csv")
@@ -161,7 +161,7 @@ def test_evaluate_runs_a_conv_model_file(require_data, tmp_path_factory, capsys,
     [
         (["--dataset", "no-such-data"], "unknown dataset 'no-such-data'"),
         (["--dataset", "crema-d-sample", "--set", "faces.size=64"], "the model expects 48x48"),
-        (["--dataset", "nope", "--config", "demo"], "not defined under datasets"),
+        (["--dataset", "nope", "--config", "small"], "not defined under datasets"),
     ],
 )
 def test_evaluate_refuses_bad_input_in_one_line(linear_model, capsys, tmp_path, extra, message):

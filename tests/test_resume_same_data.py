@@ -32,12 +32,12 @@ def test_resume_on_other_data_is_refused_moved_data_is_not(tmp_path, require_dat
     for png in (other / "ckplus48").glob("*/S010_*.png"):  # one subject fewer
         png.unlink()
     out = tmp_path / "run"
-    first = run_experiment(load_config("demo", TINY), out, executor=InlineExecutor(), quiet=True)
+    first = run_experiment(load_config("small", TINY), out, executor=InlineExecutor(), quiet=True)
     folds = (out / "folds.csv").read_text()
     jobs = sorted(p.name for p in (out / "jobs").iterdir())
     with pytest.raises(RunDirError, match="was started on other data"):
         run_experiment(
-            load_config("demo", [*TINY, f"data_root={other}"]),
+            load_config("small", [*TINY, f"data_root={other}"]),
             out,
             executor=InlineExecutor(),
             quiet=True,
@@ -45,7 +45,7 @@ def test_resume_on_other_data_is_refused_moved_data_is_not(tmp_path, require_dat
     assert (out / "folds.csv").read_text() == folds
     assert sorted(p.name for p in (out / "jobs").iterdir()) == jobs
     again = run_experiment(
-        load_config("demo", [*TINY, f"data_root={moved}"]),
+        load_config("small", [*TINY, f"data_root={moved}"]),
         out,
         executor=InlineExecutor(),
         quiet=True,

@@ -26,7 +26,7 @@ def _prepare(config, out, restart=False):
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config("demo", ["protocol.folds=2"])
+    return load_config("small", ["protocol.folds=2"])
 
 
 def test_restart_never_deletes_a_folder_the_tool_did_not_mark(config, tmp_path) -> None:
@@ -53,7 +53,7 @@ def test_restart_clears_a_marked_run_and_marks_the_new_one(config, tmp_path) -> 
     first = read_marker(out)
     assert first is not None and first["name"] == config.name
     (out / "metrics.csv").write_text("old rows")
-    other = load_config("demo", ["protocol.folds=3"])
+    other = load_config("small", ["protocol.folds=3"])
     with pytest.raises(RunDirError, match="(?s)different configuration.*--restart"):
         _prepare(other, out)
     assert _prepare(other, out, restart=True) is False
@@ -68,7 +68,7 @@ def test_unmarked_run_of_an_older_version_resumes_without_restart_hint(config, t
     out = tmp_path / "old"
     out.mkdir()
     (out / "config.yaml").write_text(config.to_yaml())
-    other = load_config("demo", ["protocol.folds=3"])
+    other = load_config("small", ["protocol.folds=3"])
     with pytest.raises(RunDirError, match="different configuration") as info:
         _prepare(other, out)
     assert "--restart" not in str(info.value)
@@ -79,7 +79,7 @@ def test_unmarked_run_of_an_older_version_resumes_without_restart_hint(config, t
 @pytest.mark.parametrize("name", ["..", ".", "../..", "/tmp/x", "a/b", "", "-x", "a b"])
 def test_name_must_be_a_simple_folder_name(name) -> None:
     with pytest.raises(ConfigError, match="must be a simple folder name"):
-        load_config("demo", [f"name={json.dumps(name)}"])
+        load_config("small", [f"name={json.dumps(name)}"])
 
 
 def test_set_names_with_one_file_name_are_refused() -> None:
@@ -88,7 +88,7 @@ def test_set_names_with_one_file_name_are_refused() -> None:
         " {source: jaffe, destination: ckplus48, name: x-to-y}]"
     )
     with pytest.raises(ConfigError, match="'x->y' and 'x-to-y' share the file name 'x-to-y'"):
-        load_config("demo", [sets])
+        load_config("small", [sets])
 
 
 _HOLDER = textwrap.dedent(

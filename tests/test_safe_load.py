@@ -112,7 +112,7 @@ def test_resuming_a_job_from_a_poisoned_checkpoint_runs_no_code(tmp_path, requir
 
     require_data("ckplus48")
     config = load_config(
-        "demo",
+        "small",
         [
             "sets=[{source: ckplus48, destination: ckplus48}]",
             "faces.size=16",

@@ -24,14 +24,14 @@ BAD = [
 @pytest.mark.parametrize(("override", "message"), BAD)
 def test_bad_settings_are_refused_when_the_config_is_loaded(override, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config("demo", [override])
+        load_config("small", [override])
 
 
 @pytest.mark.parametrize(("override", "message"), BAD[:4])
 def test_dry_run_and_real_run_refuse_before_writing(override, message, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     for extra in (["--dry-run"], []):
-        code = main(["experiment", "demo", "--out", str(out), "--set", override, *extra])
+        code = main(["experiment", "small", "--out", str(out), "--set", override, *extra])
         assert code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
@@ -39,7 +39,7 @@ def test_dry_run_and_real_run_refuse_before_writing(override, message, tmp_path,
 
 
 def test_exponent_floats_are_numbers() -> None:
-    assert load_config("demo", ["evolution.lr=1e-2"]).evolution["lr"] == 0.01
-    assert load_config("demo", ["evolution.lr=5E-3"]).evolution["lr"] == 0.005
+    assert load_config("small", ["evolution.lr=1e-2"]).evolution["lr"] == 0.01
+    assert load_config("small", ["evolution.lr=5E-3"]).evolution["lr"] == 0.005
     with pytest.raises(ConfigError, match="expected a number"):
-        load_config("demo", ["evolution.lr=fast"])
+        load_config("small", ["evolution.lr=fast"])

@@ -1,8 +1,9 @@
 """``pathnet-fer demo``: the main job on a fresh machine, end to end in a few minutes.
 
-Preprocesses CK+48 and JAFFE (cached after the first time), runs ``configs/demo.yaml``
-(the paper's three sets, shortened), writes the report and figures, and prints where
-they are.
+Preprocesses FER-2013, CK+48 and JAFFE (cached after the first time), runs
+``configs/demo.yaml`` (FER-2013 -> CK+48 and -> JAFFE, shortened, with the final fit on
+every subject), writes the report and figures, and prints where they are and the
+``pathnet-fer predict`` command for the deployed model.
 """
 
 from __future__ import annotations
@@ -60,4 +61,24 @@ def run_demo(
             f"{curves[0].name if curves else '-'})"
         )
         print(f"Models:  {result.run_dir / 'models'}")
+    model = deployed_model(result.run_dir, cfg)
+    if model is not None:
+        clips = cfg.resolved_data_root() / "crema-d-sample" / "VideoFlash"
+        print(
+            f"\nThe deployed model ({model.parent.name}, trained on every subject):\n"
+            f"  pathnet-fer predict --model {model} {clips}/*.flv --out predictions.csv\n"
+            f"  pathnet-fer predict --model {model} --info\n"
+            f"  pathnet-fer evaluate {model} --dataset crema-d-sample   # per-clip scores"
+        )
     return result
+
+
+def deployed_model(run_dir: Path, config) -> Path | None:
+    """The model a user runs: the first set's final fit (else its best fold model)."""
+    from pathnet_fer.experiments.names import slug
+
+    folder = Path(run_dir) / "models" / slug(config.sets[0].name)
+    for name in ("final.pt", "transfer_best.pt"):
+        if (folder / name).exists():
+            return folder / name
+    return None
