@@ -1,6 +1,6 @@
-"""Benchmark: the demo study on the local executor vs a Dask LocalCluster, same workers.
+"""Benchmark: the small study (configs/small.yaml) on the local executor vs a Dask LocalCluster, same workers.
 
-The study is ``configs/demo.yaml`` REDUCED by default (``--generations 30`` instead of
+The study is ``configs/small.yaml`` REDUCED by default (``--generations 30`` instead of
 100, so both executors finish in minutes on 2 shared cores): 3 sets x 2 folds x 1
 iteration, 12 runs. Both executors run the same jobs (``--cut``, default ``run``: 12 jobs,
 the finest cut and so the most scheduling) with the same ``--workers`` processes x 1
@@ -19,7 +19,7 @@ torch thread, into fresh run directories, after the face crops are cached. Repor
   executor: what finer, one-run jobs cost on one machine.
 
 Run: ``.venv/bin/python benchmarks/bench_executors.py`` (``--help`` for options;
-``--generations 100`` for the full demo). Timings on a shared machine are noisy: rerun
+``--generations 100`` for the full small study). Timings on a shared machine are noisy: rerun
 on a quiet one (``--repeat 3`` alternates the executors and reports each run).
 """
 
@@ -43,7 +43,7 @@ def run_once(
     from pathnet_fer.experiments.executor import LocalExecutor
     from pathnet_fer.experiments.runner import run_experiment
 
-    config = load_config("demo", overrides(args, kind, cut or args.cut))
+    config = load_config("small", overrides(args, kind, cut or args.cut))
     out = root / f"{kind}-{cut or args.cut}-{index}"
     t0 = time.perf_counter()
     if kind == "dask":
@@ -98,7 +98,7 @@ def noop_round_trip(workers: int, tasks: int = 200) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generations", type=int, default=30, help="per task (demo: 100)")
+    parser.add_argument("--generations", type=int, default=30, help="per task (small: 100)")
     parser.add_argument("--workers", type=int, default=2, help="processes for both executors")
     parser.add_argument("--cut", default="run", choices=("set", "fold", "run"))
     parser.add_argument("--repeat", type=int, default=1)
@@ -119,12 +119,12 @@ def main() -> None:
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-executors-"))
     root.mkdir(parents=True, exist_ok=True)
-    config = load_config("demo", overrides(args, "local", args.cut))
+    config = load_config("small", overrides(args, "local", args.cut))
     for name in config.datasets:  # cache the crops outside the timed runs
         load_dataset(config, name)
     jobs = len(plan_jobs(config))
     print(
-        f"demo study, reduced: {args.generations} generations per task (demo: 100), "
+        f"small study, reduced: {args.generations} generations per task (small: 100), "
         f"{len(config.sets)} sets x {config.protocol.folds} folds x "
         f"{config.protocol.iterations} iteration; cut {args.cut}: {jobs} jobs; "
         f"{args.workers} workers x 1 thread; {os.cpu_count()} CPUs, "
@@ -153,7 +153,7 @@ def main() -> None:
     batched = None
     if not args.no_batched:
         batched, _, _ = run_once("local", args, root, 0, cut="null")
-        n = len(plan_jobs(load_config("demo", overrides(args, "local", "null"))))
+        n = len(plan_jobs(load_config("small", overrides(args, "local", "null"))))
         print(f"  local, batched jobs (cut null, {n} jobs): {batched:7.1f} s")
     frame = pd.DataFrame(rows)
     local = frame[frame.kind == "local"].wall_s.median()

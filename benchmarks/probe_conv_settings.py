@@ -28,7 +28,7 @@ SETTINGS = (  # (readout_features, input_norm, lr)
 
 
 def main() -> None:
-    data = load_dataset(load_config("demo"), "ckplus48")
+    data = load_dataset(load_config("small"), "ckplus48")
     subjects = sorted(set(data.subjects))
     np.random.default_rng(0).shuffle(subjects)
     test = np.isin(data.subjects, subjects[:30])

@@ -117,6 +117,14 @@ def test_evaluate_scores_every_clip_with_both_votes(evaluated, linear_model, cap
     assert f"| frame | {frame_acc:.3f} | {int((frames.true == frames.pred).sum())}/" in printed
     assert "Collapse check:" in printed and "Calibration: mean max-probability" in printed
     assert (out / "summary.md").read_text().startswith("# Evaluation of")
+    # The calibration curve: every frame in one bin, each bin's figures from its frames.
+    curve = pd.read_csv(out / "calibration.csv")
+    assert curve["n"].sum() == len(frames) and len(curve) == 10
+    for row in curve[curve.n > 0].itertuples():
+        inside = frames[(frames.p_max > row.low) & (frames.p_max <= row.high)]
+        assert len(inside) == row.n
+        assert row.accuracy == pytest.approx((inside.true == inside.pred).mean())
+    assert (out / "calibration.png").stat().st_size > 5000 and (out / "calibration.pdf").exists()
 
 
 def test_evaluate_without_neutral_scores_the_five_six_class_clips(evaluated, capsys, tmp_path):
@@ -190,3 +198,16 @@ def test_class_mapping_matches_emotions_by_name():
     assert mapping.absent_from_data == ("surprise", "sadness")
     expanded = mapping.expand(np.array([[0.2, 0.5, 0.3]]))
     assert expanded.tolist() == [[0.2, 0.5, 0.3, 0.0, 0.0]]
+
+
+def test_reliability_table_bins_and_expected_calibration_error():
+    from pathnet_fer.experiments.evaluation import reliability_table
+
+    confidence = np.array([0.95, 0.95, 0.55, 0.55, 0.55, 0.55])
+    correct = np.array([True, True, True, False, False, False])
+    table = reliability_table(confidence, correct, bins=10)
+    top, middle = table.iloc[9], table.iloc[5]
+    assert (top.n, top.accuracy, top.confidence) == (2, 1.0, pytest.approx(0.95))
+    assert (middle.n, middle.accuracy) == (4, 0.25)
+    # ECE = (2 * |0.95 - 1| + 4 * |0.55 - 0.25|) / 6
+    assert table.ece.iloc[0] == pytest.approx((2 * 0.05 + 4 * 0.30) / 6)

@@ -83,8 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "demo",
         help="run configs/demo.yaml end to end (preprocess, experiment, report)",
-        description="The main job: preprocess CK+48 and JAFFE from the data root (cached), run "
-        "the three transfer sets briefly on every core, and print where the report is.",
+        description="The main job: preprocess FER-2013, CK+48 and JAFFE from the data root "
+        "(cached), learn FER-2013 once and transfer it into CK+48 and JAFFE briefly on every "
+        "core, fit the deployed model on every subject, and print where the report is and "
+        "the predict command for that model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -151,3 +151,34 @@ def evaluate_proba(
         n_clips=len(ids),
         predictions=predictions,
     )
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """The calibration curve: predictions binned by their max-probability (equal-width
+    bins over (0, 1]), with per bin ``n``, ``confidence`` (mean max-probability) and
+    ``accuracy``; a calibrated model has the two equal in every bin. ``ece``: the
+    expected calibration error, the n-weighted mean gap (same value on every row)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if confidence.shape != correct.shape or confidence.size == 0:
+        raise ValueError("confidence and correct must be non-empty and of one shape")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = which == b
+        n = int(sel.sum())
+        rows.append(
+            {
+                "low": edges[b],
+                "high": edges[b + 1],
+                "n": n,
+                "confidence": float(confidence[sel].mean()) if n else float("nan"),
+                "accuracy": float(correct[sel].mean()) if n else float("nan"),
+            }
+        )
+    table = pd.DataFrame(rows)
+    used = table[table.n > 0]
+    gap = (used.confidence - used.accuracy).abs()
+    table["ece"] = float((gap * used.n).sum() / used.n.sum())
+    return table

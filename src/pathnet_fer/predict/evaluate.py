@@ -210,7 +210,11 @@ class DatasetEvaluation:
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """``frames.csv``, ``clips.csv``, ``summary.csv`` and ``summary.md`` in ``out_dir``."""
+        """``frames.csv``, ``clips.csv``, ``summary.csv``, ``summary.md``, and the
+        calibration curve (``calibration.csv``, ``calibration.png`` + ``.pdf``)."""
+        from pathnet_fer.experiments.evaluation import reliability_table
+        from pathnet_fer.experiments.figures import calibration_figure
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -223,6 +227,11 @@ class DatasetEvaluation:
         self.clips.to_csv(paths["clips"], index=False)
         self.summary().to_csv(paths["summary"], index=False)
         paths["markdown"].write_text(self.markdown())
+        curve = reliability_table(self.frames["p_max"], self.frames["correct"])
+        paths["calibration"] = out / "calibration.csv"
+        curve.to_csv(paths["calibration"], index=False)
+        title = f"{Path(self.model_path).name} on {self.dataset} (frames)"
+        paths["calibration_figure"] = calibration_figure(curve, out / "calibration.png", title)
         return paths
 
 
