@@ -50,9 +50,10 @@ class FaceSettings(SettingsDict):
     - ``scale_factor``, ``min_neighbors``: passed to ``detectMultiScale`` (OpenCV defaults).
     - ``blur``: Gaussian sigma, in pixels of the final ``size`` x ``size`` crop, applied to
       every finished crop (training datasets and prediction alike; 0 = off, the crops
-      are exactly those made without the setting). FER-2013's shared training images
-      are blurred (about sigma 2.6 at 48x48) and its test images, CK+48 and JAFFE are
-      sharp; see docs/faces.md ("FER-2013's blurred training split").
+      are exactly those made without the setting, under the same cache key).
+      FER-2013's shared training images are blurred (sigma 3.06 at 48x48 brings its
+      sharp test images to their median sharpness) while its test images, CK+48 and
+      JAFFE are sharp; see docs/faces.md ("FER-2013's blurred training split").
     """
 
     size: int = 48
