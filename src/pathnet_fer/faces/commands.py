@@ -78,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="drop frames more than this many frames away from a detected face "
         "(default 0: no limit, the paper's previous-face rule)",
     )
+    parser.add_argument(
+        "--blur",
+        type=float,
+        default=defaults.blur,
+        help="Gaussian sigma in pixels of the final crop applied to every crop "
+        "(default 0: off; see docs/faces.md on FER-2013's blurred training split)",
+    )
     parser.add_argument("--keep-neutral", action="store_true", help="keep neutral as a 7th class")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,6 +107,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
             detect_side=args.detect_side,
             recheck_every=args.recheck_every,
             max_gap=args.max_gap,
+            blur=args.blur,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Cut a square face crop with a margin around a box, resize it, convert its colour."""
+"""Cut a square face crop with a margin around a box, resize it, convert its colour, blur it."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def crop_face(
     ``frame`` is RGB ``(h, w, 3)`` or grey ``(h, w)``. ``box=None`` takes the whole frame
     (pre-cropped datasets: CK+48, FER-2013). Parts of the square that fall outside the
     frame repeat the border pixels (no black bars that a network could learn from).
-    Downscaling uses area averaging (no aliasing on large faces).
+    Downscaling uses area averaging (no aliasing on large faces). The finished crop is
+    blurred by ``settings.blur`` (see :func:`blur_crop`; 0 = untouched).
     """
     settings = settings or FaceSettings()
     if frame.ndim == 3 and frame.shape[2] == 1:
@@ -60,4 +61,21 @@ def crop_face(
             patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
     elif patch.ndim == 2:
         patch = np.repeat(patch[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(patch, dtype=np.uint8)
+    return blur_crop(np.ascontiguousarray(patch, dtype=np.uint8), settings.blur)
+
+
+def blur_crop(crop: np.ndarray, sigma: float) -> np.ndarray:
+    """``crop`` (uint8, grey or rgb) smoothed by a Gaussian of ``sigma`` pixels of the crop.
+
+    ``sigma <= 0`` returns ``crop`` itself, untouched. Otherwise OpenCV's ``GaussianBlur``
+    with its own kernel size for ``sigma`` (radius about 3 sigma), borders mirrored
+    (``BORDER_REFLECT_101``), rounded back to uint8. This is ``FaceSettings.blur``: every
+    dataset's crops (and a predictor's) blurred alike, e.g. to match FER-2013's blurred
+    training images (``benchmarks/fer2013_blur_gap.py``, docs/faces.md).
+    """
+    if not sigma > 0:
+        return crop
+    blurred = cv2.GaussianBlur(
+        crop, (0, 0), sigmaX=float(sigma), sigmaY=float(sigma), borderType=cv2.BORDER_REFLECT_101
+    )
+    return np.ascontiguousarray(blurred, dtype=np.uint8)

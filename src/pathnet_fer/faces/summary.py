@@ -63,7 +63,9 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
         f"dataset {s['dataset']}: {s['clips_ok']} clips ok, {s['clips_skipped']} skipped, "
         f"{s['subjects']} subjects",
         f"faces: {s['crops']} crops ({settings.size}x{settings.size} {settings.colour}, "
-        f"margin {settings.margin}, every {settings.every}, "
+        f"margin {settings.margin}, "
+        + (f"blur sigma {settings.blur:g}, " if settings.blur else "")
+        + f"every {settings.every}, "
         f"detection {detection}, multi-face '{settings.multi_face}')",
     ]
     if settings.detect:

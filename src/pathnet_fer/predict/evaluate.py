@@ -487,7 +487,8 @@ def evaluate_model(
         f"{model.input.describe()})",
         "Data": f"{dataset} (adapter {spec.adapter}, {cfg.dataset_root(dataset)}): "
         f"{len(result.clips)} clips, {len(result.frames)} face crops; face settings size "
-        f"{settings.size}, colour {settings.colour}, margin {settings.margin}",
+        f"{settings.size}, colour {settings.colour}, margin {settings.margin}"
+        + (f", blur sigma {settings.blur:g}" if settings.blur else ""),
     }
     result.notes = face_setting_notes(model, settings)
     trained_on = str(model.dataset or "")
