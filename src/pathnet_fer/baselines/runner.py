@@ -776,16 +776,17 @@ def _write_run_config(
     weights_used: dict[str, dict[str, str]], device: str,
     source_models: dict[str, dict[str, Any]] | None = None,
 ) -> None:  # fmt: skip
+    path = out_dir / "baselines_config.yaml"
+    # Source models an earlier run of this directory used stay listed (their files stay).
+    earlier = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
     record = {
         "experiment": config.to_dict(),
         "baselines": settings.to_dict(),
         "arms": [_arm_label(m, mode, settings) for m, mode in arms],
         "weights_used": weights_used,
-        "source_models": source_models or {},
+        "source_models": {**(earlier.get("source_models") or {}), **(source_models or {})},
         "device": device,
         "seed": config.seed,
         "versions": versions(),
     }
-    (out_dir / "baselines_config.yaml").write_text(
-        yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False)
-    )
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
