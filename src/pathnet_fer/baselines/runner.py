@@ -635,10 +635,10 @@ def run_baselines(
                         )  # fmt: skip
                         writer.log_many(log_rows(ctx, arm, log, seconds, n_params, evaluation))
                         writer.flush()
+                        trained = f"train loss {log.final_loss:.3f}" if log.loss else "no training"
                         say(
-                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: train loss "
-                            f"{log.final_loss:.3f}, test acc {evaluation.frame['accuracy']:.3f} "
-                            f"(frame), {seconds:.1f}s"
+                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: {trained}, "
+                            f"test acc {evaluation.frame['accuracy']:.3f} (frame), {seconds:.1f}s"
                         )
     _write_run_config(out_dir, config, settings, arms, weights_used, device, source_models.records)
     metrics = read_metrics(metrics_path)
