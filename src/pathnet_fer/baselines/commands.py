@@ -16,8 +16,14 @@ the PathNet run's directory to get one table with every arm).
 
 Models: CNNs (new 6-way head on ImageNet backbones) {cnns};
   mlp (= mlp-scratch + mlp-finetune: an MLP the size of one PathNet path, trained from
-  scratch / fine-tuned from the source task), progressive (Progressive Neural Networks),
-  logreg (scikit-learn logistic regression on the destination's standardised pixels).
+  scratch / fine-tuned from the source task), mlp-zeroshot (the source MLP applied to the
+  destination untrained, classes matched by emotion name), cnn (= cnn-scratch, cnn-head,
+  cnn-full, cnn-zeroshot: a plain CNN the size of one conv PathNet path, from scratch /
+  pre-trained on the set's source task then head-only or fully fine-tuned / zero-shot;
+  each arm may be named alone), progressive (Progressive Neural Networks), logreg
+  (scikit-learn logistic regression on the destination's standardised pixels).
+Source models are trained once per source task (once per iteration for a fixed-split
+  source such as FER-2013) and saved under OUT/source_models/: a rerun reuses them.
 Weights (--weights): auto (offline packages, or torchvision files already cached; nothing
   downloaded) | torchvision (download; needs internet) | package | none (random init,
   reported as MODEL-scratch) | PATH | model=SPEC,model=SPEC. Missing weights are an

@@ -9,6 +9,7 @@ so ``summary.md`` shows baselines beside PathNet's ``transfer`` and ``scratch`` 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -33,6 +34,7 @@ from pathnet_fer.baselines.finetune import (
 )
 from pathnet_fer.baselines.logistic import train_logistic
 from pathnet_fer.baselines.mlp import MLP, MLPConfig
+from pathnet_fer.baselines.path_cnn import PathCNN, PathCNNConfig, body_features, zero_shot_proba
 from pathnet_fer.baselines.progressive import ProgressiveNet
 from pathnet_fer.baselines.sgd_training import (
     TrainingLog,
@@ -41,9 +43,26 @@ from pathnet_fer.baselines.sgd_training import (
     torch_threads,
     train_sgd,
 )
+from pathnet_fer.baselines.source_models import SourceModel, SourceModels, fingerprint, source_key
 from pathnet_fer.baselines.weights import WeightsChoice, resolve_weights
 
-VECTOR_BASELINES = ("mlp", "mlp-scratch", "mlp-finetune", "progressive", "logreg")
+PATH_CNN_ARMS = ("cnn-scratch", "cnn-head", "cnn-full", "cnn-zeroshot")
+"""The CNN the size of one conv PathNet path (``path_cnn.py``): from scratch, pre-trained on
+the set's source task then head-only / fully fine-tuned, and the source model zero-shot."""
+SOURCE_ARMS = {
+    "mlp-finetune": "mlp",
+    "mlp-zeroshot": "mlp",
+    "cnn-head": "cnn",
+    "cnn-full": "cnn",
+    "cnn-zeroshot": "cnn",
+}
+"""Arms that start from a source model (its kind): trained once per source task
+(``source_models.py``), shared by every destination fold that has the same source task."""
+# Baselines on the flattened crops PathNet sees (``mlp`` and ``cnn`` expand to arms).
+VECTOR_BASELINES = (
+    "mlp", "mlp-scratch", "mlp-finetune", "mlp-zeroshot", "progressive", "logreg",
+    "cnn", *PATH_CNN_ARMS,
+)  # fmt: skip
 KNOWN_MODELS = (*MODEL_NAMES, *VECTOR_BASELINES)
 # Runs offline with the weights packages installed: the default model list.
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_lite0", "cifar", "mlp", "progressive", "logreg")
@@ -67,6 +86,7 @@ class BaselineSettings:
     cnn_lr: float = 0.01
     cnn_momentum: float = 0.9
     mlp_lr: float | None = None  # None: the PathNet SGD rate (evolution.lr)
+    conv_lr: float | None = None  # the path-sized CNN's SGD rate (None: evolution.lr)
     iterations: int | None = None  # None: protocol.iterations
     folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
@@ -86,6 +106,10 @@ class BaselineSettings:
             raise BaselineConfigError(
                 f"baselines.finetune must list {' and/or '.join(FINETUNE_MODES)}, got {self.finetune}"
             )
+        for key in ("conv_lr", "mlp_lr"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise BaselineConfigError(f"baselines.{key} must be > 0 or null, got {value}")
         for key in ("iterations", "max_samples", "input_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -231,8 +255,8 @@ def train_vector_baseline(
     y_source: np.ndarray | None,
     mlp: MLPConfig,
 ) -> tuple[torch.nn.Module, TrainingLog, float, int]:
-    """Train ``mlp-scratch``, ``mlp-finetune``, ``progressive`` or ``logreg`` on
-    flattened crops."""
+    """Train ``mlp-scratch``, ``progressive`` or ``logreg`` on flattened crops (the arms
+    that start from a source model: ``train_source_arm``)."""
     _seeded(ctx.seed)
     dim = x_train.shape[1]
     if kind == "logreg":
@@ -265,17 +289,149 @@ def train_vector_baseline(
         log = train_sgd(model, x_train, y_train, ctx.samples, seed=ctx.seed, **opt)
         return model, log, time.perf_counter() - start, sum(p.numel() for p in net.parameters())
     net = MLP(dim, ctx.n_classes, mlp.layers, mlp.width).to(ctx.device)
-    if kind == "mlp-finetune":
-        if x_source is None:
-            raise ValueError("mlp-finetune needs a source task")
-        net.new_readout(int(y_source.max()) + 1)
-        net.to(ctx.device)
-        train_sgd(net, x_source, y_source, ctx.source_samples, seed=ctx.seed + 7, **opt)
-        net.new_readout(ctx.n_classes)
-        net.to(ctx.device)
     start = time.perf_counter()
     log = train_sgd(net, x_train, y_train, ctx.samples, seed=ctx.seed, **opt)
     return net, log, time.perf_counter() - start, sum(p.numel() for p in net.parameters())
+
+
+def train_source_arm(
+    arm: str,
+    ctx: RunContext,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    class_names: tuple[str, ...],
+    source: SourceModel | None,
+    cnn: PathCNNConfig | None,
+    sgd: dict[str, Any],
+) -> tuple[torch.nn.Module, np.ndarray, TrainingLog, float, int]:
+    """One path-sized arm on a destination fold: ``(model, test proba, log, seconds, params)``.
+
+    ``cnn-scratch``: a fresh ``PathCNN(cnn)`` trained on the destination. ``-finetune`` /
+    ``cnn-full``: a copy of the source model with a new readout, every layer trained.
+    ``cnn-head``: the same, the conv layers frozen (the readout trains on their features,
+    computed once). ``-zeroshot``: the source model itself, no destination training, its
+    classes mapped by emotion name (``path_cnn.zero_shot_proba``).
+    """
+    device = ctx.device
+    if arm.endswith("-zeroshot"):
+        assert source is not None
+        proba = predict_proba(source.model, x_test, device=device)
+        proba = zero_shot_proba(proba, source.class_names, class_names)
+        n_params = sum(p.numel() for p in source.model.parameters())
+        return source.model, proba, TrainingLog(batch_size=sgd["batch_size"]), 0.0, n_params
+    if arm.endswith("-scratch"):
+        _seeded(ctx.seed)
+        assert cnn is not None
+        net = PathCNN(cnn, ctx.n_classes).to(device)
+    else:
+        assert source is not None
+        net = copy.deepcopy(source.model)  # the cached source model is never changed
+        _seeded(ctx.seed)
+        net.new_readout(ctx.n_classes)
+        net.to(device)
+    net.train()
+    start = time.perf_counter()
+    if arm == "cnn-head":
+        for p in net.body_parameters():
+            p.requires_grad_(False)
+        features = body_features(net, x_train, device=device)
+        log = train_sgd(net.readout, features, y_train, ctx.samples, seed=ctx.seed, **sgd)
+    else:
+        log = train_sgd(net, x_train, y_train, ctx.samples, seed=ctx.seed, **sgd)
+    seconds = time.perf_counter() - start
+    proba = predict_proba(net, x_test, device=device)
+    return net, proba, log, seconds, sum(p.numel() for p in net.parameters())
+
+
+def path_cnn_config(config: Any, dataset: str, data: Any) -> PathCNNConfig:
+    """The CNN the size of one conv path of the experiment's ``pathnet`` settings, for a
+    dataset's crops (image shape from its face settings). A linear-module experiment
+    gets the conv defaults (channels 8, 16, 32 for 3 layers)."""
+    from pathnet_fer.experiments.datasets import face_settings_for
+    from pathnet_fer.pathnet import PathNetConfig
+
+    faces = face_settings_for(config, dataset)
+    shape = (int(faces.size), int(faces.size), 3 if faces.colour == "rgb" else 1)
+    net = PathNetConfig(
+        input_dim=data.input_dim, image_shape=shape, **{**config.pathnet, "module": "conv"}
+    )
+    return PathCNNConfig.like_path(net)
+
+
+class SourceTasks:
+    """The source models of one set's arms, trained once per source task.
+
+    Shared (another dataset with a single fold, e.g. FER-2013's fixed split): the
+    source task does not depend on the destination fold, so ONE model per iteration and
+    kind serves every fold; its ``max_source_frames`` subsample is the one the PathNet
+    run of fold 1 trains on, and its seed ``seed + 1000 x iteration``. Otherwise (same
+    dataset: the fold's test subjects are excluded; another dataset with k folds: its
+    fold k) one per fold, seeded ``seed + 1000 x iteration + fold index``.
+    """
+
+    def __init__(
+        self, config: Any, s: Any, source: Any, src_folds: list | None, models: SourceModels,
+        mlp: MLPConfig, cnn: PathCNNConfig | None, conv_lr: float, source_samples: int,
+        device: str, say: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.config, self.s, self.source, self.src_folds = config, s, source, src_folds
+        self.models, self.mlp, self.cnn, self.conv_lr = models, mlp, cnn, conv_lr
+        self.samples, self.device, self.say = source_samples, device, say
+        self.shared = src_folds is not None and len(src_folds) == 1
+        self._rows: tuple[tuple[int, int | None], tuple[np.ndarray, np.ndarray, str]] | None = None
+
+    def rows(self, iteration: int, fold: Any) -> tuple[np.ndarray, np.ndarray, str]:
+        """Source rows, labels and their fingerprint (the last task's kept in memory)."""
+        key = (iteration, None if self.shared else fold.index)
+        if self._rows is None or self._rows[0] != key:
+            seed = pathnet_source_seed(
+                self.config, self.s.name, iteration, 1 if self.shared else fold.index + 1
+            )
+            x, y = source_task(self.config, self.s, self.source, fold, self.src_folds, seed)
+            self._rows = (key, (x, y, fingerprint(x, y, self.source.class_names)))
+        return self._rows[1]
+
+    def model(self, kind: str, iteration: int, fold: Any) -> SourceModel:
+        x, y, digest = self.rows(iteration, fold)
+        seed = self.config.seed + 1000 * iteration + (0 if self.shared else fold.index)
+        n_src, dim = len(self.source.class_names), int(x.shape[1])
+        if kind == "cnn":
+            assert self.cnn is not None
+            shape = self.cnn.to_dict()
+            opt = dict(lr=self.conv_lr, momentum=0.0, batch_size=self.mlp.batch_size)
+
+            def build() -> torch.nn.Module:
+                _seeded(seed)
+                return PathCNN(self.cnn, n_src)
+        else:
+            shape = {**self.mlp.to_dict(), "input_dim": dim}
+            opt = dict(lr=self.mlp.lr, momentum=self.mlp.momentum, batch_size=self.mlp.batch_size)
+
+            def build() -> torch.nn.Module:
+                _seeded(seed)
+                return MLP(dim, n_src, self.mlp.layers, self.mlp.width)
+
+        sgd = {**opt, "seed": seed + 7, "device": self.device}
+        key = source_key(
+            kind=kind, model=shape, data=digest, samples=self.samples, sgd=opt, seed=seed
+        )
+        folds = "all" if self.shared else fold.index + 1
+        describe = dict(
+            experiment=self.s.name, source=self.s.source, iteration=iteration, folds=folds,
+            rows=len(y), samples=self.samples, seed=seed, data=digest, model=shape,
+            classes=list(self.source.class_names),
+        )  # fmt: skip
+        found = self.models.get(
+            kind, key, build, lambda: (x, y), self.source.class_names, self.samples, sgd, describe
+        )
+        if found.status != "memory":
+            what = "trained" if found.status == "trained" else f"loaded from {found.path}"
+            self.say(
+                f"{self.s.name} iteration {iteration} source {kind} ({self.s.source}, "
+                f"folds {folds}, {len(y):,} rows, {self.samples:,} samples): {what}"
+            )
+        return found
 
 
 def expand_arms(settings: BaselineSettings) -> list[tuple[str, str]]:
@@ -284,6 +440,8 @@ def expand_arms(settings: BaselineSettings) -> list[tuple[str, str]]:
     for model in settings.models:
         if model == "mlp":
             pairs += [("mlp-scratch", ""), ("mlp-finetune", "")]
+        elif model == "cnn":
+            pairs += [(arm, "") for arm in PATH_CNN_ARMS]
         elif model in VECTOR_BASELINES:
             pairs.append((model, ""))
         elif model == "cifar" or settings.weights_for(model) == "none":
@@ -385,6 +543,9 @@ def run_baselines(
     _write_run_config(out_dir, config, settings, arms, weights_used, device)
     feature_cache: dict[tuple[str, str], torch.Tensor] = {}
     vector_threads = int(getattr(config.executor, "threads", 1) or 1)
+    source_models = SourceModels(out_dir / "source_models")
+    conv_lr = float(settings.conv_lr or config.evolution.get("lr", 0.02))
+    path_sgd = dict(batch_size=mlp.batch_size, device=device)
     with MetricsWriter(metrics_path) as writer:
         for s in sets:
             dest, source = datasets[s.destination], datasets[s.source]
@@ -399,6 +560,17 @@ def run_baselines(
             source_samples = budget_samples(
                 config.generations("source"), settings.max_samples, config.evolution
             )
+            uses_cnn = any(m in PATH_CNN_ARMS for m, _ in arms)
+            cnn_shape = path_cnn_config(config, s.destination, dest) if uses_cnn else None
+            if any(m in SOURCE_ARMS for m, _ in arms) and source.input_dim != dest.input_dim:
+                raise BaselineConfigError(
+                    f"set {s.name!r}: source crops give {source.input_dim} features, "
+                    f"destination {dest.input_dim}; use the same faces.size and faces.colour"
+                )
+            sources = SourceTasks(
+                config, s, source, src_folds, source_models, mlp, cnn_shape, conv_lr,
+                source_samples, device, say,
+            )  # fmt: skip
             for iteration in range(1, iterations + 1):
                 for fold in wanted:
                     ctx = RunContext(
@@ -412,17 +584,32 @@ def run_baselines(
                         if (s.name, iteration, ctx.fold, arm) in finished:
                             say(f"skip {s.name} iteration {iteration} fold {ctx.fold} {arm} (done)")
                             continue
-                        threads = (
-                            vector_threads
-                            if model in VECTOR_BASELINES
-                            else cnn_threads_for(model, settings.cnn_threads)
+                        if model in PATH_CNN_ARMS:
+                            threads = int(settings.cnn_threads or vector_threads)
+                        elif model in VECTOR_BASELINES:
+                            threads = vector_threads
+                        else:
+                            threads = cnn_threads_for(model, settings.cnn_threads)
+                        doing = (
+                            "the source model on the held-out faces (no destination training)"
+                            if arm.endswith("-zeroshot")
+                            else f"training ({ctx.samples:,} samples, {threads} thread(s))"
                         )
-                        say(
-                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: training "
-                            f"({ctx.samples:,} samples, {threads} thread(s)) ..."
-                        )
-                        if model in VECTOR_BASELINES:
-                            if src_x is None and model not in ("mlp-scratch", "logreg"):
+                        say(f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: {doing} ...")
+                        if model in SOURCE_ARMS or model == "cnn-scratch":
+                            with torch_threads(threads):
+                                kind = SOURCE_ARMS.get(model)
+                                src = sources.model(kind, iteration, fold) if kind else None
+                                lr = conv_lr if model.startswith("cnn") else mlp.lr
+                                momentum = 0.0 if model.startswith("cnn") else mlp.momentum
+                                _, proba, log, seconds, n_params = train_source_arm(
+                                    model, ctx, dest.x[train], dest.y[train], dest.x[test],
+                                    dest.class_names, src,
+                                    cnn_shape,
+                                    {**path_sgd, "lr": lr, "momentum": momentum},
+                                )  # fmt: skip
+                        elif model in VECTOR_BASELINES:
+                            if src_x is None and model == "progressive":
                                 src_x, src_y = source_task(
                                     config, s, source, fold, src_folds,
                                     pathnet_source_seed(config, s.name, iteration, ctx.fold),
@@ -446,12 +633,12 @@ def run_baselines(
                         )  # fmt: skip
                         writer.log_many(log_rows(ctx, arm, log, seconds, n_params, evaluation))
                         writer.flush()
+                        trained = f"train loss {log.final_loss:.3f}" if log.loss else "no training"
                         say(
-                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: train loss "
-                            f"{log.final_loss:.3f}, test acc {evaluation.frame['accuracy']:.3f} "
-                            f"(frame), {seconds:.1f}s"
+                            f"{s.name} iteration {iteration} fold {ctx.fold} {arm}: {trained}, "
+                            f"test acc {evaluation.frame['accuracy']:.3f} (frame), {seconds:.1f}s"
                         )
-    _write_run_config(out_dir, config, settings, arms, weights_used, device)
+    _write_run_config(out_dir, config, settings, arms, weights_used, device, source_models.records)
     metrics = read_metrics(metrics_path)
     write_report(out_dir, metrics, header=_report_header(config, settings))
     return metrics
@@ -585,16 +772,19 @@ def _report_header(config: Any, settings: BaselineSettings) -> str:
 def _write_run_config(
     out_dir: Path, config: Any, settings: BaselineSettings, arms: list[tuple[str, str]],
     weights_used: dict[str, dict[str, str]], device: str,
+    source_models: dict[str, dict[str, Any]] | None = None,
 ) -> None:  # fmt: skip
+    path = out_dir / "baselines_config.yaml"
+    # Source models an earlier run of this directory used stay listed (their files stay).
+    earlier = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
     record = {
         "experiment": config.to_dict(),
         "baselines": settings.to_dict(),
         "arms": [_arm_label(m, mode, settings) for m, mode in arms],
         "weights_used": weights_used,
+        "source_models": {**(earlier.get("source_models") or {}), **(source_models or {})},
         "device": device,
         "seed": config.seed,
         "versions": versions(),
     }
-    (out_dir / "baselines_config.yaml").write_text(
-        yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False)
-    )
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
