@@ -290,14 +290,21 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                 "are not a like-for-like comparison with the others.",
                 "",
             ]
-        unknown = [arm for (arm, task), _ in groups if budgets and (arm, task) not in budgets]
+        unknown = list(
+            dict.fromkeys(
+                arm for (arm, task), _ in groups if budgets and (arm, task) not in budgets
+            )
+        )
         if unknown:
             why = (
                 ["logreg fits to convergence, not to a sample budget"]
                 if "logreg" in unknown
                 else []
             )
-            older = [a for a in unknown if a != "logreg"]
+            shots = [a for a in unknown if a.endswith("zeroshot") or a == "zero-shot"]
+            if shots:
+                why.append(f"{', '.join(shots)}: no training on the destination at all")
+            older = [a for a in unknown if a != "logreg" and a not in shots]
             if older:
                 why.append(f"{', '.join(older)}: rows written before budgets were recorded")
             lines += [f"n/a: no sample budget ({'; '.join(why)}).", ""]
