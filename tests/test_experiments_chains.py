@@ -212,7 +212,7 @@ def test_a_second_study_reuses_the_source_and_a_changed_setting_retrains(chain_r
     assert src.generation.max() == 5
 
 
-def test_chain_settings_are_checked_up_front(tmp_path):
+def test_chain_settings_are_checked_up_front():
     with pytest.raises(ConfigError, match="chain needs at least two"):
         load_config("small", ["sets=[{chain: [jaffe]}]"])
     with pytest.raises(ConfigError, match="disagrees with chain"):

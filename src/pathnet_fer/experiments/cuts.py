@@ -50,7 +50,7 @@ def plan_units(config: ExperimentConfig):
 def plan_cut_jobs(config: ExperimentConfig):
     """Jobs of ``executor.cut``, sources first; each other job groups units (``units_of``)."""
     from pathnet_fer.experiments.names import slug
-    from pathnet_fer.experiments.plan import JobSpec, order_jobs
+    from pathnet_fer.experiments.plan import JobSpec, order_jobs, set_named
 
     cut = config.executor.cut
     units = plan_units(config)
@@ -66,7 +66,9 @@ def plan_cut_jobs(config: ExperimentConfig):
     for (experiment, arm, task, fold), members in groups.items():
         members.sort(key=lambda u: [(s.iteration, s.fold) for s in u.slots])
         suffix = "" if fold is None else f"_fold{fold}"
-        link = members[0].job_id.split("__")[1].split("_it")[0].split("_fold")[0]
+        # a chain's scratch jobs are one per link: name them by the link's dataset
+        two_links = len(set_named(config, experiment).links) == 2
+        link = arm if arm != "scratch" or two_links else f"scratch_{slug(task)}"
         jobs.append(
             JobSpec(
                 job_id=f"{slug(experiment)}__{link}{suffix}__{cut}",

@@ -6,7 +6,7 @@ planner, the jobs, the baselines and the coordinator all see the same folds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class LoadedDataset:
     subjects: np.ndarray
     clips: np.ndarray
     class_names: tuple[str, ...]
+    # folds made from this data, by the settings that decide them (dataset_folds)
+    fold_cache: dict[tuple, list[Fold]] = field(default_factory=dict, repr=False)
 
     @property
     def input_dim(self) -> int:
@@ -110,8 +112,20 @@ def load_dataset(
 def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
     """The folds of a dataset: by subject (default), by clip, or its fixed train/test split.
 
-    Seeded by the config's seed only, so every arm and job sees the same folds.
+    Seeded by the config's seed only, so every arm and job sees the same folds. Made once
+    per loaded dataset and settings (a fixed split re-reads its adapter's file list).
     """
+    spec = config.datasets[name]
+    key = (
+        name, spec.adapter, str(config.dataset_root(name)), spec.keep_neutral, spec.folds,
+        config.n_folds(name), config.seed, config.protocol.stratify,
+    )  # fmt: skip
+    if key not in data.fold_cache:
+        data.fold_cache[key] = _make_folds(config, name, data)
+    return data.fold_cache[key]
+
+
+def _make_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
     spec = config.datasets[name]
     if spec.folds == "fixed":
         from pathnet_fer.data.registry import get_adapter

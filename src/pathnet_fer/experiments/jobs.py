@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
-from pathnet_fer.experiments.datasets import LoadedDataset, load_dataset, net_config_for
+from pathnet_fer.experiments.datasets import load_dataset, net_config_for
 from pathnet_fer.experiments.evaluation import Evaluation, evaluate_proba
 from pathnet_fer.experiments.export import save_models
 from pathnet_fer.experiments.loggers import (
@@ -176,7 +176,6 @@ def run_phase(
     progress: JobProgress,
     offset: int,
     run_dir: Path,
-    datasets: dict[str, LoadedDataset] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Evolve one phase (resuming ``task`` when given), log its metrics and confusions,
     export its models, fix it when the plan says so; return its summary and the task."""

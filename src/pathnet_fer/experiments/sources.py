@@ -387,16 +387,14 @@ def after_chain_rows(
     each later link's held-out faces."""
     vote = config.protocol.clip_vote
 
-    def add(key: RunKey, generation: int, level: str, values: dict[str, float]) -> None:
-        log.log_values(key, generation, "test", level, values)
-
     src = source.task.to(net.device)
+    unit_rows = {u.job_id: source_rows(config, u, datasets[u.task]) for u in source.units}
     judged: list[tuple[FinishedTask, list[RunKey], list[Any]]] = [
         (
             src,
             [RunKey(k.experiment, k.iteration, k.fold, u.task, "source")
              for k, u in zip(phases[0].keys, source.units, strict=True)],
-            [source_rows(config, u, datasets[u.task]) for u in source.units],
+            [unit_rows[u.job_id] for u in source.units],
         )
     ]  # fmt: skip
     fixed_phases = [ph for ph in phases if ph.fix_after]
@@ -407,7 +405,9 @@ def after_chain_rows(
         for r, (key, rd) in enumerate(zip(keys, data, strict=True)):
             proba = net.predict_proba(rd.test_x, f, run=r).cpu().numpy()
             acc = float(np.mean(proba.argmax(1) == rd.test_y))
-            add(key, generation, "frame", {"forgetting": f.test_accuracy[r] - acc})
+            log.log_values(
+                key, generation, "test", "frame", {"forgetting": f.test_accuracy[r] - acc}
+            )
     zero_shot = phases if config.protocol.iteration_mode == "repeat" else phases[:1]
     for ph in zero_shot:
         for r, (key, rd) in enumerate(zip(ph.keys, ph.data, strict=True)):
@@ -416,5 +416,5 @@ def after_chain_rows(
             ev = evaluate_proba(mapped, rd.test_y, rd.test_clips, ph.n_classes, vote)
             k = RunKey(key.experiment, key.iteration, key.fold, key.task, "zero-shot")
             for level, values in ev.by_level().items():
-                add(k, 0, level, values)
+                log.log_values(k, 0, "test", level, values)
     log.flush()
