@@ -283,3 +283,14 @@ def build_generic_tree(root: Path, bank: ClipBank, images: list[Path]) -> Fixtur
     tree._text("labels.csv", "path,label\n")
     tree.skipped["labels.csv"] = "outside an emotion folder"
     return tree
+
+
+def fer_subset(fer_root: Path, out: Path, train: int, test: int) -> Path:
+    """``out/<split>/<class>/`` holding the first images of each class of real FER-2013."""
+    for split, n in (("train", train), ("test", test)):
+        for folder in sorted((fer_root / split).iterdir()):
+            dst = out / split / folder.name
+            dst.mkdir(parents=True)
+            for image in sorted(folder.glob("*.jpg"))[:n]:
+                shutil.copyfile(image, dst / image.name)
+    return out

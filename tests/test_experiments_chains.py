@@ -6,7 +6,6 @@ study runs in seconds; everything else is the real pipeline."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
+from fixture_trees import fer_subset
 from pathnet_fer.experiments.config import ConfigError, load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.metrics_log import read_metrics
 from pathnet_fer.experiments.plan import plan_jobs
 from pathnet_fer.experiments.runner import run_experiment
-
-
-def fer_subset(fer_root: Path, out: Path, train: int, test: int) -> Path:
-    """``out/<split>/<class>/`` holding the first images of each class of real FER-2013."""
-    for split, n in (("train", train), ("test", test)):
-        for folder in sorted((fer_root / split).iterdir()):
-            dst = out / split / folder.name
-            dst.mkdir(parents=True)
-            for image in sorted(folder.glob("*.jpg"))[:n]:
-                shutil.copyfile(image, dst / image.name)
-    return out
 
 
 def chain_settings(fer: Path, cache: Path, *extra: str) -> list[str]:

@@ -26,7 +26,7 @@ from pathnet_fer.paths import REPO_ROOT, data_root
 CONFIG_DIR = REPO_ROOT / "configs"
 ITERATION_MODES = ("repeat", "chained")
 CLIP_VOTES = ("majority", "mean_proba")
-FOLD_KINDS = ("subjects", "clips", "fixed")
+FOLD_KINDS = ("subjects", "clips", "fixed", "holdout")
 EXECUTOR_KINDS = ("local", "inline", "dask")
 CUTS = ("set", "fold", "run")
 
@@ -43,8 +43,13 @@ class DatasetSpec:
     root: str = ""  # relative to the data root, or absolute; "" = the adapter's name
     keep_neutral: bool = False
     # subjects: grouped by subject (honest) | clips: grouped by clip only (subjects leak;
-    # for datasets with too few subjects) | fixed: the dataset's own train/test split
+    # for datasets with too few subjects) | fixed: the dataset's own train/test split |
+    # holdout: one seeded, stratified, subject-grouped split holding out ``holdout`` of it
     folds: str = "subjects"
+    holdout: float = 0.2  # folds: holdout only; the held-out share, 1/k (0.2 = 1 of 5)
+    # only these of the adapter's shipped splits (its ``split`` column), e.g. [test] to
+    # keep FER-2013's sharp test faces and drop its blurred training split; [] = all
+    splits: list[str] = field(default_factory=list)
     n_folds: int | None = None  # None = protocol.folds (e.g. 4 for SAVEE's 4 speakers)
     faces: dict[str, Any] = field(default_factory=dict)  # overrides of the global face settings
 
@@ -154,7 +159,7 @@ class ExperimentConfig:
     def n_folds(self, dataset: str) -> int:
         """Fold count of a dataset (its own setting, else the protocol's)."""
         spec = self.datasets[dataset]
-        if spec.folds == "fixed":
+        if spec.folds in ("fixed", "holdout"):
             return 1
         return spec.n_folds if spec.n_folds is not None else self.protocol.folds
 
@@ -424,6 +429,13 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
         spec.faces = _check_section_partial(spec.faces, cls, f"datasets.{name}.faces")
         if spec.folds not in FOLD_KINDS:
             raise ConfigError(f"datasets.{name}.folds must be one of {FOLD_KINDS}")
+        if not 0.0 < spec.holdout <= 0.5 or abs(1 / spec.holdout - round(1 / spec.holdout)) > 1e-6:
+            raise ConfigError(
+                f"datasets.{name}.holdout must be 1/k for k >= 2 (0.5, 0.25, 0.2, ...), "
+                f"got {spec.holdout}"
+            )
+        if not all(isinstance(v, str) and v for v in spec.splits):
+            raise ConfigError(f"datasets.{name}.splits must be a list of split names")
     _validate(config)
     return config
 

@@ -98,6 +98,15 @@ def load_dataset(
     )
     if len(faces) == 0:
         raise ValueError(f"dataset {name!r} gave no face crops; see its manifest for reasons")
+    if spec.splits:
+        split = shipped_splits(config, name, np.asarray(faces.clips).astype(str))
+        unknown = sorted(set(spec.splits) - set(split))
+        if unknown:
+            raise ValueError(
+                f"datasets.{name}.splits names {unknown}, but its crops come from splits "
+                f"{sorted(str(v) for v in set(split))}"
+            )
+        faces = faces.subset(np.isin(split, spec.splits))
     return LoadedDataset(
         name=name,
         faces=faces,
@@ -118,25 +127,41 @@ def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> l
     spec = config.datasets[name]
     key = (
         name, spec.adapter, str(config.dataset_root(name)), spec.keep_neutral, spec.folds,
-        config.n_folds(name), config.seed, config.protocol.stratify,
+        spec.holdout, tuple(spec.splits), config.n_folds(name), config.seed,
+        config.protocol.stratify,
     )  # fmt: skip
     if key not in data.fold_cache:
         data.fold_cache[key] = _make_folds(config, name, data)
     return data.fold_cache[key]
 
 
+def shipped_splits(config: ExperimentConfig, name: str, clips: np.ndarray) -> np.ndarray:
+    """Each clip's split as the dataset ships it (the adapter's ``split`` column, e.g.
+    FER-2013's ``train``/``test``); ``""`` for a clip the adapter does not list."""
+    from pathnet_fer.data.registry import get_adapter
+
+    spec = config.datasets[name]
+    samples = (
+        get_adapter(spec.adapter).scan(config.dataset_root(name), keep_neutral=spec.keep_neutral)
+    ).samples
+    if not samples["split"].astype(str).ne("").any():
+        raise ValueError(
+            f"dataset {name!r} ({spec.adapter}) ships no train/test split; "
+            "folds: fixed and splits: [...] need one"
+        )
+    split_of = dict(zip(samples["clip"].astype(str), samples["split"].astype(str), strict=True))
+    return np.asarray([split_of.get(c, "") for c in clips])
+
+
 def _make_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
     spec = config.datasets[name]
     if spec.folds == "fixed":
-        from pathnet_fer.data.registry import get_adapter
-
-        samples = (
-            get_adapter(spec.adapter)
-            .scan(config.dataset_root(name), keep_neutral=spec.keep_neutral)
-            .samples
-        )
-        split_of = dict(zip(samples["clip"].astype(str), samples["split"].astype(str), strict=True))
-        return fixed_split_fold([split_of.get(c, "") for c in data.clips], data.subjects)
+        return fixed_split_fold(shipped_splits(config, name, data.clips), data.subjects)
+    if spec.folds == "holdout":  # one fold of a k-fold split, k = 1 / holdout
+        k = round(1 / spec.holdout)
+        return subject_folds(
+            data.subjects, data.y, k, seed=config.seed, stratify=config.protocol.stratify
+        )[:1]
     groups = data.subjects if spec.folds == "subjects" else data.clips
     return subject_folds(
         groups, data.y, config.n_folds(name), seed=config.seed, stratify=config.protocol.stratify

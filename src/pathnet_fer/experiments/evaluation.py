@@ -110,6 +110,7 @@ class Evaluation:
     n_frames: int
     n_clips: int
     predictions: pd.DataFrame = field(repr=False)
+    proba: np.ndarray | None = field(default=None, repr=False)  # (n_frames, C), as scored
 
     def by_level(self) -> dict[str, dict[str, float]]:
         return {"frame": self.frame, "clip": self.clip}
@@ -150,6 +151,7 @@ def evaluate_proba(
         n_frames=len(labels),
         n_clips=len(ids),
         predictions=predictions,
+        proba=proba,
     )
 
 

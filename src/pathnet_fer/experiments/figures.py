@@ -241,19 +241,26 @@ def all_learning_curves(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path
 
 def calibration_figure(table, path: str | Path, title: str = "") -> Path:
     """Reliability diagram of ``evaluation.reliability_table``: accuracy against mean
-    max-probability per bin (marker area ~ faces in the bin), the diagonal = calibrated."""
+    max-probability per bin (marker area ~ faces in the bin), the diagonal = calibrated.
+    ``table`` may be a dict ``{label: table}`` to draw several curves (before / after)."""
+    tables = table if isinstance(table, dict) else {"": table}
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    used = table[table.n > 0]
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
-    size = 20 + 300 * used.n / max(int(used.n.max()), 1)
-    ax.scatter(used.confidence, used.accuracy, s=size, color="C0", alpha=0.8, zorder=3)
-    ax.plot(used.confidence, used.accuracy, color="C0", lw=1)
+    eces = []
+    for i, (label, t) in enumerate(tables.items()):
+        used = t[t.n > 0]
+        size = 20 + 300 * used.n / max(int(used.n.max()), 1)
+        ece = float(t["ece"].iloc[0])
+        name = f"{label} (ECE {ece:.3f})" if label else None
+        ax.scatter(used.confidence, used.accuracy, s=size, color=f"C{i}", alpha=0.8, zorder=3)
+        ax.plot(used.confidence, used.accuracy, color=f"C{i}", lw=1, label=name)
+        eces.append(ece)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean max-probability (confidence)")
     ax.set_ylabel("accuracy")
-    ece = float(table["ece"].iloc[0])
-    ax.set_title(f"{title}\nECE {ece:.3f}".strip(), fontsize=9)
-    ax.legend(loc="upper left", fontsize=8)
+    suffix = f"\nECE {eces[0]:.3f}" if len(tables) == 1 and "" in tables else ""
+    ax.set_title(f"{title}{suffix}".strip(), fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)

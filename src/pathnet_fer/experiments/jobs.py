@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
 from pathnet_fer.experiments.datasets import load_dataset, net_config_for
 from pathnet_fer.experiments.evaluation import Evaluation, evaluate_proba
@@ -261,6 +262,13 @@ def run_phase(
     pd.DataFrame(confusion_rows).to_csv(
         parts / f"{index:02d}_{phase.label}_confusion.csv", index=False
     )
+    if phase.arm != "final":  # held-out probabilities, for the cross-fitted calibration
+        save_heldout(
+            parts / f"{index:02d}_{phase.label}_heldout.npz",
+            phase.keys,
+            [ev.proba for ev in evaluations],
+            [rd.test_y for rd in phase.data],
+        )
     models = save_models(config, job, phase, net, task, run_dir) if phase.save_models else []
     if phase.fix_after:
         net.fix(task)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from pathnet_fer.experiments.calibration import calibrate_run
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
 from pathnet_fer.experiments.datasets import check_data, fold_plan, load_dataset
 from pathnet_fer.experiments.executor import Executor, make_executor
@@ -465,7 +466,11 @@ def finalise(
         f"Commit {meta.get('git_commit')}; versions {meta.get('versions')}.\n"
     )
     paths = write_report(out, metrics, header=header)
-    figures = all_learning_curves(metrics, out / "figures")
+    calibration = calibrate_run(out)
+    if calibration["markdown"]:
+        md = paths["summary_md"]
+        md.write_text(md.read_text().rstrip() + "\n\n" + calibration["markdown"])
+    figures = all_learning_curves(metrics, out / "figures") + calibration["figures"]
     if not confusion.empty:
         figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")
     if figures:
@@ -473,7 +478,11 @@ def finalise(
         md.write_text(
             md.read_text()
             + "\n## Figures\n\n"
-            + "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures if "learning" in p.name)
+            + "\n".join(
+                f"![{p.stem}](figures/{p.name})"
+                for p in figures
+                if p.name.startswith(("learning", "calibration"))
+            )
             + "\n"
         )
     return ExperimentResult(

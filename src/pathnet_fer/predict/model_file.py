@@ -155,13 +155,19 @@ class LoadedModel:
         x = torch.from_numpy(crops.reshape(n, -1)).to(self.device, torch.float32)
         return x.div_(255.0)
 
+    @property
+    def temperature(self) -> float:
+        """The soft-max temperature the file carries (``metadata.calibration``; 1 = none)."""
+        return float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
+
     @torch.inference_mode()
     def predict_proba(self, crops: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, C)`` (float64) for uint8 face crops."""
+        """Class probabilities ``(n, C)`` (float64) for uint8 face crops, calibrated by
+        the file's temperature (which never changes the arg-max)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
         logits = self.model(self.features(crops))
-        return torch.softmax(logits.double(), dim=1).cpu().numpy()
+        return torch.softmax(logits.double() / self.temperature, dim=1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- saving
@@ -192,6 +198,23 @@ def save_model(
         face_settings=face_settings,
         dataset=dataset,
         metadata=metadata,
+    )
+
+
+def set_calibration(path: str | os.PathLike, calibration: Mapping[str, Any]) -> Path:
+    """Rewrite a model file with ``metadata.calibration`` (must hold a positive
+    ``temperature``); everything else, weights included, is kept as it was."""
+    temperature = float(calibration.get("temperature", float("nan")))
+    if not temperature > 0:
+        raise ValueError(f"calibration needs a positive temperature, got {temperature}")
+    loaded = load_model(path)
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata={**loaded.metadata, "calibration": dict(calibration)},
     )
 
 
