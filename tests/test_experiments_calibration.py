@@ -80,6 +80,8 @@ def test_report_calibration_is_cross_fitted(calibrated_run):
         )
     md = (out / "summary.md").read_text()
     assert "## Calibration (temperature scaling, cross-fitted)" in md
+    tex = (out / "summary.tex").read_text()
+    assert "\\subsection*{Calibration" in tex and tex.count("\\begin{tabular}") >= 2
     for name in (
         "calibration_jaffe-to-ckplus48_ckplus48.png",
         "calibration_jaffe-to-ckplus48_ckplus48.pdf",

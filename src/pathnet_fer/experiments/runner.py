@@ -27,7 +27,7 @@ from pathnet_fer.experiments.executor import Executor, make_executor
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
 from pathnet_fer.experiments.metrics_log import merge_metric_files
 from pathnet_fer.experiments.plan import ITERATION_READINGS, job_generations, plan_jobs
-from pathnet_fer.experiments.report import PAIRED_TEST, write_report
+from pathnet_fer.experiments.report import PAIRED_TEST, latex_tables, write_report
 from pathnet_fer.experiments.run_dir import (
     LOCK,
     MARKER,
@@ -470,6 +470,8 @@ def finalise(
     if calibration["markdown"]:
         md = paths["summary_md"]
         md.write_text(md.read_text().rstrip() + "\n\n" + calibration["markdown"])
+        tex = paths["summary_tex"]
+        tex.write_text(tex.read_text() + "\n" + latex_tables(calibration["markdown"]))
     figures = all_learning_curves(metrics, out / "figures") + calibration["figures"]
     if not confusion.empty:
         figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")
