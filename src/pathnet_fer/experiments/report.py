@@ -409,6 +409,6 @@ def latex_tables(markdown: str) -> str:
         if line.startswith("## "):
             out.append(f"\\subsection*{{{_latex_cell(line[3:])}}}")
         elif line.strip():
-            out.append(f"% {line.strip()}")
+            out.append(f"% {_latex_cell(line)}")
     flush()
     return "\n".join(out) + "\n"
