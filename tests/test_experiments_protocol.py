@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathnet_fer.experiments.calibration import apply_temperature, fit_temperature, read_heldout
 from pathnet_fer.experiments.config import load_config
 from pathnet_fer.experiments.datasets import DataMissingError, check_data, load_dataset
 from pathnet_fer.experiments.executor import InlineExecutor
@@ -45,6 +46,14 @@ def tiny_run(tmp_path_factory, require_data):
     out = tmp_path_factory.mktemp("tiny") / "run"
     result = run_experiment(config, out, executor=InlineExecutor(), quiet=True)
     return config, out, result
+
+
+SAME = "ckplus48->ckplus48"  # the calibration checks' set: a transfer arm, 2 folds
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def test_tiny_experiment_writes_every_output(tiny_run):
@@ -196,6 +205,62 @@ def test_final_fit_model_saw_every_subject_and_says_so(tiny_run, capsys):
     capsys.readouterr()
     assert cli_main(["predict", "--model", str(path), "--info"]) == 0
     assert '"trained_on"' in capsys.readouterr().out
+
+
+def test_report_calibration_is_cross_fitted(tiny_run):
+    _, out, _ = tiny_run
+    table = pd.read_csv(out / "calibration.csv")
+    sets = read_heldout(out)
+    transfer = [s for s in sets if s["experiment"] == SAME and s["arm"] == "transfer"]
+    assert sorted(int(s["fold"]) for s in transfer) == [1, 2]
+    for s in transfer:
+        other = next(o for o in transfer if o is not s)
+        row = table[(table.experiment == SAME) & (table.arm == "transfer")
+                    & (table.fold == int(s["fold"]))].iloc[0]  # fmt: skip
+        # fit on the other fold only: its own faces would give another temperature
+        assert row.temperature == pytest.approx(fit_temperature(other["proba"], other["label"]))
+        assert row.temperature != pytest.approx(fit_temperature(s["proba"], s["label"]))
+        assert row.n == len(s["label"])
+        assert row.accuracy_raw == pytest.approx(np.mean(s["proba"].argmax(1) == s["label"]))
+        assert row.confidence_calibrated == pytest.approx(
+            apply_temperature(s["proba"], row.temperature).max(1).mean()
+        )
+    md = (out / "summary.md").read_text()
+    assert "## Calibration (temperature scaling, cross-fitted)" in md
+    tex = (out / "summary.tex").read_text()
+    assert "\\subsection*{Calibration" in tex and tex.count("\\begin{tabular}") >= 2
+    for name in (
+        "calibration_ckplus48-to-ckplus48_ckplus48.png",
+        "calibration_ckplus48-to-ckplus48_ckplus48.pdf",
+    ):
+        assert (out / "figures" / name).stat().st_size > 0
+
+
+def test_final_model_carries_the_pooled_temperature_and_predict_applies_it(tiny_run):
+    import torch
+
+    from pathnet_fer.experiments.runner import finalise
+    from pathnet_fer.predict.model_file import load_model
+
+    config, out, _ = tiny_run
+    path = out / "models" / "ckplus48-to-ckplus48" / "final.pt"
+    model = load_model(path)
+    transfer = [s for s in read_heldout(out) if s["experiment"] == SAME and s["arm"] == "transfer"]
+    pooled = fit_temperature(
+        np.concatenate([s["proba"] for s in transfer]),
+        np.concatenate([s["label"] for s in transfer]),
+    )
+    assert model.temperature == pytest.approx(pooled) and model.temperature != 1.0
+    assert "folds [1, 2]" in model.metadata["calibration"]["fit_on"]
+    crops = load_dataset(config, "ckplus48").faces.images[:16]
+    with torch.inference_mode():
+        logits = model.model(model.features(crops)).double().numpy()
+    assert np.allclose(model.predict_proba(crops), _softmax(logits / pooled))
+    assert not np.allclose(model.predict_proba(crops), _softmax(logits))
+    before = path.stat()
+    finalise(out, config)  # a report rebuilt: same temperature, the file is left as it is
+    after = path.stat()  # a rewrite would be a new file (temp file + rename): a new inode
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_rerun_with_other_settings_is_refused(tiny_run):

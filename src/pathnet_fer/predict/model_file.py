@@ -201,13 +201,19 @@ def save_model(
     )
 
 
-def set_calibration(path: str | os.PathLike, calibration: Mapping[str, Any]) -> Path:
+def set_calibration(
+    path: str | os.PathLike, calibration: Mapping[str, Any], loaded: LoadedModel | None = None
+) -> Path:
     """Rewrite a model file with ``metadata.calibration`` (must hold a positive
-    ``temperature``); everything else, weights included, is kept as it was."""
+    ``temperature``); everything else, weights included, is kept as it was. ``loaded``:
+    the file already read (saves reading it again); a file that already carries this
+    calibration is left untouched."""
     temperature = float(calibration.get("temperature", float("nan")))
     if not temperature > 0:
         raise ValueError(f"calibration needs a positive temperature, got {temperature}")
-    loaded = load_model(path)
+    loaded = loaded if loaded is not None else load_model(path)
+    if loaded.metadata.get("calibration") == _jsonable(dict(calibration)):
+        return Path(path)
     return save_path_model(
         path,
         loaded.model,
