@@ -7,7 +7,8 @@ minibatches of 64) is trained on different mixtures of the demo's crops and scor
 - ``fer``: 80 % of FER-2013's sharp test split (seeded); ``fer-blurred``: its blurred
   training split; ``posed``: CK+48 + JAFFE; ``fer+ck``, ``fer+jaffe``, ``joint``
   (FER-2013 sharp + CK+48 + JAFFE pooled); ``fer,posed``: FER-2013 then fine-tuned on
-  CK+48 + JAFFE (transfer as a fine-tune).
+  CK+48 + JAFFE (transfer as a fine-tune); ``fer,joint``: FER-2013 then fine-tuned on
+  the pooled set (transfer into a pooled destination).
 
     python benchmarks/plain_cnn_crema.py                 # every mixture, seed 0
     python benchmarks/plain_cnn_crema.py --mix joint --seeds 0 1 2
@@ -28,7 +29,7 @@ from torch import nn
 from pathnet_fer.experiments.config import build_config, find_config, load_raw
 from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
 
-MIXES = ("fer", "fer-blurred", "posed", "fer+ck", "fer+jaffe", "joint", "fer,posed")
+MIXES = ("fer", "fer-blurred", "posed", "fer+ck", "fer+jaffe", "joint", "fer,posed", "fer,joint")
 
 
 def standardise(x: np.ndarray) -> torch.Tensor:
@@ -70,6 +71,7 @@ def stages(mix: str, a: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         "fer+jaffe": [pool("fer", "jaffe")],
         "joint": [pool("fer", "ck", "jaffe")],
         "fer,posed": [pool("fer"), pool("ck", "jaffe")],
+        "fer,joint": [pool("fer"), pool("fer", "ck", "jaffe")],
     }
     return table[mix]
 

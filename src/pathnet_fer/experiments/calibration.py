@@ -60,8 +60,11 @@ def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
 # --------------------------------------------------------------------------- held-out files
 
 
-def save_heldout(path: Path, keys: list[Any], probas: list[np.ndarray], labels: list) -> None:
-    """One phase's held-out probabilities, every run in one ``.npz`` (plain arrays only)."""
+def save_heldout(
+    path: Path, keys: list[Any], probas: list[np.ndarray], labels: list, subjects: list
+) -> None:
+    """One phase's held-out probabilities, labels and subjects, every run in one ``.npz``
+    (plain arrays only)."""
     n = [len(p) for p in probas]
     columns = {c: np.repeat(np.asarray([str(getattr(k, c)) for k in keys]), n) for c in KEY_COLUMNS}
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -69,6 +72,7 @@ def save_heldout(path: Path, keys: list[Any], probas: list[np.ndarray], labels: 
         tmp,
         proba=np.concatenate(probas).astype(np.float32),
         label=np.concatenate([np.asarray(y, dtype=np.int64) for y in labels]),
+        subject=np.concatenate([np.asarray(s).astype(str) for s in subjects]),
         **columns,
     )
     tmp.replace(path)
@@ -81,10 +85,13 @@ def read_heldout(run_dir: Path) -> list[dict[str, Any]]:
         with np.load(path, allow_pickle=False) as f:
             cols = {c: f[c] for c in KEY_COLUMNS}
             proba, label = f["proba"], f["label"]
+            subject = f["subject"] if "subject" in f else np.full(len(label), "")
         frame = pd.DataFrame(cols)
         for key, index in frame.groupby(list(KEY_COLUMNS), sort=True).indices.items():
             record = dict(zip(KEY_COLUMNS, key, strict=True))
-            record.update(proba=proba[index].astype(np.float64), label=label[index])
+            record.update(
+                proba=proba[index].astype(np.float64), label=label[index], subject=subject[index]
+            )
             out.append(record)
     return out
 
@@ -193,7 +200,8 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     """Write ``calibration.csv`` (one row per held-out set: accuracy, confidence and ECE
     before and after the cross-fitted temperature), reliability figures of the transfer
     arm per experiment and task, and the temperature into each final model file.
-    Returns ``{"table", "markdown", "figures", "finals"}``; an empty table when the run
+    Returns ``{"table", "markdown", "figures", "finals", "sets"}`` (``sets``: the
+    held-out sets read); an empty table when the run
     saved no held-out predictions (older runs)."""
     from pathnet_fer.experiments.figures import calibration_figure
     from pathnet_fer.experiments.names import slug
@@ -202,7 +210,7 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     sets = read_heldout(run_dir)  # final fits save none: they have no held-out faces
     if not sets:
-        return {"table": pd.DataFrame(), "markdown": "", "figures": [], "finals": []}
+        return {"table": pd.DataFrame(), "markdown": "", "figures": [], "finals": [], "sets": []}
     table = cross_fitted(sets)
     table.to_csv(run_dir / "calibration.csv", index=False)
     figures = []
@@ -243,4 +251,4 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
         finals.append({"model": str(path.relative_to(run_dir)), "temperature": temperature,
                        "n_faces": n, "folds": folds})  # fmt: skip
     return {"table": table, "markdown": calibration_markdown(table, finals),
-            "figures": figures, "finals": finals}  # fmt: skip
+            "figures": figures, "finals": finals, "sets": sets}  # fmt: skip

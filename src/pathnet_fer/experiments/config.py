@@ -37,9 +37,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """One dataset: which adapter reads it and where it lives."""
+    """One dataset: which adapter reads it and where it lives, or a union of others."""
 
-    adapter: str
+    adapter: str = ""  # required unless ``union`` is given
     root: str = ""  # relative to the data root, or absolute; "" = the adapter's name
     keep_neutral: bool = False
     # subjects: grouped by subject (honest) | clips: grouped by clip only (subjects leak;
@@ -52,6 +52,11 @@ class DatasetSpec:
     splits: list[str] = field(default_factory=list)
     n_folds: int | None = None  # None = protocol.folds (e.g. 4 for SAVEE's 4 speakers)
     faces: dict[str, Any] = field(default_factory=dict)  # overrides of the global face settings
+    # A pooled dataset: the crops of these other datasets in one training set (subjects
+    # and clips prefixed ``<member>/``, so folds never mix two datasets' people). Members
+    # keep their own adapter, root, splits and face settings (which must agree); the
+    # union's own are its folds, holdout and n_folds.
+    union: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -151,8 +156,14 @@ class ExperimentConfig:
     def resolved_data_root(self) -> Path:
         return Path(self.data_root).expanduser().resolve() if self.data_root else data_root()
 
+    def members(self, name: str) -> list[str]:
+        """The datasets whose crops make ``name``: a union's members, else ``[name]``."""
+        return list(self.datasets[name].union) or [name]
+
     def dataset_root(self, name: str) -> Path:
         spec = self.datasets[name]
+        if spec.union:
+            raise ValueError(f"dataset {name!r} is a union of {spec.union}: it has no folder")
         root = Path(spec.root or spec.adapter).expanduser()
         return root if root.is_absolute() else self.resolved_data_root() / root
 
@@ -487,6 +498,13 @@ def _validate(config: ExperimentConfig) -> None:
     for i, s in enumerate(config.sets):
         _normalise_chain(s, i)
     _check_names(config)
+    from pathnet_fer.experiments.union_checks import check_shared_people, check_union
+
+    for name, spec in config.datasets.items():
+        if spec.union:
+            check_union(config, name)
+    for i, s in enumerate(config.sets):
+        check_shared_people(config, s, i)
     _check_stages(config)
     names = set()
     for i, s in enumerate(config.sets):
@@ -508,6 +526,13 @@ def _validate(config: ExperimentConfig) -> None:
     from pathnet_fer.data.registry import ADAPTERS
 
     for name, spec in config.datasets.items():
+        if spec.union:
+            continue
+        if not spec.adapter:
+            raise ConfigError(
+                f"datasets.{name} needs an adapter (known: {', '.join(ADAPTERS)}) or a "
+                "union: [other, datasets]"
+            )
         if spec.adapter not in ADAPTERS:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
@@ -577,6 +602,17 @@ def _check_stages(config: ExperimentConfig) -> None:
         )
         for name, spec in config.datasets.items()
     }
+    for name, spec in config.datasets.items():
+        if spec.union:  # what a model trained on the union records: one setting for all
+            first, *rest = spec.union
+            for member in rest:
+                if faces[member] != faces[first]:
+                    raise ConfigError(
+                        f"datasets.{name}.union: {first} and {member} have different face "
+                        f"settings ({_differences(faces[first], faces[member])}); a pooled "
+                        "dataset needs one, as the model trained on it records one"
+                    )
+            faces[name] = faces[first]
     if not faces:
         faces["faces"] = build("faces", lambda: FaceSettings.from_dict(config.faces))
     for face in faces.values():
@@ -606,6 +642,12 @@ def _check_stages(config: ExperimentConfig) -> None:
                     f"{b.colour}; a transferred path needs one input size: use the same "
                     "faces.size and faces.colour for every dataset of a chain"
                 )
+
+
+def _differences(a: Any, b: Any) -> str:
+    """``key a/b`` for every field two dataclass values disagree on."""
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+    return ", ".join(f"{k} {da[k]!r}/{db[k]!r}" for k in da if da[k] != db[k])
 
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"

@@ -121,7 +121,7 @@ def fan_out_faces(
     from distributed import wait
 
     out = {}
-    for name in names:
+    for name in dict.fromkeys(m for n in names for m in config.members(n)):  # unions: members
         settings, cache, root, todo = clips_to_extract(config, name)
         out[name] = len(todo)
         if not todo:

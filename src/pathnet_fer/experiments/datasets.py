@@ -54,10 +54,12 @@ def net_config_for(config: ExperimentConfig, dataset: str, data: LoadedDataset) 
 
 
 def face_settings_for(config: ExperimentConfig, dataset: str):
-    """The dataset's FaceSettings: global ``faces`` merged with the dataset's overrides."""
+    """The dataset's FaceSettings: global ``faces`` merged with the dataset's overrides (a
+    union's: its members', which the config checks are one)."""
     from pathnet_fer.faces.settings import FaceSettings
 
-    return FaceSettings.from_dict({**config.faces, **config.datasets[dataset].faces})
+    first = config.members(dataset)[0]
+    return FaceSettings.from_dict({**config.faces, **config.datasets[first].faces})
 
 
 def check_data(config: ExperimentConfig, names: list[str] | None = None) -> None:
@@ -66,7 +68,8 @@ def check_data(config: ExperimentConfig, names: list[str] | None = None) -> None
     from pathnet_fer.paths import DATA_ENV
 
     missing = []
-    for name in names or list(config.datasets):
+    wanted = names or list(config.datasets)
+    for name in dict.fromkeys(m for n in wanted for m in config.members(n)):
         root = config.dataset_root(name)
         if not root.is_dir():
             adapter = get_adapter(config.datasets[name].adapter)
@@ -87,6 +90,8 @@ def load_dataset(
 
     check_data(config, [name])
     spec = config.datasets[name]
+    if spec.union:
+        return _load_union(config, name, progress, workers)
     faces = preprocess_dataset(
         spec.adapter,
         config.dataset_root(name),
@@ -118,6 +123,37 @@ def load_dataset(
     )
 
 
+def _load_union(
+    config: ExperimentConfig, name: str, progress: bool, workers: int | None
+) -> LoadedDataset:
+    from pathnet_fer.faces.dataset import FaceDataset
+
+    parts = {m: load_dataset(config, m, progress, workers) for m in config.members(name)}
+    faces = FaceDataset.pooled(
+        {m: d.faces for m, d in parts.items()}, name, face_settings_for(config, name)
+    )
+    return LoadedDataset(
+        name=name,
+        faces=faces,
+        x=np.concatenate([d.x for d in parts.values()]),
+        y=np.concatenate([d.y for d in parts.values()]),
+        subjects=np.asarray(faces.subjects).astype(str),
+        clips=np.asarray(faces.clips).astype(str),
+        class_names=tuple(faces.class_names),
+    )
+
+
+def dataset_key(config: ExperimentConfig, name: str) -> tuple:
+    """Every setting that decides a dataset's rows (a union's: each member's)."""
+    spec = config.datasets[name]
+    if spec.union:
+        return ("union", *(dataset_key(config, m) for m in spec.union))
+    return (
+        name, spec.adapter, str(config.dataset_root(name)), spec.keep_neutral,
+        tuple(spec.splits),
+    )  # fmt: skip
+
+
 def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
     """The folds of a dataset: by subject (default), by clip, or its fixed train/test split.
 
@@ -126,9 +162,8 @@ def dataset_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> l
     """
     spec = config.datasets[name]
     key = (
-        name, spec.adapter, str(config.dataset_root(name)), spec.keep_neutral, spec.folds,
-        spec.holdout, tuple(spec.splits), config.n_folds(name), config.seed,
-        config.protocol.stratify,
+        dataset_key(config, name), spec.folds, spec.holdout, config.n_folds(name),
+        config.seed, config.protocol.stratify,
     )  # fmt: skip
     if key not in data.fold_cache:
         data.fold_cache[key] = _make_folds(config, name, data)
@@ -155,17 +190,60 @@ def shipped_splits(config: ExperimentConfig, name: str, clips: np.ndarray) -> np
 
 def _make_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
     spec = config.datasets[name]
+    if spec.union:
+        return _union_folds(config, name, data)
     if spec.folds == "fixed":
         return fixed_split_fold(shipped_splits(config, name, data.clips), data.subjects)
-    if spec.folds == "holdout":  # one fold of a k-fold split, k = 1 / holdout
-        k = round(1 / spec.holdout)
-        return subject_folds(
-            data.subjects, data.y, k, seed=config.seed, stratify=config.protocol.stratify
-        )[:1]
-    groups = data.subjects if spec.folds == "subjects" else data.clips
-    return subject_folds(
-        groups, data.y, config.n_folds(name), seed=config.seed, stratify=config.protocol.stratify
-    )
+    return _grouped_folds(config, spec, data.subjects, data.clips, data.y, config.n_folds(name))
+
+
+def _grouped_folds(
+    config: ExperimentConfig,
+    spec,
+    subjects: np.ndarray,
+    clips: np.ndarray,
+    y: np.ndarray,
+    n_folds: int,
+) -> list[Fold]:
+    """Subject- (or clip-) grouped stratified folds; ``holdout``: the first of 1/holdout."""
+    if spec.folds == "holdout":
+        n_folds = round(1 / spec.holdout)
+    groups = clips if spec.folds == "clips" else subjects
+    folds = subject_folds(groups, y, n_folds, seed=config.seed, stratify=config.protocol.stratify)
+    return folds[:1] if spec.folds == "holdout" else folds
+
+
+def _union_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> list[Fold]:
+    """A union's fold k is its members' folds k side by side (each member's own grouped,
+    stratified split, seeded alike), so every held-out side holds people of every member."""
+    spec = config.datasets[name]
+    sides: dict[int, tuple[list, list]] = {}
+    for member in spec.union:
+        rows = np.flatnonzero(np.char.startswith(data.subjects.astype(str), member + "/"))
+        try:
+            folds = _grouped_folds(
+                config, spec, data.subjects[rows], data.clips[rows], data.y[rows],
+                config.n_folds(name),
+            )  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"dataset {name!r}, member {member!r}: {err}") from None
+        for fold in folds:
+            train, test = sides.setdefault(fold.index, ([], []))
+            train.append(rows[fold.train_index])
+            test.append(rows[fold.test_index])
+    out = []
+    for k, (train, test) in sorted(sides.items()):
+        train_index, test_index = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        out.append(
+            Fold(
+                index=k,
+                train_index=train_index,
+                test_index=test_index,
+                train_subjects=tuple(sorted(set(data.subjects[train_index]))),
+                test_subjects=tuple(sorted(set(data.subjects[test_index]))),
+            )
+        )
+    return out
 
 
 def link_roles(links: list[str]) -> list[str]:

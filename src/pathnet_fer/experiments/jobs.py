@@ -268,6 +268,7 @@ def run_phase(
             phase.keys,
             [ev.proba for ev in evaluations],
             [rd.test_y for rd in phase.data],
+            [rd.test_subjects for rd in phase.data],
         )
     models = save_models(config, job, phase, net, task, run_dir) if phase.save_models else []
     if phase.fix_after:

@@ -27,6 +27,7 @@ from pathnet_fer.experiments.executor import Executor, make_executor
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
 from pathnet_fer.experiments.metrics_log import merge_metric_files
 from pathnet_fer.experiments.plan import ITERATION_READINGS, job_generations, plan_jobs
+from pathnet_fer.experiments.pooled import member_scores, members_markdown
 from pathnet_fer.experiments.report import PAIRED_TEST, latex_tables, write_report
 from pathnet_fer.experiments.run_dir import (
     LOCK,
@@ -467,11 +468,16 @@ def finalise(
     )
     paths = write_report(out, metrics, header=header)
     calibration = calibrate_run(out)
-    if calibration["markdown"]:
-        md = paths["summary_md"]
-        md.write_text(md.read_text().rstrip() + "\n\n" + calibration["markdown"])
-        tex = paths["summary_tex"]
-        tex.write_text(tex.read_text() + "\n" + latex_tables(calibration["markdown"]))
+    unions = {n: list(spec.union) for n, spec in config.datasets.items() if spec.union}
+    by_member = member_scores(calibration["sets"], unions, calibration["table"])
+    if unions:
+        by_member.to_csv(out / "pooled_members.csv", index=False)
+    for section in (calibration["markdown"], members_markdown(by_member)):
+        if section:
+            md = paths["summary_md"]
+            md.write_text(md.read_text().rstrip() + "\n\n" + section)
+            tex = paths["summary_tex"]
+            tex.write_text(tex.read_text() + "\n" + latex_tables(section))
     figures = all_learning_curves(metrics, out / "figures") + calibration["figures"]
     if not confusion.empty:
         figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")

@@ -116,6 +116,42 @@ class FaceDataset:
             report=self.report,
         )
 
+    @classmethod
+    def pooled(
+        cls, parts: dict[str, FaceDataset], name: str, settings: FaceSettings
+    ) -> FaceDataset:
+        """One dataset of several (a union): crops in order, ``clip`` and ``subject``
+        prefixed ``<part>/`` so two datasets' people or clips never share a name."""
+        first = next(iter(parts.values()))
+        for part, faces in parts.items():
+            if faces.class_names != first.class_names:
+                raise ValueError(
+                    f"{name}: {part} has classes {list(faces.class_names)} but "
+                    f"{first.name} {list(first.class_names)}; a union needs the same emotions"
+                )
+            if faces.images.shape[1:] != first.images.shape[1:]:
+                raise ValueError(
+                    f"{name}: {part} crops are {faces.images.shape[1:]}, "
+                    f"{first.name} crops {first.images.shape[1:]}"
+                )
+
+        def prefixed(table: pd.DataFrame, part: str) -> pd.DataFrame:
+            table = table.copy()
+            for column in ("clip", "subject"):
+                table[column] = part + "/" + table[column].astype(str)
+            return table
+
+        return cls(
+            images=np.concatenate([f.images for f in parts.values()]),
+            frames=pd.concat([prefixed(f.frames, p) for p, f in parts.items()], ignore_index=True),
+            manifest=pd.concat(
+                [prefixed(f.manifest, p) for p, f in parts.items()], ignore_index=True
+            ),
+            class_names=first.class_names,
+            settings=settings,
+            name=name,
+        )
+
     def class_counts(self) -> pd.Series:
         """Crops per class name (zeros included)."""
         counts = np.bincount(self.labels, minlength=len(self.class_names))

@@ -1,0 +1,57 @@
+"""Checks of pooled datasets (``datasets.NAME.union``), run while a config is validated:
+a union's members, what it may set itself, and sets whose links share people through one."""
+
+from __future__ import annotations
+
+import itertools
+
+from pathnet_fer.experiments.config import ConfigError, ExperimentConfig, SetSpec
+
+
+def check_union(config: ExperimentConfig, name: str) -> None:
+    """A union names at least two distinct plain datasets and sets nothing its members own."""
+    spec, where = config.datasets[name], f"datasets.{name}.union"
+    if len(set(spec.union)) < 2 or len(set(spec.union)) != len(spec.union):
+        raise ConfigError(f"{where} needs two or more distinct datasets, got {spec.union}")
+    for member in spec.union:
+        if member not in config.datasets or member == name:
+            raise ConfigError(
+                f"{where}: {member!r} is not another dataset defined under datasets "
+                f"(defined: {', '.join(n for n in config.datasets if n != name)})"
+            )
+        if config.datasets[member].union:
+            raise ConfigError(f"{where}: {member!r} is a union itself; list its members")
+    owned = {"adapter": "", "root": "", "keep_neutral": False, "splits": [], "faces": {}}
+    for key, default in owned.items():
+        if getattr(spec, key) != default:
+            raise ConfigError(
+                f"datasets.{name}.{key}: a union takes its members' {key}; set it on "
+                f"{', '.join(f'datasets.{m}' for m in spec.union)}"
+            )
+    if spec.folds == "fixed":
+        raise ConfigError(
+            f"datasets.{name}.folds: fixed needs a shipped train/test split, which a union "
+            "has not; use subjects (default), clips or holdout"
+        )
+
+
+def check_shared_people(config: ExperimentConfig, s: SetSpec, i: int) -> None:
+    """Two links of a set that share a dataset through a union (``ckplus48`` and
+    ``union: [ckplus48, jaffe]``) pair fold k with fold k, which keeps a fold's held-out
+    people out of both only when both make the shared member's folds alike: by subject,
+    with one fold count."""
+    links = [d for d in dict.fromkeys(s.chain) if d in config.datasets]
+    for a, b in itertools.combinations(links, 2):
+        if not (config.datasets[a].union or config.datasets[b].union):
+            continue
+        shared = sorted(set(config.members(a)) & set(config.members(b)))
+        if not shared:
+            continue
+        kinds = {config.datasets[a].folds, config.datasets[b].folds}
+        if kinds != {"subjects"} or config.n_folds(a) != config.n_folds(b):
+            raise ConfigError(
+                f"sets[{i}]: {a} and {b} share {', '.join(shared)}; a link would train on "
+                f"people the other holds out unless both use folds: subjects and one fold "
+                f"count (now {config.datasets[a].folds}/{config.n_folds(a)} and "
+                f"{config.datasets[b].folds}/{config.n_folds(b)})"
+            )
