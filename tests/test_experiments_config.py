@@ -16,7 +16,9 @@ from pathnet_fer.experiments.config import (
 )
 
 
-@pytest.mark.parametrize("name", ["paper", "ckplus-jaffe", "small", "demo", "fer2013-transfer"])
+@pytest.mark.parametrize(
+    "name", ["paper", "ckplus-jaffe", "small", "demo", "demo-pooled", "fer2013-transfer"]
+)
 def test_shipped_configs_load_with_every_default(name):
     config = load_config(name)
     assert config.sets, name
