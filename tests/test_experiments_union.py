@@ -147,6 +147,23 @@ def test_union_destination_trains_and_deploys_with_every_member(tmp_path, requir
         == len(pooled.y)
         == sum(len(load_dataset(config, m).y) for m in ("ckplus48", "jaffe"))
     )
+    assert seen["posed"]["members"] == {"ckplus48": 927, "jaffe": 183}
+    assert seen["posed"]["adapters"] == ["ckplus48", "jaffe"]
+    # Scored on a member alone, the final model's figures are on faces it learnt from,
+    # and evaluate says so (the model's dataset is "posed", not "jaffe").
+    from pathnet_fer.predict.evaluate import evaluate_model
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text((out / "config.yaml").read_text())
+    on_jaffe = evaluate_model(
+        out / "models" / "ckplus48-to-posed" / "final.pt", "jaffe", config=saved, workers=1
+    )
+    assert any("was trained on jaffe" in n for n in on_jaffe.notes), on_jaffe.notes
+    on_pool = evaluate_model(
+        out / "models" / "ckplus48-to-posed" / "final.pt", "posed", config=saved, workers=1
+    )
+    assert "union of ckplus48, jaffe" in on_pool.description["Data"]
+    assert len(on_pool.frames) == len(pooled.y)
     # the report scores each member's held-out faces on their own
     members = pd.read_csv(out / "pooled_members.csv")
     for arm in ("transfer", "scratch"):

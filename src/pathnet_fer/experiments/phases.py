@@ -151,8 +151,8 @@ def build_phases(
             for j in range(1, len(links))
         ]  # fmt: skip
         src = source_job(config, s, job.slots[0])
-        trained_on = [describe_rows(links[0], source_rows(config, src, datasets[links[0]]))]
-        trained_on += [describe_rows(ph.task, ph.data[0]) for ph in phases]
+        trained_on = [describe_rows(config, links[0], source_rows(config, src, datasets[links[0]]))]
+        trained_on += [describe_rows(config, ph.task, ph.data[0]) for ph in phases]
         for ph in phases:
             ph.save_models = ph.task == s.destination and ph is phases[-1]
             ph.extra["trained_on"] = trained_on
@@ -184,13 +184,21 @@ def build_phases(
     ]
 
 
-def describe_rows(dataset: str, rd: RunData) -> dict[str, Any]:
-    """What a model was trained on, for its file (``predict --info``)."""
-    return {
+def describe_rows(config: ExperimentConfig, dataset: str, rd: RunData) -> dict[str, Any]:
+    """What a model was trained on, for its file (``predict --info``, and ``evaluate``'s
+    note on faces a model has seen): the dataset, its adapters and, for a union, the
+    faces of each member."""
+    members = config.members(dataset)
+    out = {
         "dataset": dataset,
         "faces": int(len(rd.y)),
         "subjects": int(len(set(rd.train_subjects))),
+        "adapters": sorted({config.datasets[m].adapter for m in members}),
     }
+    if config.datasets[dataset].union:
+        subjects = np.asarray(rd.train_subjects).astype(str)
+        out["members"] = {m: int(np.char.startswith(subjects, m + "/").sum()) for m in members}
+    return out
 
 
 def run_slots(config: ExperimentConfig, job: JobSpec) -> list[RunSlot]:

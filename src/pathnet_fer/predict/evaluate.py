@@ -481,22 +481,42 @@ def evaluate_model(
         batch_size=batch_size,
     )
     kind = _kind_of(model.config)
-    spec = cfg.datasets[dataset]
     result.description = {
         "Model": f"{model_path} ({kind}; trained on {model.dataset or '?'}; input "
         f"{model.input.describe()})",
-        "Data": f"{dataset} (adapter {spec.adapter}, {cfg.dataset_root(dataset)}): "
+        "Data": f"{dataset} ({_where(cfg, dataset)}): "
         f"{len(result.clips)} clips, {len(result.frames)} face crops; face settings size "
         f"{settings.size}, colour {settings.colour}, margin {settings.margin}"
         + (f", blur sigma {settings.blur:g}" if settings.blur else ""),
     }
     result.notes = face_setting_notes(model, settings)
-    trained_on = str(model.dataset or "")
-    if trained_on and trained_on in (dataset, spec.adapter):
+    seen = _seen_in_training(model)
+    wanted = {dataset, *cfg.members(dataset)}
+    wanted |= {cfg.datasets[m].adapter for m in cfg.members(dataset)}
+    if seen & wanted:
         held = model.metadata.get("test_subjects") or []
         result.notes.append(
-            f"the model was trained on {trained_on}: only its held-out subjects "
-            f"({', '.join(map(str, held)) or 'not recorded'}) give held-out figures; the "
-            "others were seen in training."
+            f"the model was trained on {', '.join(sorted(seen & wanted))}: only its held-out "
+            f"subjects ({', '.join(map(str, held)) or 'not recorded'}) give held-out "
+            "figures; the others were seen in training."
         )
     return result
+
+
+def _where(cfg: Any, dataset: str) -> str:
+    spec = cfg.datasets[dataset]
+    if spec.union:
+        return f"union of {', '.join(spec.union)}"
+    return f"adapter {spec.adapter}, {cfg.dataset_root(dataset)}"
+
+
+def _seen_in_training(model: Any) -> set[str]:
+    """Every dataset name and adapter a model file says it learnt from: its own dataset,
+    each link of its chain and each member of a pooled link."""
+    seen = {str(model.dataset)} if model.dataset else set()
+    for item in model.metadata.get("trained_on") or []:
+        if isinstance(item, dict):
+            seen.add(str(item.get("dataset", "")))
+            seen.update(map(str, item.get("adapters") or []))
+            seen.update(map(str, item.get("members") or {}))
+    return seen - {""}
