@@ -198,10 +198,12 @@ def test_final_fit_model_saw_every_subject_and_says_so(tiny_run, capsys):
             data = load_dataset(config, name)
             assert seen[name]["faces"] == len(data.y)
             assert seen[name]["subjects"] == len(set(data.subjects))
-        # a fold model saw only its fold's training side
+        # a fold model saw only its fold's training side, of the source and of each link
         fold_meta = load_model(path.with_name("transfer_best.pt")).metadata
         assert fold_meta["final_fit"] is False and fold_meta["test_subjects"]
-        assert fold_meta["trained_on"][0]["faces"] < len(load_dataset(config, s.destination).y)
+        assert [item["dataset"] for item in fold_meta["trained_on"]] == s.links
+        for item, name in zip(fold_meta["trained_on"], s.links, strict=True):
+            assert 0 < item["faces"] < len(load_dataset(config, name).y)
     capsys.readouterr()
     assert cli_main(["predict", "--model", str(path), "--info"]) == 0
     assert '"trained_on"' in capsys.readouterr().out

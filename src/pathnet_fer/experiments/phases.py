@@ -171,7 +171,7 @@ def build_phases(
             )
             for it in range(1, last + 1)
         ]
-    return [
+    phases = [
         link_phase(
             links[j],
             "transfer",
@@ -182,6 +182,17 @@ def build_phases(
         )
         for j in range(1, len(links))
     ]
+    # Each run's model learnt its source unit and every earlier link too: say so in its file.
+    per_run = []
+    for r, slot in enumerate(job.slots):
+        src = source_job(config, s, slot)
+        rows = source_rows(config, src, datasets[links[0]])
+        per_run.append(
+            [describe_rows(config, links[0], rows)]
+            + [describe_rows(config, ph.task, ph.data[r]) for ph in phases]
+        )
+    phases[-1].extra["trained_on_runs"] = dict(enumerate(per_run))
+    return phases
 
 
 def describe_rows(config: ExperimentConfig, dataset: str, rd: RunData) -> dict[str, Any]:
