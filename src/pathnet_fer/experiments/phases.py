@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
 from pathnet_fer.experiments.datasets import LoadedDataset, dataset_folds
 from pathnet_fer.experiments.folds import exclude_subjects
 from pathnet_fer.experiments.loggers import RunKey
@@ -85,6 +85,13 @@ def source_rows(config: ExperimentConfig, job: JobSpec, data: LoadedDataset) -> 
     """A source unit's rows: its dataset's fold ``job.slots[0].fold``, training side (with
     ``heldout``: every subject but the fold's test subjects), capped by
     ``protocol.max_source_frames`` with a subsample seeded by the unit."""
+    return rows(data, *source_index(config, job, data))
+
+
+def source_index(
+    config: ExperimentConfig, job: JobSpec, data: LoadedDataset
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` row indices of a source unit (see ``source_rows``)."""
     if job.slots[0].fold == 0:  # the final fit's source: every subject, no held-out side
         train = test = np.arange(len(data.y))
     else:
@@ -96,7 +103,7 @@ def source_rows(config: ExperimentConfig, job: JobSpec, data: LoadedDataset) -> 
     cap = config.protocol.max_source_frames
     if cap is not None and len(train) > cap:
         train = np.sort(np.random.default_rng(job.seed).choice(train, cap, replace=False))
-    return rows(data, train, test)
+    return train, test
 
 
 def source_phase(config: ExperimentConfig, job: JobSpec, data: LoadedDataset) -> Phase:
@@ -150,9 +157,8 @@ def build_phases(
                        j < len(links) - 1)
             for j in range(1, len(links))
         ]  # fmt: skip
-        src = source_job(config, s, job.slots[0])
-        trained_on = [describe_rows(config, links[0], source_rows(config, src, datasets[links[0]]))]
-        trained_on += [describe_rows(config, ph.task, ph.data[0]) for ph in phases]
+        trained_on = [_source_description(config, s, job.slots[0], datasets)]
+        trained_on += [describe_rows(config, ph.task, ph.data[0].train_subjects) for ph in phases]
         for ph in phases:
             ph.save_models = ph.task == s.destination and ph is phases[-1]
             ph.extra["trained_on"] = trained_on
@@ -183,31 +189,38 @@ def build_phases(
         for j in range(1, len(links))
     ]
     # Each run's model learnt its source unit and every earlier link too: say so in its file.
-    per_run = []
-    for r, slot in enumerate(job.slots):
-        src = source_job(config, s, slot)
-        rows = source_rows(config, src, datasets[links[0]])
-        per_run.append(
-            [describe_rows(config, links[0], rows)]
-            + [describe_rows(config, ph.task, ph.data[r]) for ph in phases]
-        )
-    phases[-1].extra["trained_on_runs"] = dict(enumerate(per_run))
+    phases[-1].extra["trained_on_runs"] = {
+        r: [_source_description(config, s, slot, datasets)]
+        + [describe_rows(config, ph.task, ph.data[r].train_subjects) for ph in phases]
+        for r, slot in enumerate(job.slots)
+    }
     return phases
 
 
-def describe_rows(config: ExperimentConfig, dataset: str, rd: RunData) -> dict[str, Any]:
-    """What a model was trained on, for its file (``predict --info``, and ``evaluate``'s
-    note on faces a model has seen): the dataset, its adapters and, for a union, the
-    faces of each member."""
+def _source_description(
+    config: ExperimentConfig, s: SetSpec, slot: RunSlot, datasets: dict[str, LoadedDataset]
+) -> dict[str, Any]:
+    """The source unit a slot transfers from, as ``describe_rows`` (no rows copied)."""
+    data = datasets[s.links[0]]
+    train, _ = source_index(config, source_job(config, s, slot), data)
+    return describe_rows(config, s.links[0], data.subjects[train])
+
+
+def describe_rows(
+    config: ExperimentConfig, dataset: str, train_subjects: np.ndarray
+) -> dict[str, Any]:
+    """What a model was trained on (the subject of each training row), for its file
+    (``predict --info``, and ``evaluate``'s note on faces a model has seen): the dataset,
+    its adapters and, for a union, the faces of each member."""
     members = config.members(dataset)
+    subjects = np.asarray(train_subjects).astype(str)
     out = {
         "dataset": dataset,
-        "faces": int(len(rd.y)),
-        "subjects": int(len(set(rd.train_subjects))),
+        "faces": int(len(subjects)),
+        "subjects": int(len(set(subjects))),
         "adapters": sorted({config.datasets[m].adapter for m in members}),
     }
     if config.datasets[dataset].union:
-        subjects = np.asarray(rd.train_subjects).astype(str)
         out["members"] = {m: int(np.char.startswith(subjects, m + "/").sum()) for m in members}
     return out
 

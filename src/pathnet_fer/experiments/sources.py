@@ -301,7 +301,7 @@ def _save_source_model(
             "fold": job.slots[0].fold,
             "source_key": artifact["key"],
             "final_fit": job.slots[0].fold == 0,
-            "trained_on": [describe_rows(config, job.task, phase.data[0])],
+            "trained_on": [describe_rows(config, job.task, phase.data[0].train_subjects)],
             "test_accuracy": task.test_accuracy[0],
             "n_test_subjects": n_test,
             # listed when a person could read them (FER-2013: one "subject" per image)
