@@ -69,6 +69,10 @@ def test_union_pools_members_and_keeps_their_people_apart(fer_tree, tmp_path_fac
     [
         (["datasets.u={union: [jaffe]}"], "two or more distinct datasets"),
         (["datasets.u={union: [jaffe, jaffe]}"], "two or more distinct datasets"),
+        (
+            ["datasets.a/b={adapter: jaffe}", "datasets.u={union: [jaffe, a/b]}"],
+            "may not hold '/'",
+        ),  # fmt: skip
         (["datasets.u={union: [jaffe, nowhere]}"], "'nowhere' is not another dataset"),
         (["datasets.u={union: [jaffe, u]}"], "'u' is not another dataset"),
         (

@@ -156,7 +156,8 @@ def final_temperatures(sets: list[dict[str, Any]], arm: str = "transfer") -> dic
 # --------------------------------------------------------------------------- run directory
 
 
-def _mean_std(values: pd.Series) -> str:
+def mean_std(values: pd.Series) -> str:
+    """``mean ± std`` (population std) of the non-missing values, ``-`` when none."""
     v = values.dropna()
     if v.empty:
         return "-"
@@ -181,9 +182,9 @@ def calibration_markdown(table: pd.DataFrame, finals: list[dict[str, Any]]) -> s
     ]
     for (e, a, t), g in table.groupby(["experiment", "arm", "task"], sort=True):
         lines.append(
-            f"| {e} | {a} | {t} | {_mean_std(g.accuracy_raw)} | {_mean_std(g.confidence_raw)} "
-            f"| {_mean_std(g.confidence_calibrated)} | {_mean_std(g.ece_raw)} "
-            f"| {_mean_std(g.ece_calibrated)} | {_mean_std(g.temperature)} |"
+            f"| {e} | {a} | {t} | {mean_std(g.accuracy_raw)} | {mean_std(g.confidence_raw)} "
+            f"| {mean_std(g.confidence_calibrated)} | {mean_std(g.ece_raw)} "
+            f"| {mean_std(g.ece_calibrated)} | {mean_std(g.temperature)} |"
         )
     if finals:
         lines += ["", "Final models (trained on every subject) carry the temperature fit on "

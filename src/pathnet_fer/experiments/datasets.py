@@ -86,12 +86,29 @@ def load_dataset(
     config: ExperimentConfig, name: str, progress: bool = False, workers: int | None = None
 ) -> LoadedDataset:
     """Face crops of a configured dataset (from the cache when already preprocessed)."""
+    check_data(config, [name])
+    faces = load_faces(config, name, progress, workers)
+    return LoadedDataset(
+        name=name,
+        faces=faces,
+        x=np.ascontiguousarray(faces.features()),
+        y=np.asarray(faces.labels, dtype=np.int64),
+        subjects=np.asarray(faces.subjects).astype(str),
+        clips=np.asarray(faces.clips).astype(str),
+        class_names=tuple(faces.class_names),
+    )
+
+
+def load_faces(config: ExperimentConfig, name: str, progress: bool, workers: int | None):
+    """A dataset's FaceDataset: its adapter's crops, kept splits only; a union's members
+    pooled (``FaceDataset.pooled``)."""
+    from pathnet_fer.faces.dataset import FaceDataset
     from pathnet_fer.faces.preprocess import preprocess_dataset
 
-    check_data(config, [name])
     spec = config.datasets[name]
     if spec.union:
-        return _load_union(config, name, progress, workers)
+        parts = {m: load_faces(config, m, progress, workers) for m in spec.union}
+        return FaceDataset.pooled(parts, name, face_settings_for(config, name))
     faces = preprocess_dataset(
         spec.adapter,
         config.dataset_root(name),
@@ -112,35 +129,13 @@ def load_dataset(
                 f"{sorted(str(v) for v in set(split))}"
             )
         faces = faces.subset(np.isin(split, spec.splits))
-    return LoadedDataset(
-        name=name,
-        faces=faces,
-        x=np.ascontiguousarray(faces.features()),
-        y=np.asarray(faces.labels, dtype=np.int64),
-        subjects=np.asarray(faces.subjects).astype(str),
-        clips=np.asarray(faces.clips).astype(str),
-        class_names=tuple(faces.class_names),
-    )
+    return faces
 
 
-def _load_union(
-    config: ExperimentConfig, name: str, progress: bool, workers: int | None
-) -> LoadedDataset:
-    from pathnet_fer.faces.dataset import FaceDataset
-
-    parts = {m: load_dataset(config, m, progress, workers) for m in config.members(name)}
-    faces = FaceDataset.pooled(
-        {m: d.faces for m, d in parts.items()}, name, face_settings_for(config, name)
-    )
-    return LoadedDataset(
-        name=name,
-        faces=faces,
-        x=np.concatenate([d.x for d in parts.values()]),
-        y=np.concatenate([d.y for d in parts.values()]),
-        subjects=np.asarray(faces.subjects).astype(str),
-        clips=np.asarray(faces.clips).astype(str),
-        class_names=tuple(faces.class_names),
-    )
+def member_rows(subjects: np.ndarray, member: str) -> np.ndarray:
+    """Mask of a union's rows that come from ``member`` (subjects ``<member>/...``;
+    member names hold no ``/``, the config checks)."""
+    return np.char.startswith(np.asarray(subjects).astype(str), member + "/")
 
 
 def dataset_key(config: ExperimentConfig, name: str) -> tuple:
@@ -219,7 +214,7 @@ def _union_folds(config: ExperimentConfig, name: str, data: LoadedDataset) -> li
     spec = config.datasets[name]
     sides: dict[int, tuple[list, list]] = {}
     for member in spec.union:
-        rows = np.flatnonzero(np.char.startswith(data.subjects.astype(str), member + "/"))
+        rows = np.flatnonzero(member_rows(data.subjects, member))
         try:
             folds = _grouped_folds(
                 config, spec, data.subjects[rows], data.clips[rows], data.y[rows],

@@ -49,8 +49,7 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
                 "config": config.name,
                 "final_fit": phase.arm == "final",
                 # What the model saw: every link (fold models: the fold's training side).
-                "trained_on": phase.extra.get("trained_on")
-                or (phase.extra.get("trained_on_runs") or {}).get(r)
+                "trained_on": phase.extra.get("trained_on", {}).get(r)
                 or [describe_rows(config, phase.task, phase.data[r].train_subjects)],
                 "test_subjects": []
                 if phase.arm == "final"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
-from pathnet_fer.experiments.datasets import LoadedDataset, dataset_folds
+from pathnet_fer.experiments.datasets import LoadedDataset, dataset_folds, member_rows
 from pathnet_fer.experiments.folds import exclude_subjects
 from pathnet_fer.experiments.loggers import RunKey
 from pathnet_fer.experiments.plan import JobSpec, RunSlot, link_fold, set_named, source_job
@@ -157,12 +157,9 @@ def build_phases(
                        j < len(links) - 1)
             for j in range(1, len(links))
         ]  # fmt: skip
-        trained_on = [_source_description(config, s, job.slots[0], datasets)]
-        trained_on += [describe_rows(config, ph.task, ph.data[0].train_subjects) for ph in phases]
         for ph in phases:
             ph.save_models = ph.task == s.destination and ph is phases[-1]
-            ph.extra["trained_on"] = trained_on
-        return phases
+        return _with_trained_on(config, s, job, phases, datasets)
     if config.protocol.iteration_mode == "chained":
         folds = sorted({sl.fold for sl in job.slots})
         last = config.protocol.iterations
@@ -188,22 +185,27 @@ def build_phases(
         )
         for j in range(1, len(links))
     ]
-    # Each run's model learnt its source unit and every earlier link too: say so in its file.
-    phases[-1].extra["trained_on_runs"] = {
-        r: [_source_description(config, s, slot, datasets)]
-        + [describe_rows(config, ph.task, ph.data[r].train_subjects) for ph in phases]
-        for r, slot in enumerate(job.slots)
-    }
-    return phases
+    return _with_trained_on(config, s, job, phases, datasets)
 
 
-def _source_description(
-    config: ExperimentConfig, s: SetSpec, slot: RunSlot, datasets: dict[str, LoadedDataset]
-) -> dict[str, Any]:
-    """The source unit a slot transfers from, as ``describe_rows`` (no rows copied)."""
+def _with_trained_on(
+    config: ExperimentConfig,
+    s: SetSpec,
+    job: JobSpec,
+    phases: list[Phase],
+    datasets: dict[str, LoadedDataset],
+) -> list[Phase]:
+    """Each run's model learnt its source unit and every link before it too: what its
+    file says (``extra["trained_on"][run]``), without copying a row."""
     data = datasets[s.links[0]]
-    train, _ = source_index(config, source_job(config, s, slot), data)
-    return describe_rows(config, s.links[0], data.subjects[train])
+    trained_on = {}
+    for r, slot in enumerate(job.slots):
+        train, _ = source_index(config, source_job(config, s, slot), data)
+        trained_on[r] = [describe_rows(config, s.links[0], data.subjects[train])] + [
+            describe_rows(config, ph.task, ph.data[r].train_subjects) for ph in phases
+        ]
+    phases[-1].extra["trained_on"] = trained_on
+    return phases
 
 
 def describe_rows(
@@ -221,7 +223,7 @@ def describe_rows(
         "adapters": sorted({config.datasets[m].adapter for m in members}),
     }
     if config.datasets[dataset].union:
-        out["members"] = {m: int(np.char.startswith(subjects, m + "/").sum()) for m in members}
+        out["members"] = {m: int(member_rows(subjects, m).sum()) for m in members}
     return out
 
 

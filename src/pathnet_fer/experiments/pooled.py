@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pathnet_fer.experiments.calibration import KEY_COLUMNS, apply_temperature
+from pathnet_fer.experiments.calibration import KEY_COLUMNS, apply_temperature, mean_std
+from pathnet_fer.experiments.datasets import member_rows
 
 COLUMNS = [*KEY_COLUMNS, "member", "n", "accuracy", "top_share", "confidence",
            "confidence_calibrated"]  # fmt: skip
@@ -37,9 +38,8 @@ def member_scores(
             continue
         key = tuple(s[c] for c in KEY_COLUMNS)
         t = float(temps.get(key, np.nan))
-        subjects = np.asarray(s["subject"]).astype(str)
         for member in members:
-            mask = np.char.startswith(subjects, member + "/")
+            mask = member_rows(s["subject"], member)
             if not mask.any():
                 continue
             proba, label = s["proba"][mask], s["label"][mask]
@@ -65,12 +65,6 @@ def members_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
 
-    def cell(v: pd.Series) -> str:
-        v = v.dropna()
-        if v.empty:
-            return "-"
-        return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
-
     lines = [
         "## Pooled destinations by member dataset",
         "",
@@ -85,7 +79,7 @@ def members_markdown(table: pd.DataFrame) -> str:
     ]
     for (e, a, t, m), g in table.groupby(["experiment", "arm", "task", "member"], sort=True):
         lines.append(
-            f"| {e} | {a} | {t} | {m} | {int(g.n.sum())} | {cell(g.accuracy)} "
-            f"| {cell(g.top_share)} | {cell(g.confidence)} | {cell(g.confidence_calibrated)} |"
+            f"| {e} | {a} | {t} | {m} | {int(g.n.sum())} | {mean_std(g.accuracy)} "
+            f"| {mean_std(g.top_share)} | {mean_std(g.confidence)} | {mean_std(g.confidence_calibrated)} |"
         )
     return "\n".join(lines) + "\n"

@@ -469,10 +469,12 @@ def finalise(
     paths = write_report(out, metrics, header=header)
     calibration = calibrate_run(out)
     unions = {n: list(spec.union) for n, spec in config.datasets.items() if spec.union}
-    by_member = member_scores(calibration["sets"], unions, calibration["table"])
+    members = ""
     if unions:
+        by_member = member_scores(calibration["sets"], unions, calibration["table"])
         by_member.to_csv(out / "pooled_members.csv", index=False)
-    for section in (calibration["markdown"], members_markdown(by_member)):
+        members = members_markdown(by_member)
+    for section in (calibration["markdown"], members):
         if section:
             md = paths["summary_md"]
             md.write_text(md.read_text().rstrip() + "\n\n" + section)

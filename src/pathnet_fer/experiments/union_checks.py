@@ -19,6 +19,8 @@ def check_union(config: ExperimentConfig, name: str) -> None:
                 f"{where}: {member!r} is not another dataset defined under datasets "
                 f"(defined: {', '.join(n for n in config.datasets if n != name)})"
             )
+        if "/" in member:  # members are told apart by the "<member>/" subject prefix
+            raise ConfigError(f"{where}: a member's name may not hold '/', got {member!r}")
         if config.datasets[member].union:
             raise ConfigError(f"{where}: {member!r} is a union itself; list its members")
     owned = {"adapter": "", "root": "", "keep_neutral": False, "splits": [], "faces": {}}
