@@ -43,7 +43,13 @@ def test_mlp_learns_real_crops(ckplus):
 
 
 def test_progressive_keeps_earlier_columns_bit_identical(ckplus):
-    """Training column 2 on a second task changes nothing of column 1 (weights, outputs)."""
+    """Training column 2 on a second task changes nothing of column 1 (weights, outputs).
+
+    What the code guarantees is that column 1's parameters are bit-identical. Its outputs
+    are then bit-identical only where the CPU kernels run the same code path: the same
+    thread count and batch shape, so both forward passes run inside ``torch_threads(1)``
+    (outside it, 2 threads may differ at the last float32 ulp for the same weights).
+    """
     x, y = ckplus.features(), ckplus.labels
     first = np.isin(y, [0, 1, 2])  # task 1: anger/disgust/fear; task 2: the other three
     torch.manual_seed(0)
@@ -59,7 +65,10 @@ def test_progressive_keeps_earlier_columns_bit_identical(ckplus):
     assert np.isfinite(log.loss).all()
     for key, value in snapshot.items():
         assert torch.equal(net.state_dict()[key], value), f"{key} changed"
-    assert np.array_equal(predict_proba(net.column_model(0), x[:64]), out_before)
+    with torch_threads(1):  # the same kernels as for out_before: bit-for-bit
+        assert np.array_equal(predict_proba(net.column_model(0), x[:64]), out_before)
+    # with any thread count, the same outputs within float32 rounding
+    np.testing.assert_allclose(predict_proba(net.column_model(0), x[:64]), out_before, atol=1e-6)
     # The new column did learn, and its lateral adapters were trained.
     assert not torch.equal(net.columns[1].adapters[0].alpha, torch.tensor([0.1]))
     acc = float((predict_proba(net.column_model(1), x[~first]).argmax(1) == y[~first] - 3).mean())
