@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 
 import torch
 
+from pathnet_fer.evolution.augment import draw_warps
 from pathnet_fer.evolution.config import RESUMABLE_FIELDS, EvolutionConfig
 from pathnet_fer.evolution.data import PreparedData, TaskData, prepare_data
 from pathnet_fer.evolution.evaluate import path_accuracy
@@ -16,6 +18,7 @@ from pathnet_fer.evolution.task import Task
 from pathnet_fer.evolution.tournament import pick_pairs, pick_winners, replace_losers
 from pathnet_fer.pathnet.config import config_differences
 from pathnet_fer.pathnet.genotype import random_genotypes
+from pathnet_fer.pathnet.sgd_recipe import PLAIN, SgdRecipe
 from pathnet_fer.pathnet.supernet import PathNet
 
 Callback = Callable[[GenerationEvent], None]
@@ -117,6 +120,12 @@ def _resume_checks(net: PathNet, task: Task, data, n_classes, config) -> Prepare
                 f"cannot continue task {task.name!r} with a different EvolutionConfig "
                 f"(checkpoint != given): {'; '.join(diff)}"
             )
+        if config.lr_schedule != "constant" and config.generations != task.config.generations:
+            raise ValueError(
+                f"cannot extend task {task.name!r} from {task.config.generations} to "
+                f"{config.generations} generations: its {config.lr_schedule!r} learning-rate "
+                "schedule spans the generations it was started with"
+            )
     prepared = prepare_data(
         data,
         net.runs,
@@ -133,6 +142,28 @@ def _resume_checks(net: PathNet, task: Task, data, n_classes, config) -> Prepare
                 f"was started with (checkpoint != given): {'; '.join(diff)}"
             )
     return prepared
+
+
+def _recipe(
+    cfg: EvolutionConfig, data: PreparedData, shape: tuple[int, int, int], gen: torch.Generator
+) -> SgdRecipe:
+    """This generation's SGD recipe; augmentation warps drawn after the minibatch rows,
+    and only when augmentation is on (the plain recipe draws nothing)."""
+    if not (cfg.momentum or cfg.weight_decay or cfg.label_smoothing or cfg.augments):
+        return PLAIN
+    return SgdRecipe(
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        warps=draw_warps(cfg, shape, gen) if cfg.augments else None,
+    )
+
+
+def _paths_of(recipe: SgdRecipe, sel: torch.Tensor) -> SgdRecipe:
+    """The recipe of the paths ``sel`` of a generation (sequential pair training)."""
+    if recipe.warps is None:
+        return recipe
+    return dataclasses.replace(recipe, warps=recipe.warps[:, sel])
 
 
 def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent:
@@ -153,6 +184,8 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
     batch_index = batch_index.to(net.device)
     run_of_path = torch.arange(runs).repeat_interleave(2)
     flat_paths = paths.reshape(runs * 2, c.layers, c.max_active)
+    lr = cfg.lr_at(task.generation)
+    recipe = _recipe(cfg, data, (cfg.minibatches, runs * 2, cfg.batch_size), gen)
     if cfg.pair_training == "batched":
         correct, loss = net.train_paths(
             run_of_path,
@@ -162,8 +195,9 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
             data.x,
             data.y,
             batch_index,
-            cfg.lr,
+            lr,
             cfg.shared_update,
+            recipe,
         )
         correct, loss = correct.view(runs, 2), loss.view(runs, 2)
     else:
@@ -179,8 +213,9 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
                     data.x,
                     data.y,
                     batch_index[:, sel.to(net.device)],
-                    cfg.lr,
+                    lr,
                     cfg.shared_update,
+                    _paths_of(recipe, sel),
                 )
             )
         correct = torch.stack([p[0] for p in parts], 1)

@@ -19,12 +19,32 @@ def as_images(x: torch.Tensor, image_shape: tuple[int, int, int], input_norm: st
     """
     h, w, ch = image_shape
     if input_norm == "image":
-        x = x - x.mean(1, keepdim=True)
-        x = x / x.std(1, keepdim=True).add_(NORM_EPS)
+        x = normalise_rows(x)
     img = x.reshape(x.shape[0], h, w, ch)
     if ch == 1:
         return img.view(x.shape[0], 1, h, w)  # same memory, no copy
     return img.permute(0, 3, 1, 2).contiguous()
+
+
+def normalise_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row (one image, any layout) to zero mean and unit variance."""
+    x = x - x.mean(1, keepdim=True)
+    return x / x.std(1, keepdim=True).add_(NORM_EPS)
+
+
+def warped_images(
+    x: torch.Tensor, image_shape: tuple[int, int, int], input_norm: str, warps: torch.Tensor
+) -> torch.Tensor:
+    """``as_images`` of augmented crops: each flattened crop ``x (n, H*W*C)`` warped by its
+    affine matrix ``warps (n, 2, 3)`` (bilinear, edges replicated) BEFORE the input norm,
+    so a shifted or rotated face is normalised like any other."""
+    img = as_images(x, image_shape, "none")
+    grid = F.affine_grid(warps, list(img.shape), align_corners=False)
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if input_norm == "image":
+        n = img.shape[0]
+        img = normalise_rows(img.reshape(n, -1)).view_as(img)
+    return img
 
 
 def conv_layer(

@@ -15,6 +15,10 @@ and one ``convolution_backward`` that returns the input, weight and bias gradien
 once (the first layer skips its input gradient). Each path's arithmetic depends only on
 its own parameters and minibatch, so a run's result does not depend on which other runs
 share its batch.
+
+``recipe`` (``SgdRecipe``) adds momentum, weight decay, label smoothing or soft targets,
+and warps each minibatch image before the input norm (augmentation); the plain recipe
+runs exactly the paper's step.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool
+from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool, warped_images
 from pathnet_fer.pathnet.genotype import slot_weights
+from pathnet_fer.pathnet.sgd_recipe import PLAIN, SgdRecipe
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet
@@ -42,6 +47,7 @@ def train_conv_paths(
     batch_index: torch.Tensor,
     lr: float,
     shared_update: str = "sum",
+    recipe: SgdRecipe = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train G conv paths by SGD, one minibatch per path per step (see ``PathNet.train_paths``)."""
     c = net.config
@@ -86,13 +92,23 @@ def train_conv_paths(
     n_classes = readout_weight.shape[1]
     logits_all = torch.empty(steps, g, b, n_classes, device=dev)
     y_steps = y_all[batch_index]  # (S, G, B)
-    onehot = torch.nn.functional.one_hot(y_steps, n_classes).to(torch.float32)
+    onehot = recipe.target_rows(y_steps, batch_index, n_classes)  # (S, G, B, C) targets
+    momentum, decay = float(recipe.momentum), float(recipe.weight_decay) * b
+    warps = None if recipe.warps is None else recipe.warps.to(dev, torch.float32)
+    if momentum:
+        vel_w = [[torch.zeros_like(w) for w in ws[layer]] for layer in range(n_layers)]
+        vel_b = [[torch.zeros_like(v) for v in bs[layer]] for layer in range(n_layers)]
+        vel_sw, vel_sb = torch.zeros_like(sv_w), torch.zeros_like(sv_b)
     rows_per_step = batch_index.reshape(steps, g * b).unbind(0)
     h, w_, ch = c.image_shape
     step_lr = lr / b  # mean loss over the minibatch
     avg = c.readout_features == "avg"
     for s in range(steps):
-        img = as_images(x_all.index_select(0, rows_per_step[s]), c.image_shape, c.input_norm)
+        x_step = x_all.index_select(0, rows_per_step[s])
+        if warps is None:
+            img = as_images(x_step, c.image_shape, c.input_norm)
+        else:
+            img = warped_images(x_step, c.image_shape, c.input_norm, warps[s].view(g * b, 2, 3))
         img = img.view(g, b, ch, h, w_)
         grad_w.zero_()
         grad_b.zero_()
@@ -119,6 +135,8 @@ def train_conv_paths(
             d = logits.softmax(-1).sub_(onehot[s, p])  # dLoss/dlogits * B
             grad_w[r].addmm_(d.t(), f)
             grad_b[r].add_(d.sum(0))
+            if decay:
+                grad_w[r].add_(sv_w[r], alpha=decay)
             df = d @ sv_w[r]
             if avg:
                 fa = acts[-1]
@@ -156,14 +174,23 @@ def train_conv_paths(
                     1,
                     [layer > 0, True, True],
                 )
+                if decay:
+                    dw.add_(weight, alpha=decay)
                 if masks[layer] is not None:
                     m = masks[layer][p]
                     dw.mul_(m.view(-1, 1, 1, 1))
                     db.mul_(m)
+                if momentum:
+                    dw = vel_w[layer][p].mul_(momentum).add_(dw)
+                    db = vel_b[layer][p].mul_(momentum).add_(db)
                 weight.sub_(dw, alpha=step_lr)
                 bs[layer][p].sub_(db, alpha=step_lr)
-        sv_w.sub_(grad_w.mul_(readout_lr.unsqueeze(2) / b))
-        sv_b.sub_(grad_b.mul_(readout_lr / b))
+        step_w, step_b = grad_w, grad_b
+        if momentum:
+            step_w = vel_sw.mul_(momentum).add_(grad_w)
+            step_b = vel_sb.mul_(momentum).add_(grad_b)
+        sv_w.sub_(step_w * (readout_lr.unsqueeze(2) / b))
+        sv_b.sub_(step_b * (readout_lr / b))
 
     logp = logits_all.log_softmax(-1)
     loss_sum = -(logp * onehot).sum(-1).sum((0, 2))  # (G,)

@@ -20,6 +20,7 @@ from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.pathnet.genotype import validate_genotypes
 from pathnet_fer.pathnet.module_type import module_type_for
 from pathnet_fer.pathnet.path_sgd import SHARED_UPDATES
+from pathnet_fer.pathnet.sgd_recipe import PLAIN, SgdRecipe
 
 if TYPE_CHECKING:
     from torch import nn
@@ -186,16 +187,25 @@ class PathNet:
         batch_index: torch.Tensor,
         lr: float,
         shared_update: str = "sum",
+        recipe: SgdRecipe = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train G paths ``(G, L, N)`` of runs ``runs (G,)`` by SGD in batched steps
         (``batch_index (S, G, B)`` rows of ``x_all``); readouts updated in place. Returns
-        per path the correct count and summed loss over the S*B samples seen."""
+        per path the correct count and summed loss over the S*B samples seen.
+        ``recipe``: momentum, weight decay, soft targets, augmentation (conv modules)."""
         if shared_update not in SHARED_UPDATES:
             raise ValueError(
                 f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}"
             )
         args = (runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr)
-        return self.module_type.train_paths(self, *args, shared_update)
+        if recipe.plain:
+            return self.module_type.train_paths(self, *args, shared_update)
+        if self.config.module != "conv":
+            raise ValueError(
+                "momentum, weight decay, label smoothing, soft targets and augmentation are "
+                f"settings of conv modules; this net has {self.config.module!r} modules"
+            )
+        return self.module_type.train_paths(self, *args, shared_update, recipe)
 
     def _task_path(self, task: Any, run: int, path: torch.Tensor | None) -> torch.Tensor:
         if not 0 <= run < self.runs:
