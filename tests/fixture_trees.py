@@ -294,3 +294,17 @@ def fer_subset(fer_root: Path, out: Path, train: int, test: int) -> Path:
             for image in sorted(folder.glob("*.jpg"))[:n]:
                 shutil.copyfile(image, dst / image.name)
     return out
+
+
+def ferplus_subset(ferplus_root: Path, out: Path, rows: int) -> Path:
+    """``out/FER2013Train|FER2013Test/``: the first ``rows`` listed faces of real FER+ per
+    split, their images and their own ``label.csv`` lines (votes as shipped)."""
+    for folder in ("FER2013Train", "FER2013Test"):
+        dst = out / folder
+        dst.mkdir(parents=True)
+        lines = (ferplus_root / folder / "label.csv").read_text().splitlines()[:rows]
+        for line in lines:
+            name = line.split(",", 1)[0]
+            shutil.copyfile(ferplus_root / folder / name, dst / name)
+        (dst / "label.csv").write_text("\n".join(lines) + "\n")
+    return out

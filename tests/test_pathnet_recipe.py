@@ -55,6 +55,7 @@ def _reference_forward(net, leaves, genotype, rw, rb, img):
         {"weight_decay": 0.05},
         {"label_smoothing": 0.2},
         {"momentum": 0.8, "weight_decay": 0.01, "label_smoothing": 0.1, "warps": True},
+        {"targets": True, "label_smoothing": 0.1},
     ],
 )
 def test_recipe_steps_equal_torch_sgd_on_an_autograd_reference(recipe) -> None:
@@ -74,7 +75,10 @@ def test_recipe_steps_equal_torch_sgd_on_an_autograd_reference(recipe) -> None:
     if recipe.pop("warps", False):
         config = EvolutionConfig(augment_flip=True, augment_shift=0.1, augment_rotate=10)
         warps = draw_warps(config, (steps, 1, batch), gen)
-    sgd = SgdRecipe(warps=warps, **recipe)
+    targets = None
+    if recipe.pop("targets", False):  # soft targets (e.g. FER+ vote shares)
+        targets = torch.rand(30, 4, generator=gen).softmax(1)
+    sgd = SgdRecipe(warps=warps, targets=targets, **recipe)
     lr = 0.05
 
     leaves, frozen = {}, {}
@@ -101,7 +105,8 @@ def test_recipe_steps_equal_torch_sgd_on_an_autograd_reference(recipe) -> None:
         else:
             img = warped_images(x[r], (12, 12, 1), "image", warps[s, 0])
         logits = _reference_forward(net, leaves, genotype, lw, lb, img)
-        loss = F.cross_entropy(logits, y[r], label_smoothing=sgd.label_smoothing)
+        target = y[r] if targets is None else targets[r]
+        loss = F.cross_entropy(logits, target, label_smoothing=sgd.label_smoothing)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -10,6 +10,7 @@ from pathnet_fer.data.ckplus48 import CKPlus48Adapter
 from pathnet_fer.data.crema_d import CremaDAdapter
 from pathnet_fer.data.enterface import EnterfaceAdapter
 from pathnet_fer.data.fer2013 import Fer2013Adapter
+from pathnet_fer.data.ferplus import FerPlusAdapter
 from pathnet_fer.data.generic import GenericAdapter
 from pathnet_fer.data.jaffe import JaffeAdapter
 from pathnet_fer.data.ravdess import RavdessAdapter
@@ -26,6 +27,7 @@ ADAPTERS: dict[str, DatasetAdapter] = {
         CKPlus48Adapter(),
         JaffeAdapter(),
         Fer2013Adapter(),
+        FerPlusAdapter(),
         GenericAdapter(),
     )
 }

@@ -22,6 +22,7 @@ class TaskData:
     x_val: Any = None
     y_val: Any = None
     name: str = ""
+    targets: Any = None  # (n, C) target distributions (soft labels); None = one-hot of y
 
 
 def _as_features(x: Any, what: str, input_dim: int) -> torch.Tensor:
@@ -57,6 +58,20 @@ def _as_labels(y: Any, what: str, n: int, n_classes: int) -> torch.Tensor:
     return t
 
 
+def _as_targets(t: Any, what: str, n: int, n_classes: int) -> torch.Tensor:
+    """Soft targets as float32 rows summing to 1 (counts are normalised)."""
+    t = torch.as_tensor(np.asarray(t) if not isinstance(t, torch.Tensor) else t)
+    if t.dim() != 2 or tuple(t.shape) != (n, n_classes):
+        raise ValueError(f"{what} must have shape ({n}, {n_classes}), got {tuple(t.shape)}")
+    t = t.to(torch.float32)
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(f"{what} must be finite and non-negative")
+    total = t.sum(1, keepdim=True)
+    if bool((total <= 0).any()):
+        raise ValueError(f"{what}: {int((total <= 0).sum())} rows hold no weight on any class")
+    return t / total
+
+
 @dataclass
 class PreparedData:
     """All runs' training rows concatenated on the device (a run's rows are
@@ -69,6 +84,7 @@ class PreparedData:
     x_val: list[torch.Tensor | None]
     y_val: list[torch.Tensor | None]
     fingerprint: list[dict[str, Any]]
+    targets: torch.Tensor | None = None  # (total, C) rows aligned with x; None = one-hot
 
     def run_rows(self, run: int) -> tuple[torch.Tensor, torch.Tensor]:
         s, n = self.offsets[run], self.sizes[run]
@@ -113,7 +129,8 @@ def prepare_data(
             raise ValueError(f"got TaskData for {len(items)} runs but the net has {runs} runs")
     else:
         raise TypeError("data must be a TaskData or a list of TaskData (one per run)")
-    xs, ys, offsets, sizes, xv, yv, fps = [], [], [], [], [], [], []
+    xs, ys, offsets, sizes, xv, yv, fps, ts = [], [], [], [], [], [], [], []
+    soft = any(item.targets is not None for item in items)
     seen: dict[int, int] = {}
     total = 0
     for r, item in enumerate(items):
@@ -135,6 +152,12 @@ def prepare_data(
         sizes.append(int(x.shape[0]))
         total += int(x.shape[0])
         fps.append(fingerprint(x, y))
+        if soft:  # runs without soft targets train on their one-hot labels
+            if item.targets is None:
+                ts.append(torch.nn.functional.one_hot(y, n_classes).to(torch.float32))
+            else:
+                ts.append(_as_targets(item.targets, f"{label}: targets", x.shape[0], n_classes))
+                fps[-1]["targets"] = round(float((ts[-1] * torch.arange(n_classes)).sum()), 4)
         if item.x_val is not None or item.y_val is not None:
             if item.x_val is None or item.y_val is None:
                 raise ValueError(f"{label}: give both x_val and y_val, or neither")
@@ -154,4 +177,5 @@ def prepare_data(
         x_val=xv,
         y_val=yv,
         fingerprint=fps,
+        targets=torch.cat(ts).to(device) if soft else None,
     )

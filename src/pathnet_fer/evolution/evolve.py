@@ -149,12 +149,14 @@ def _recipe(
 ) -> SgdRecipe:
     """This generation's SGD recipe; augmentation warps drawn after the minibatch rows,
     and only when augmentation is on (the plain recipe draws nothing)."""
-    if not (cfg.momentum or cfg.weight_decay or cfg.label_smoothing or cfg.augments):
+    soft = data.targets is not None
+    if not (cfg.momentum or cfg.weight_decay or cfg.label_smoothing or cfg.augments or soft):
         return PLAIN
     return SgdRecipe(
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
         label_smoothing=cfg.label_smoothing,
+        targets=data.targets,
         warps=draw_warps(cfg, shape, gen) if cfg.augments else None,
     )
 

@@ -57,6 +57,14 @@ class DatasetSpec:
     # keep their own adapter, root, splits and face settings (which must agree); the
     # union's own are its folds, holdout and n_folds.
     union: list[str] = field(default_factory=list)
+    # Train on the annotators' vote distribution (soft targets) instead of the majority
+    # label, for adapters that ship votes (ferplus); accuracy still counts the majority.
+    soft_labels: bool = False
+
+
+# DatasetSpec fields added after run directories were written: left out of a saved
+# config while at their default, so those run directories still resume.
+DATASET_LATER_FIELDS = {"soft_labels": False}
 
 
 @dataclass
@@ -184,7 +192,12 @@ class ExperimentConfig:
         return int(value if value is not None else self.evolution["generations"])
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for spec in out["datasets"].values():
+            for key, default in DATASET_LATER_FIELDS.items():
+                if spec.get(key) == default:
+                    del spec[key]
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)

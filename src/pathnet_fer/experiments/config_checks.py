@@ -32,6 +32,8 @@ def validate(config: ExperimentConfig) -> None:
     for name, spec in config.datasets.items():
         if spec.n_folds is not None and spec.n_folds < 2:
             raise ConfigError(f"datasets.{name}.n_folds must be >= 2 or null")
+        if spec.soft_labels:
+            _check_soft_labels(config, name)
     for key in ("iterations", "eval_every"):
         if getattr(p, key) < 1:
             raise ConfigError(f"protocol.{key} must be >= 1")
@@ -99,6 +101,29 @@ def validate(config: ExperimentConfig) -> None:
         if spec.adapter not in ADAPTERS:
             raise ConfigError(
                 f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
+            )
+
+
+def _check_soft_labels(config: ExperimentConfig, name: str) -> None:
+    """Soft labels need an adapter that ships votes, conv modules (their SGD takes
+    targets) and no union around them (a union pools crops, not votes)."""
+    from pathnet_fer.data.registry import ADAPTERS
+
+    spec = config.datasets[name]
+    if spec.union:
+        raise ConfigError(f"datasets.{name}.soft_labels: not supported on a union")
+    if not hasattr(ADAPTERS.get(spec.adapter), "votes"):
+        raise ConfigError(
+            f"datasets.{name}.soft_labels: adapter {spec.adapter!r} ships no annotator votes "
+            "(ferplus does)"
+        )
+    if config.pathnet.get("module") != "conv":
+        raise ConfigError(f"datasets.{name}.soft_labels: needs conv modules (pathnet.module)")
+    for other, other_spec in config.datasets.items():
+        if name in other_spec.union:
+            raise ConfigError(
+                f"datasets.{name}.soft_labels: {name} is a member of union {other!r}, which "
+                "pools crops without votes"
             )
 
 

@@ -31,6 +31,7 @@ class LoadedDataset:
     subjects: np.ndarray
     clips: np.ndarray
     class_names: tuple[str, ...]
+    targets: np.ndarray | None = None  # float32 (n, C) vote shares (soft_labels), else None
     # folds made from this data, by the settings that decide them (dataset_folds)
     fold_cache: dict[tuple, list[Fold]] = field(default_factory=dict, repr=False)
 
@@ -88,15 +89,50 @@ def load_dataset(
     """Face crops of a configured dataset (from the cache when already preprocessed)."""
     check_data(config, [name])
     faces = load_faces(config, name, progress, workers)
+    clips = np.asarray(faces.clips).astype(str)
     return LoadedDataset(
         name=name,
         faces=faces,
         x=np.ascontiguousarray(faces.features()),
         y=np.asarray(faces.labels, dtype=np.int64),
         subjects=np.asarray(faces.subjects).astype(str),
-        clips=np.asarray(faces.clips).astype(str),
+        clips=clips,
         class_names=tuple(faces.class_names),
+        targets=soft_targets(config, name, clips, tuple(faces.class_names)),
     )
+
+
+def soft_targets(
+    config: ExperimentConfig, name: str, clips: np.ndarray, class_names: tuple[str, ...]
+) -> np.ndarray | None:
+    """``datasets.NAME.soft_labels``: each crop's vote shares over the classes, from its
+    adapter's vote counts (a crop whose votes all fall outside the classes keeps its
+    majority label as a one-hot target); None when the setting is off."""
+    spec = config.datasets[name]
+    if not spec.soft_labels:
+        return None
+    from pathnet_fer.data.registry import get_adapter
+
+    votes_of = getattr(get_adapter(spec.adapter), "votes", None)
+    if votes_of is None:
+        raise ValueError(
+            f"datasets.{name}.soft_labels: adapter {spec.adapter!r} has no annotator votes "
+            "(ferplus has): set soft_labels false"
+        )
+    votes = votes_of(config.dataset_root(name))
+    missing = sorted(set(clips) - set(votes.index))
+    if missing:
+        raise ValueError(
+            f"datasets.{name}.soft_labels: {len(missing)} crops have no votes (e.g. "
+            f"{missing[0]!r}); rebuild the crops or check the dataset's label.csv files"
+        )
+    table = votes.loc[clips, list(class_names)].to_numpy(dtype=np.float32)
+    labels = {c: i for i, c in enumerate(class_names)}
+    empty = table.sum(1) <= 0
+    if empty.any():  # cannot happen for a majority label inside the classes; kept safe
+        majority = votes.loc[clips[empty], list(class_names)].to_numpy().argmax(1)
+        table[empty] = np.eye(len(labels), dtype=np.float32)[majority]
+    return table / table.sum(1, keepdims=True)
 
 
 def load_faces(config: ExperimentConfig, name: str, progress: bool, workers: int | None):
@@ -294,6 +330,8 @@ def data_fingerprint(data: LoadedDataset) -> str:
     h.update(str(data.x.shape).encode())
     h.update(np.ascontiguousarray(data.x).data)
     h.update(data.y.astype(np.int64).tobytes())
+    if data.targets is not None:
+        h.update(np.ascontiguousarray(data.targets, dtype=np.float32).data)
     for values in (data.subjects, data.clips, data.class_names):
         h.update("\x1f".join(map(str, values)).encode())
     return h.hexdigest()

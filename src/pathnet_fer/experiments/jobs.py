@@ -218,7 +218,7 @@ def run_phase(
         progress.set(offset + g)
 
     evo = EvolutionConfig.from_dict({**config.evolution, "generations": G})
-    data = [TaskData(rd.x, rd.y, name=phase.task) for rd in phase.data]
+    data = [TaskData(rd.x, rd.y, name=phase.task, targets=rd.targets) for rd in phase.data]
     task = evolve(
         net,
         data,

@@ -35,6 +35,7 @@ class RunData:
     test_subjects: np.ndarray
     train_index: np.ndarray
     test_index: np.ndarray
+    targets: np.ndarray | None = None  # soft targets of the training rows (soft_labels)
 
 
 @dataclass
@@ -66,6 +67,7 @@ def rows(data: LoadedDataset, train: np.ndarray, test: np.ndarray) -> RunData:
         data.subjects[test],
         np.asarray(train),
         np.asarray(test),
+        None if data.targets is None else data.targets[train],
     )
 
 
