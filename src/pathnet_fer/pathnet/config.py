@@ -9,7 +9,9 @@ from pathnet_fer.settings_dict import SettingsDict
 
 COMBINE_MODES = ("mean", "sum")
 INIT_MODES = ("he-combine", "torch-linear")
-MODULE_TYPES = ("linear", "conv")
+MODULE_TYPES = ("linear", "conv", "block")
+IMAGE_MODULES = ("conv", "block")  # module types that read a row as an image
+BLOCK_CONVS = ("full", "separable")
 DOWNSAMPLE_MODES = ("pool", "stride", "none")
 READOUT_FEATURES = ("avg", "flatten")
 INPUT_NORMS = ("none", "image")  # "auto" resolves to one of these
@@ -40,7 +42,20 @@ class PathNetConfig(SettingsDict):
     ``pool`` = 2x2 max-pool after the combine, ``stride`` = stride-2 convolutions,
     ``none``); the readout sees the last layer's maps flattened
     (``readout_features: flatten``, default: keeps where on the face a feature is) or
-    globally averaged (``avg``). ``units`` is unused by ``conv``.
+    globally averaged (``avg``). ``units`` is unused by ``conv`` and ``block``.
+
+    ``block`` (docs/pathnet.md, "Block modules"): a module is a small VGG-style block of
+    ``block_depth`` (default 2) ``kernel`` x ``kernel`` convolutions with ``channels[l]``
+    outputs, each followed by batch normalisation and ReLU (no convolution biases: the
+    normalisation's shift replaces them); ``block_conv``: ``full`` convolutions or
+    ``separable`` ones (a depthwise ``kernel`` x ``kernel`` convolution then a pointwise
+    1x1, as mini-Xception); ``block_residual``: the block's input is added before its
+    last ReLU (through a 1x1 convolution + normalisation when the channel count or the
+    map size changes). Layers combine and downsample exactly as ``conv`` layers do.
+    ``bn_momentum``: how far a training step moves a module's running mean and variance
+    towards the minibatch's (PyTorch's convention, default 0.1). A frozen (fixed)
+    module always normalises with its stored statistics, and they never change.
+    The block settings are unused by the other module types.
     ``image_shape`` (H, W, C): how a flattened input row is read as an image (the
     crop's own layout, channels last); set from the face settings, required for conv.
     ``input_norm``: ``none`` (pixels in [0, 1] as given) or ``image`` (each image is
@@ -66,9 +81,16 @@ class PathNetConfig(SettingsDict):
     readout_features: str = "flatten"
     image_shape: tuple[int, int, int] | None = None
     input_norm: str = "auto"
+    block_depth: int = 2
+    block_conv: str = "full"
+    block_residual: bool = False
+    bn_momentum: float = 0.1
+
+    LATER_FIELDS = ("block_depth", "block_conv", "block_residual", "bn_momentum")
 
     def __post_init__(self) -> None:
         self._check_module_settings()
+        self._check_block_settings()
         for name in ("input_dim", "layers", "modules", "units", "max_active"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -86,7 +108,8 @@ class PathNetConfig(SettingsDict):
 
     def _check_module_settings(self) -> None:
         if self.input_norm == "auto":
-            object.__setattr__(self, "input_norm", "image" if self.module == "conv" else "none")
+            image = self.module in IMAGE_MODULES
+            object.__setattr__(self, "input_norm", "image" if image else "none")
         for name, allowed in (
             ("module", MODULE_TYPES),
             ("downsample", DOWNSAMPLE_MODES),
@@ -99,16 +122,16 @@ class PathNetConfig(SettingsDict):
                 )
         # Lists from YAML/JSON become tuples (hashable, frozen).
         channels = tuple(self.channels or ())
-        if self.module == "conv" and not channels:
+        if self.module in IMAGE_MODULES and not channels:
             if self.layers != len(DEFAULT_CONV_CHANNELS):
                 raise ValueError(
                     f"PathNetConfig.channels: give one channel count per layer for "
-                    f"{self.layers} conv layers (e.g. {[8 * 2**i for i in range(self.layers)]})"
+                    f"{self.layers} {self.module} layers (e.g. {[8 * 2**i for i in range(self.layers)]})"
                 )
             channels = DEFAULT_CONV_CHANNELS
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in channels):
             raise ValueError(f"PathNetConfig.channels must be positive ints, got {channels!r}")
-        if self.module == "conv" and len(channels) != self.layers:
+        if self.module in IMAGE_MODULES and len(channels) != self.layers:
             raise ValueError(
                 f"PathNetConfig.channels has {len(channels)} entries for {self.layers} layers: "
                 "give one channel count per layer"
@@ -131,11 +154,11 @@ class PathNetConfig(SettingsDict):
                     f"values, but input_dim is {self.input_dim}"
                 )
             object.__setattr__(self, "image_shape", shape)
-        if self.module == "conv":
+        if self.module in IMAGE_MODULES:
             if shape is None:
                 raise ValueError(
-                    "PathNetConfig.image_shape (height, width, channels) is required for conv "
-                    "modules: it says how a flattened input row is read as an image"
+                    f"PathNetConfig.image_shape (height, width, channels) is required for "
+                    f"{self.module} modules: it says how a flattened input row is read as an image"
                 )
             side = min(shape[0], shape[1])
             factor = 1 if self.downsample == "none" else 2 ** (self.layers - 1)
@@ -144,6 +167,27 @@ class PathNetConfig(SettingsDict):
                     f"PathNetConfig: {self.layers} conv layers downsampling by 2 need images "
                     f"of at least {factor}x{factor} pixels, got {shape[0]}x{shape[1]}"
                 )
+
+    def _check_block_settings(self) -> None:
+        depth = self.block_depth
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise ValueError(f"PathNetConfig.block_depth must be a positive int, got {depth!r}")
+        if self.block_conv not in BLOCK_CONVS:
+            raise ValueError(
+                f"PathNetConfig.block_conv must be one of {BLOCK_CONVS}, got {self.block_conv!r}"
+            )
+        if not isinstance(self.block_residual, bool):
+            raise ValueError(
+                f"PathNetConfig.block_residual must be true/false, got {self.block_residual!r}"
+            )
+        m = self.bn_momentum
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0.0 < m <= 1.0:
+            raise ValueError(f"PathNetConfig.bn_momentum must be in (0, 1], got {m!r}")
+
+    @property
+    def image_modules(self) -> bool:
+        """True when a module reads its input as an image (conv and block modules)."""
+        return self.module in IMAGE_MODULES
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists for the tuples (YAML and safe loaders take them)."""
@@ -154,15 +198,15 @@ class PathNetConfig(SettingsDict):
 
     def layer_input_dims(self) -> list[int]:
         """Input size of each layer's modules: the data, then the previous layer's units
-        (conv: input channels)."""
-        if self.module == "conv":
+        (conv, block: input channels)."""
+        if self.module in IMAGE_MODULES:
             assert self.image_shape is not None
             return [self.image_shape[2], *self.channels[:-1]]
         return [self.input_dim] + [self.units] * (self.layers - 1)
 
     def layer_output_sizes(self) -> list[int]:
-        """Outputs of one module per layer: units (linear) or channels (conv)."""
-        return list(self.channels) if self.module == "conv" else [self.units] * self.layers
+        """Outputs of one module per layer: units (linear) or channels (conv, block)."""
+        return list(self.channels) if self.module in IMAGE_MODULES else [self.units] * self.layers
 
     def map_sizes(self) -> list[tuple[int, int]]:
         """Conv: (H, W) of each layer's input map, then of the last layer's output."""
@@ -171,7 +215,7 @@ class PathNetConfig(SettingsDict):
 
     def feature_dim(self) -> int:
         """Width of the readout's input."""
-        if self.module != "conv":
+        if self.module not in IMAGE_MODULES:
             return self.units
         if self.readout_features == "avg":
             return self.channels[-1]

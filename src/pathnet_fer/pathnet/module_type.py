@@ -42,6 +42,14 @@ class ModuleType:
         """Inputs feeding one output unit of a module (for initialisation)."""
         raise NotImplementedError
 
+    def initial_values(
+        self, layer: int, runs: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Fresh ``(weights, biases)`` of every module of ``layer`` (``(R, M, ...)``, drawn
+        from ``generator`` with a fixed consumption), or None for the super-network's
+        generic initialisation (``PathNetConfig.init`` on weights, zero biases)."""
+        return None
+
     def flops_per_sample(self, paths: int = 1) -> int:
         """Forward multiply-adds x 2 of one path on one sample (all N modules active)."""
         raise NotImplementedError
@@ -82,6 +90,10 @@ def module_type_for(config: PathNetConfig) -> ModuleType:
         from pathnet_fer.pathnet.conv_modules import ConvModules
 
         return ConvModules(config)
+    if config.module == "block":
+        from pathnet_fer.pathnet.block_modules import BlockModules
+
+        return BlockModules(config)
     from pathnet_fer.pathnet.linear_modules import LinearModules
 
     return LinearModules(config)

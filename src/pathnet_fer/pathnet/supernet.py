@@ -78,7 +78,10 @@ class PathNet:
         for layer in range(c.layers):
             fan_in = self.module_type.fan_in(layer)
             shape_w, shape_b = tuple(self.weights[layer].shape), tuple(self.biases[layer].shape)
-            if c.init == "torch-linear":
+            custom = self.module_type.initial_values(layer, self.runs, self.generator)
+            if custom is not None:  # module types with their own parts (block: BN)
+                w, b = custom[0].to(self.device), custom[1].to(self.device)
+            elif c.init == "torch-linear":
                 w = self._uniform(shape_w, fan_in)
                 b = self._uniform(shape_b, fan_in)
             else:
@@ -200,10 +203,10 @@ class PathNet:
         args = (runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr)
         if recipe.plain:
             return self.module_type.train_paths(self, *args, shared_update)
-        if self.config.module != "conv":
+        if not self.config.image_modules:
             raise ValueError(
                 "momentum, weight decay, label smoothing, soft targets and augmentation are "
-                f"settings of conv modules; this net has {self.config.module!r} modules"
+                f"settings of conv modules (and block modules); this net has {self.config.module!r} modules"
             )
         return self.module_type.train_paths(self, *args, shared_update, recipe)
 
@@ -239,7 +242,8 @@ class PathNet:
 
     def path_model(self, task: Any, run: int = 0, path: torch.Tensor | None = None) -> nn.Module:
         """A standalone ``nn.Module`` holding only this path's modules and the task readout
-        (``PathModel`` for linear modules, ``ConvPathModel`` for conv)."""
+        (``PathModel`` for linear modules, ``ConvPathModel`` for conv, ``BlockPathModel``
+        for block)."""
         genotype = self._task_path(task, run, path)
         return self.module_type.path_model(
             self,
@@ -282,9 +286,9 @@ class PathNet:
 
     def __repr__(self) -> str:
         c = self.config
-        if c.module == "conv":
+        if c.image_modules:
             return (
-                f"PathNet(conv, L={c.layers}, M={c.modules}, channels={list(c.channels)}, "
+                f"PathNet({c.module}, L={c.layers}, M={c.modules}, channels={list(c.channels)}, "
                 f"N={c.max_active}, image={c.image_shape}, combine={c.combine!r}, "
                 f"runs={self.runs}, device={self.device}, fixed={int(self.fixed.sum())} modules)"
             )
