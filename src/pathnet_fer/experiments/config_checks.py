@@ -117,8 +117,10 @@ def _check_soft_labels(config: ExperimentConfig, name: str) -> None:
             f"datasets.{name}.soft_labels: adapter {spec.adapter!r} ships no annotator votes "
             "(ferplus does)"
         )
-    if config.pathnet.get("module") != "conv":
-        raise ConfigError(f"datasets.{name}.soft_labels: needs conv modules (pathnet.module)")
+    if config.pathnet.get("module") not in ("conv", "block"):
+        raise ConfigError(
+            f"datasets.{name}.soft_labels: needs conv modules or block modules (pathnet.module)"
+        )
     for other, other_spec in config.datasets.items():
         if name in other_spec.union:
             raise ConfigError(
@@ -196,7 +198,7 @@ def _check_stages(config: ExperimentConfig) -> None:
         dim = int(face.size) ** 2 * channels
         shape = (
             {"image_shape": (int(face.size), int(face.size), channels)}
-            if config.pathnet.get("module") == "conv"
+            if config.pathnet.get("module") in ("conv", "block")
             else {}
         )
         build(

@@ -42,12 +42,13 @@ class LoadedDataset:
 
 def net_config_for(config: ExperimentConfig, dataset: str, data: LoadedDataset) -> Any:
     """The super-network (a PathNetConfig) for a dataset's crops: input width from the
-    data, and for conv modules the image shape (size x size x channels) from its face
+    data, and for conv and block modules the image shape (size x size x channels) from its face
     settings."""
     from pathnet_fer.pathnet import PathNetConfig
+    from pathnet_fer.pathnet.config import IMAGE_MODULES
 
     extra = {}
-    if config.pathnet.get("module") == "conv":
+    if config.pathnet.get("module") in IMAGE_MODULES:
         faces = face_settings_for(config, dataset)
         channels = 3 if faces.colour == "rgb" else 1
         extra["image_shape"] = (int(faces.size), int(faces.size), channels)

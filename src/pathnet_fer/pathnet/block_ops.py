@@ -155,7 +155,7 @@ class BlockLayout:
             pieces.append(chunk)
             start += n
         stats = [
-            torch.full((*count, shape[0]), 1.0 if name.endswith("var") else 0.0)
+            torch.full((*count, shape[0]), 1.0 if "var" in name else 0.0)
             for name, shape in self.stats_parts
         ]
         return torch.cat(pieces, -1), torch.cat(stats, -1)

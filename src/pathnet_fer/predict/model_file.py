@@ -36,12 +36,14 @@ from pathnet_fer.safe_load import UnsafeFileError, load_plain
 FORMAT = "pathnet-fer-model"
 FORMAT_VERSION = 2
 """Bump when the layout changes incompatibly; loaders refuse other versions clearly.
-v2 added conv paths (``model_kind`` ``pathnet-conv-path``); v1 files (linear paths)
-still load."""
+v2 added conv paths (``model_kind`` ``pathnet-conv-path``) and then block paths
+(``pathnet-block-path``: a reader older than block modules refuses such a file, naming
+its kind); v1 files (linear paths) still load."""
 READABLE_VERSIONS = (1, 2)
 MODEL_KIND = "pathnet-path"
 CONV_MODEL_KIND = "pathnet-conv-path"
-MODEL_KINDS = {1: (MODEL_KIND,), 2: (MODEL_KIND, CONV_MODEL_KIND)}
+BLOCK_MODEL_KIND = "pathnet-block-path"
+MODEL_KINDS = {1: (MODEL_KIND,), 2: (MODEL_KIND, CONV_MODEL_KIND, BLOCK_MODEL_KIND)}
 """The model kinds each format version may hold."""
 INPUT_SCALING = "uint8/255"
 """How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
@@ -397,20 +399,27 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
 
 def _kind_of(config: dict[str, Any]) -> str:
     """The model kind a path model's ``config_dict()`` describes."""
+    from pathnet_fer.pathnet.block_path_model import FORMAT as BLOCK_FORMAT
     from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
     from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
 
-    formats = {LINEAR_FORMAT: MODEL_KIND, CONV_FORMAT: CONV_MODEL_KIND}
+    formats = {
+        LINEAR_FORMAT: MODEL_KIND,
+        CONV_FORMAT: CONV_MODEL_KIND,
+        BLOCK_FORMAT: BLOCK_MODEL_KIND,
+    }
     return formats.get(config.get("format"), f"unknown ({config.get('format')!r})")
 
 
 def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
-    """A fresh PathModel or ConvPathModel from its ``config_dict()``, weights loaded by
-    the caller."""
+    """A fresh PathModel, ConvPathModel or BlockPathModel from its ``config_dict()``,
+    weights loaded by the caller."""
     from pathnet_fer.pathnet import PathModel
+    from pathnet_fer.pathnet.block_path_model import BlockPathModel
     from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 
-    cls = ConvPathModel if _kind_of(config) == CONV_MODEL_KIND else PathModel
+    classes = {CONV_MODEL_KIND: ConvPathModel, BLOCK_MODEL_KIND: BlockPathModel}
+    cls = classes.get(_kind_of(config), PathModel)
     try:
         return cls.from_config(config)
     except Exception as exc:
