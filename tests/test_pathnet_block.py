@@ -191,7 +191,7 @@ def test_sgd_steps_equal_autograd_on_a_reference_network(settings, recipe) -> No
         for key in used:
             if key in frozen:
                 continue
-            for name, t in blocks[key].named_parameters():
+            for t in blocks[key].parameters():
                 (kernels if t.dim() == 4 else norms).append(t)
         optimisers.append(
             torch.optim.SGD(
