@@ -432,7 +432,9 @@ def test_block_settings_are_checked_and_keep_old_identities() -> None:
 
 def test_block_pathnet_learns_real_ckplus48_crops(require_data, tmp_path_factory) -> None:
     """A short evolution on CK+48 crops (24x24, every 4th subject held out): held-out
-    accuracy well above the most frequent emotion's share."""
+    accuracy well above the most frequent emotion's share (0.241). Measured: 0.635; with
+    the modules' updates switched off (readout alone on random blocks) 0.466, with the
+    gradient's sign flipped 0.337, so the bound needs the modules to learn."""
     from pathnet_fer.faces.preprocess import preprocess_dataset
 
     root = require_data("ckplus48")
@@ -459,4 +461,4 @@ def test_block_pathnet_learns_real_ckplus48_crops(require_data, tmp_path_factory
     )
     chance = float(np.bincount(y[held]).max() / held.sum())
     print(f"held-out accuracy {accuracy:.3f}, most frequent emotion {chance:.3f}")
-    assert accuracy > chance + 0.15, (accuracy, chance)
+    assert accuracy > 0.55 > chance + 0.25, (accuracy, chance)
