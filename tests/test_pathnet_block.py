@@ -411,6 +411,39 @@ def test_statistics_of_a_module_two_paths_share_are_their_mean() -> None:
             assert torch.equal(net.weights[layer], base.weights[layer])
 
 
+def test_a_block_task_resumes_exactly_and_fixed_modules_move_to_another_net(tmp_path):
+    """Checkpoints and adopt_fixed carry the statistics with the modules: a resumed task
+    equals the uninterrupted one bit for bit, and a net adopting the fixed path of
+    another predicts that task exactly as the donor does."""
+    from pathnet_fer.evolution import CheckpointEvery, load_checkpoint
+
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.rand(48, 144, generator=gen), torch.randint(0, 3, (48,), generator=gen)
+    recipe = dict(momentum=0.9, augment_flip=True)
+    cfg = EvolutionConfig(generations=4, population=4, minibatches=2, batch_size=8, **recipe)
+    conf = _config(block_residual=True)
+    net = PathNet(conf, runs=2, seed=1)
+    ckpt = tmp_path / "state.pt"
+    short = EvolutionConfig.from_dict({**cfg.to_dict(), "generations": 2})
+    task = evolve(net, TaskData(x, y), 3, short, seed=0, callbacks=[CheckpointEvery(ckpt, 2)])
+    task = evolve(net, TaskData(x, y), config=cfg, task=task)
+    net2, task2, _ = load_checkpoint(ckpt, device="cpu", expect_net_config=conf)
+    task2 = evolve(net2, TaskData(x, y), config=cfg, task=task2)
+    for a, b in zip(net.weights + net.biases, net2.weights + net2.biases, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(task.best_paths, task2.best_paths)
+    net.fix(task)
+    other = PathNet(conf, runs=1, seed=9)
+    other.adopt_fixed([(net.state(), 1)], "donor")
+    donor_task = SimpleNamespace(
+        readout_weight=task.readout_weight[1:], readout_bias=task.readout_bias[1:]
+    )
+    assert torch.equal(
+        other.predict_proba(x, donor_task, run=0, path=task.best_paths[1]),
+        net.predict_proba(x, task, run=1),
+    )
+
+
 def test_block_settings_are_checked_and_keep_old_identities() -> None:
     for bad, match in (
         ({"block_depth": 0}, "block_depth"),

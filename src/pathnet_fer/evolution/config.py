@@ -34,7 +34,7 @@ class EvolutionConfig(SettingsDict):
     ``selection_samples``: training samples (fixed random subset per run) used to
     re-evaluate the final population when picking the best path (None = all).
 
-    The training recipe of conv paths (off by default: the paper's plain SGD; each
+    The training recipe of conv and block paths (off by default: the paper's plain SGD; each
     measured alone in docs/results-fer2013.md, "Training recipe"):
     ``momentum``, ``weight_decay`` (L2 on weights, not biases) as in ``torch.optim.SGD``;
     momentum buffers start at zero for each path's ``minibatches`` steps of a generation.
