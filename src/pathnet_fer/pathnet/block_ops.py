@@ -4,9 +4,8 @@ A block module of layer ``l`` (``PathNetConfig.module == "block"``) is ``block_d
 convolutions with ``C = channels[l]`` outputs, each followed by batch normalisation
 (BN) and ReLU; with ``block_residual`` the block's input (or its 1x1 projection + BN
 when the channel count or the map size changes) is added before the last ReLU. A layer
-runs its k active modules together: the first convolution of all k is ONE convolution
-(they see the same input), the later ones are grouped convolutions (``groups=k``), each
-BN covers k*C channels, and the k outputs are averaged (or summed).
+runs its k active modules one after the other on its input (in channels-last memory)
+and averages (or sums) their outputs.
 
 Storage (``BlockLayout``): module ``m`` of layer ``l`` is ``weights[l][r, m]``, a flat
 vector of ``layout.size`` trained values, and ``biases[l][r, m]``, a flat vector of
@@ -21,8 +20,8 @@ vector's parts, in order (``layout.parts``), per convolution j = 0..depth-1 with
 then, for a residual block with a projection, ``shortcut`` ``(C, Cin, 1, 1)``,
 ``shortcut_gamma``, ``shortcut_beta``. Statistics: ``mean{j}``, ``var{j}`` (C each) per
 convolution, then ``shortcut_mean``, ``shortcut_var``. Every part is stored flattened
-in ``nn.Conv2d`` / ``nn.BatchNorm2d`` order, so ``parts`` of k modules stacked along
-the first dimension give a ``(k*C, ...)`` filter bank directly.
+in ``nn.Conv2d`` / ``nn.BatchNorm2d`` order; ``split`` gives the parts of k modules
+stacked along the first dimension (``(k*C, ...)``), ``module_slice`` one module's rows.
 """
 
 from __future__ import annotations
@@ -36,9 +35,10 @@ import torch.nn.functional as F
 
 BN_EPS = 1e-5
 
-Norm = Callable[[torch.Tensor, int, dict, dict], torch.Tensor]
-"""``norm(z, unit, parts, stats)``: batch normalisation of BN unit ``unit`` (0..depth-1,
-or ``depth`` for the shortcut) over the k*C channels of ``z``."""
+Norm = Callable[[torch.Tensor, int, dict, dict, int], torch.Tensor]
+"""``norm(z, unit, parts, stats, module)``: batch normalisation of BN unit ``unit``
+(0..depth-1, or ``depth`` for the shortcut) of the layer's ``module``-th module, whose
+``parts`` and ``stats`` are given."""
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,13 @@ class BlockLayout:
         return 2 * self.bn_units * self.channels
 
     def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(k, size)`` -> ``{name: (k * shape[0], *shape[1:])}`` contiguous copies
-        (modules stacked along the first dimension)."""
+        """``(k, size)`` -> ``{name: (k * shape[0], *shape[1:])}`` contiguous tensors
+        (modules stacked along the first dimension; a view of ``flat`` where possible)."""
         return _split(flat, [(n, s) for n, s, _ in self.parts])
 
     def split_stats(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(k, stats_size)`` -> ``{name: (k * C,)}`` contiguous copies."""
+        """``(k, stats_size)`` -> ``{name: (k * C,)}`` contiguous tensors (views where
+        possible)."""
         return _split(flat, self.stats_parts)
 
     def join(self, parts: dict[str, torch.Tensor], k: int) -> torch.Tensor:
@@ -184,13 +185,13 @@ def _split(flat: torch.Tensor, parts: list[tuple[str, tuple[int, ...]]]) -> dict
     return out
 
 
-def eval_norm(z: torch.Tensor, unit: int, parts: dict, stats: dict) -> torch.Tensor:
+def eval_norm(z: torch.Tensor, unit: int, parts: dict, stats: dict, module: int) -> torch.Tensor:
     """BN with the stored running statistics (evaluation, export, frozen modules)."""
-    gamma, beta, mean, var = _bn_tensors(unit, parts, stats, z)
+    gamma, beta, mean, var = _bn_tensors(unit, parts, stats)
     return F.batch_norm(z, mean, var, gamma, beta, False, 0.0, BN_EPS)
 
 
-def _bn_tensors(unit: int, parts: dict, stats: dict, z: torch.Tensor):
+def _bn_tensors(unit: int, parts: dict, stats: dict):
     if f"gamma{unit}" in parts:
         return (
             parts[f"gamma{unit}"],
@@ -206,25 +207,37 @@ def _bn_tensors(unit: int, parts: dict, stats: dict, z: torch.Tensor):
     )
 
 
-def training_norm(frozen_channels: int, momentum: float) -> Norm:
-    """BN for a layer whose first ``frozen_channels`` channels belong to frozen modules:
-    those use their stored statistics (never updated); the rest normalise with the
-    minibatch's statistics and move their running statistics by ``momentum`` (in place)."""
+def training_norm(frozen_modules: int, momentum: float) -> Norm:
+    """BN for a layer whose first ``frozen_modules`` modules are frozen: those use their
+    stored statistics (never updated); the others normalise with the minibatch's
+    statistics and move their running statistics by ``momentum`` (in place)."""
 
-    def norm(z: torch.Tensor, unit: int, parts: dict, stats: dict) -> torch.Tensor:
-        gamma, beta, mean, var = _bn_tensors(unit, parts, stats, z)
-        n = frozen_channels
-        if n == 0:
-            return F.batch_norm(z, mean, var, gamma, beta, True, momentum, BN_EPS)
-        if n == z.shape[1]:
+    def norm(z: torch.Tensor, unit: int, parts: dict, stats: dict, module: int) -> torch.Tensor:
+        gamma, beta, mean, var = _bn_tensors(unit, parts, stats)
+        if module < frozen_modules:
             return F.batch_norm(z, mean, var, gamma, beta, False, 0.0, BN_EPS)
-        frozen = F.batch_norm(z[:, :n], mean[:n], var[:n], gamma[:n], beta[:n], False, 0.0, BN_EPS)
-        live = F.batch_norm(
-            z[:, n:], mean[n:], var[n:], gamma[n:], beta[n:], True, momentum, BN_EPS
-        )
-        return torch.cat([frozen, live], 1)
+        return F.batch_norm(z, mean, var, gamma, beta, True, momentum, BN_EPS)
 
     return norm
+
+
+def module_slice(tensors: dict[str, torch.Tensor], k: int, i: int) -> dict[str, torch.Tensor]:
+    """Module ``i``'s rows of parts (or statistics) stacked for k modules: views."""
+    out = {}
+    for name, t in tensors.items():
+        rows = t.shape[0] // k
+        out[name] = t.narrow(0, i * rows, rows)
+    return out
+
+
+def channels_last(a: torch.Tensor) -> torch.Tensor:
+    """``a (B, C, H, W)`` in channels-last memory (a no-op when it already is). The
+    convolutions, batch norms and pooling of these small maps run faster so on the CPU
+    (measured: ~20 % per training step against NCHW), and a grey image's
+    ``(B, 1, H, W)`` view is otherwise read as NCHW."""
+    if a.stride(1) == 1:
+        return a
+    return torch.empty_like(a, memory_format=torch.channels_last).copy_(a)
 
 
 def block_layer(
@@ -237,29 +250,35 @@ def block_layer(
     pool: bool,
     norm: Norm = eval_norm,
 ) -> torch.Tensor:
-    """One layer of one path: its k distinct modules on ``a (B, Cin, H, W)``, combined
-    (``mean`` | ``sum``) and optionally 2x2 max-pooled -> ``(B, C, H', W')``."""
+    """One layer of one path: its k distinct modules (stacked ``parts`` and ``stats``)
+    on ``a (B, Cin, H, W)``, one module after the other, their outputs combined
+    (``mean`` | ``sum``) and optionally 2x2 max-pooled -> ``(B, C, H', W')``, in
+    channels-last memory. (Running the k modules as one convolution and grouped ones
+    in NCHW was measured ~20 % slower per training step on the CPU.)"""
+    a = channels_last(a)
     pad = layout.kernel // 2
-    h = a
-    z = a
-    for j in range(layout.depth):
-        stride = layout.stride if j == 0 else 1
-        if layout.separable:
-            src = h.repeat(1, k, 1, 1) if j == 0 else h  # (B, k*cin, H, W)
-            d = F.conv2d(src, parts[f"depthwise{j}"], None, stride, pad, groups=src.shape[1])
-            z = F.conv2d(d, parts[f"pointwise{j}"], None, 1, 0, groups=k)
-        else:
-            z = F.conv2d(h, parts[f"conv{j}"], None, stride, pad, groups=1 if j == 0 else k)
-        z = norm(z, j, parts, stats)
-        if j < layout.depth - 1:
-            h = torch.relu(z)
-    batch, _, height, width = z.shape
-    c = layout.channels
-    if layout.projection:
-        s = F.conv2d(a, parts["shortcut"], None, layout.stride, 0)
-        z = z + norm(s, layout.depth, parts, stats)
-    elif layout.residual:
-        z = (z.view(batch, k, c, height, width) + a.unsqueeze(1)).view(batch, k * c, height, width)
-    out = torch.relu(z).view(batch, k, c, height, width)
-    out = out.mean(1) if combine == "mean" else out.sum(1)
-    return F.max_pool2d(out, 2) if pool else out
+    total = None
+    for i in range(k):
+        p, s = module_slice(parts, k, i), module_slice(stats, k, i)
+        h = a
+        z = a
+        for j in range(layout.depth):
+            stride = layout.stride if j == 0 else 1
+            if layout.separable:
+                d = F.conv2d(h, p[f"depthwise{j}"], None, stride, pad, groups=h.shape[1])
+                z = F.conv2d(d, p[f"pointwise{j}"])
+            else:
+                z = F.conv2d(h, p[f"conv{j}"], None, stride, pad)
+            z = norm(z, j, p, s, i)
+            if j < layout.depth - 1:
+                h = torch.relu(z)
+        if layout.projection:
+            shortcut = F.conv2d(a, p["shortcut"], None, layout.stride)
+            z = z + norm(shortcut, layout.depth, p, s, i)
+        elif layout.residual:
+            z = z + a
+        out = torch.relu(z)
+        total = out if total is None else total + out
+    if combine == "mean" and k > 1:
+        total = total / k
+    return F.max_pool2d(total, 2) if pool else total

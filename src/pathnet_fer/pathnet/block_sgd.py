@@ -79,15 +79,17 @@ def train_block_paths(
             mods, kf = _path_modules(genotypes[p][layer], fixed[run, layer])
             idx = torch.tensor(mods, device=dev)
             layout = layouts[layer]
-            w = layout.split(net.weights[layer][run][idx])
             trains = kf < len(mods)
-            for t in w.values():
-                t.requires_grad_(trains)
+            # Own tensors (split may return views), leaves of autograd when they train.
+            w = {
+                name: t.clone().requires_grad_(trains)
+                for name, t in layout.split(net.weights[layer][run][idx]).items()
+            }
             row_m.append(mods)
             row_f.append(kf)
             row_p.append(w)
             row_s.append(layout.split_stats(net.biases[layer][run][idx]))
-            row_n.append(training_norm(kf * layout.channels, float(c.bn_momentum)))
+            row_n.append(training_norm(kf, float(c.bn_momentum)))
             row_l.append(trains)
         modules.append(row_m)
         n_frozen.append(row_f)
