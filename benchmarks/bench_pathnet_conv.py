@@ -50,8 +50,10 @@ from pathnet_fer.pathnet import PathNet, PathNetConfig, resolve_device
 
 def conv_specs(cfg: PathNetConfig, batch: int) -> list[dict]:
     """The convolutions of one path's SGD step (N distinct modules per layer), as the
-    module type runs them: input and weight shapes, stride, padding, groups, and whether
-    the input gradient is needed (not for the image)."""
+    module type runs them: input and weight shapes, stride, padding, groups, whether the
+    input gradient is needed (not for the image), and ``count``: how many such calls a
+    step makes (conv: a layer's N modules as one convolution; block: one module after
+    the other, so N calls of one module's shapes)."""
     specs = []
     n, k = cfg.max_active, cfg.kernel
     ins = cfg.layer_input_dims()
@@ -60,7 +62,7 @@ def conv_specs(cfg: PathNetConfig, batch: int) -> list[dict]:
         cin, c, deep = ins[layer], cfg.channels[layer], layer > 0
         oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
 
-        def add(ch, hw, weight, st, pad, groups, need_input):
+        def add(ch, hw, weight, st, pad, groups, need_input, count):
             specs.append(
                 dict(
                     input=(batch, ch, *hw),
@@ -69,43 +71,33 @@ def conv_specs(cfg: PathNetConfig, batch: int) -> list[dict]:
                     padding=pad,
                     groups=groups,
                     input_grad=need_input,
+                    count=count,
                 )
             )
 
         if cfg.module == "conv":
-            add(cin, (h, w), (n * c, cin, k, k), stride, k // 2, 1, deep)
+            add(cin, (h, w), (n * c, cin, k, k), stride, k // 2, 1, deep, 1)
             continue
         for j in range(cfg.block_depth):
             ci, hw, st = (cin, (h, w), stride) if j == 0 else (c, (oh, ow), 1)
-            first = j == 0
+            need = deep or j > 0
             if cfg.block_conv == "separable":
-                add(n * ci, hw, (n * ci, 1, k, k), st, k // 2, n * ci, deep or not first)
-                add(n * ci, (oh, ow), (n * c, ci, 1, 1), 1, 0, n, True)
+                add(ci, hw, (ci, 1, k, k), st, k // 2, ci, need, n)
+                add(ci, (oh, ow), (c, ci, 1, 1), 1, 0, 1, True, n)
             else:
-                add(
-                    ci if first else n * c,
-                    hw,
-                    (n * c, ci, k, k),
-                    st,
-                    k // 2,
-                    1 if first else n,
-                    deep or not first,
-                )
+                add(ci, hw, (c, ci, k, k), st, k // 2, 1, need, n)
         if cfg.block_residual and (cin != c or stride != 1):
-            add(cin, (h, w), (n * c, cin, 1, 1), stride, 0, 1, deep)
+            add(cin, (h, w), (c, cin, 1, 1), stride, 0, 1, deep, n)
     return specs
 
 
 def spec_flops(spec: dict) -> float:
-    """Forward FLOPs (2 x multiply-adds) of one convolution spec."""
+    """Forward FLOPs (2 x multiply-adds) of one convolution spec, all its calls."""
     b, _, h, w = spec["input"]
-    s = spec["stride"]
-    oh, ow = (
-        (h + 2 * spec["padding"] - spec["weight"][2]) // s + 1,
-        (w + 2 * spec["padding"] - spec["weight"][3]) // s + 1,
-    )
+    s, pad = spec["stride"], spec["padding"]
     out_ch, per_group, kh, kw = spec["weight"]
-    return 2.0 * b * oh * ow * out_ch * per_group * kh * kw
+    oh, ow = (h + 2 * pad - kh) // s + 1, (w + 2 * pad - kw) // s + 1
+    return 2.0 * b * oh * ow * out_ch * per_group * kh * kw * spec["count"]
 
 
 def useful_flops_per_generation(net: PathNet, ev: EvolutionConfig, classes: int) -> float:
@@ -124,10 +116,13 @@ def time_convolutions_alone(
 ) -> float:
     """Seconds per generation of the schedule's convolution kernels alone (forward, then
     ``convolution_backward`` for the weight and, where needed, the input gradient), each
-    shape timed on its own (median of ``reps``), x 2 paths x ``minibatches`` steps."""
+    shape timed on its own (median of ``reps``) in the module type's memory layout,
+    x its calls per step x 2 paths x ``minibatches`` steps."""
     total = 0.0
+    # The memory layout the module type runs in (block: channels-last, conv: NCHW).
+    layout = torch.channels_last if cfg.module == "block" else torch.contiguous_format
     for spec in conv_specs(cfg, ev.batch_size):
-        x = torch.randn(spec["input"], device=device)
+        x = torch.randn(spec["input"], device=device).contiguous(memory_format=layout)
         w = torch.randn(spec["weight"], device=device)
         st, pad, groups = spec["stride"], spec["padding"], spec["groups"]
         out = F.conv2d(x, w, None, st, pad, 1, groups)
@@ -152,7 +147,7 @@ def time_convolutions_alone(
             )
             sync(device)
             times.append(time.perf_counter() - start)
-        total += statistics.median(times[1:])
+        total += statistics.median(times[1:]) * spec["count"]
     return total * 2 * ev.minibatches
 
 
