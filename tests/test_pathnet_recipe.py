@@ -276,3 +276,19 @@ def test_a_scheduled_task_cannot_be_extended() -> None:
     longer = EvolutionConfig.from_dict({**cfg.to_dict(), "generations": 4})
     with pytest.raises(ValueError, match="schedule spans"):
         evolve(net, TaskData(x, y), config=longer, task=task)
+
+
+def test_recipe_settings_flow_from_a_study_config_and_bad_ones_are_refused(tmp_path) -> None:
+    from pathnet_fer.experiments.config import ConfigError, load_config
+
+    config = load_config(
+        "demo",
+        [f"cache_dir={tmp_path}", "evolution.momentum=0.9", "evolution.augment_flip=true",
+         "evolution.lr_schedule=cosine"],
+    )  # fmt: skip
+    evo = EvolutionConfig.from_dict(config.evolution)
+    assert (evo.momentum, evo.augment_flip, evo.lr_schedule) == (0.9, True, "cosine")
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        load_config("demo", [f"cache_dir={tmp_path}", "evolution.momentum=2"])
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        load_config("demo", [f"cache_dir={tmp_path}", "evolution.lr_schedule=warm"])
