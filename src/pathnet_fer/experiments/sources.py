@@ -261,7 +261,12 @@ def _reuse_store_entry(
         shutil.copyfile(shared, tmp)
         artifact = load_artifact(tmp, key)
     except (ArtifactError, OSError) as exc:
-        problems.append(f"source store entry {shared}{str(exc).removeprefix(str(tmp))}")
+        reason = (
+            str(exc).removeprefix(str(tmp))
+            if isinstance(exc, ArtifactError)
+            else f" could not be copied into the run ({exc.strerror or exc})"
+        )
+        problems.append(f"source store entry {shared}{reason}")
         tmp.unlink(missing_ok=True)
         return None
     os.replace(tmp, local)
