@@ -378,6 +378,8 @@ def _run_experiment(
                     log.detail("".join(traceback.format_exception(result)))
                 else:
                     done_ids.add(job.job_id)
+                    for note in result.get("notes", []):  # e.g. a damaged store entry
+                        log(f"job {job.job_id}: {note}")
                     secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
                     how = {"run": ", reused this run's", "store": ", reused from the store"}
                     reused = how.get(result.get("reused", ""), "")
