@@ -48,7 +48,8 @@ class DatasetSpec:
     folds: str = "subjects"
     holdout: float = 0.2  # folds: holdout only; the held-out share, 1/k (0.2 = 1 of 5)
     # only these of the adapter's shipped splits (its ``split`` column), e.g. [test] to
-    # keep FER-2013's sharp test faces and drop its blurred training split; [] = all
+    # keep FER-2013's test faces only (added when the shared training split was a blurred
+    # copy; it is sharp now); [] = all
     splits: list[str] = field(default_factory=list)
     n_folds: int | None = None  # None = protocol.folds (e.g. 4 for SAVEE's 4 speakers)
     faces: dict[str, Any] = field(default_factory=dict)  # overrides of the global face settings

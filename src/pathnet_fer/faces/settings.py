@@ -51,9 +51,11 @@ class FaceSettings(SettingsDict):
     - ``blur``: Gaussian sigma, in pixels of the final ``size`` x ``size`` crop, applied to
       every finished crop (training datasets and prediction alike; 0 = off, the crops
       are exactly those made without the setting, under the same cache key).
-      FER-2013's shared training images are blurred (sigma 3.06 at 48x48 brings its
-      sharp test images to their median sharpness) while its test images, CK+48 and
-      JAFFE are sharp; see docs/faces.md ("FER-2013's blurred training split").
+      Optional, with no measured benefit on the current data: it was added to match a
+      blurred copy of FER-2013's training split that has since been replaced by the
+      sharp originals (no train/test gap left), and the one demo trial with it was a
+      negative result. Kept because model files record it (older files load with it);
+      see docs/faces.md ("The ``blur`` setting").
     """
 
     size: int = 48
