@@ -38,7 +38,7 @@ from pathnet_fer.experiments.run_dir import (
     read_marker,
     write_marker,
 )
-from pathnet_fer.paths import REPO_ROOT
+from pathnet_fer.paths import REPO_ROOT, unwritable_reason
 
 # Settings that do not change any result: a resumed run may differ in these.
 NON_RESULT_KEYS = {
@@ -242,6 +242,11 @@ def _run_experiment(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    # Before any face is cropped (hours for FER-2013 on a cold cache): a run dir that
+    # cannot be written is one line now, not a traceback after the preprocessing.
+    reason = unwritable_reason(out)
+    if reason:
+        raise RunDirError(f"--out {out}: {reason}")
     check_data(config, sorted({d for s in config.sets for d in s.links}))
     # Preprocess (or read cached crops) once here, with all cores, and plan the folds
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then

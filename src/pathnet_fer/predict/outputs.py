@@ -11,11 +11,11 @@ with each other, and their folders are checked for writability up front: a read-
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pathnet_fer.faces.video import is_image
+from pathnet_fer.paths import unwritable_reason
 
 
 class OutputError(ValueError):
@@ -91,28 +91,16 @@ def check_outputs(
 
 def check_writable(outputs: Iterable[tuple[str, Path]]) -> None:
     """Refuse (``OutputError``) an output path that is a folder, or whose folder cannot
-    be created or written. Creates nothing.
-
-    The nearest existing folder is probed once by creating and removing a temporary file
-    there: permission bits say nothing about read-only mounts, ACLs or root.
-    """
+    be created or written (``paths.unwritable_reason``). Creates nothing."""
     probed: set[Path] = set()
     for what, path in outputs:
         if path.is_dir():
             raise OutputError(f"{what} {path} is a folder: give a file path")
         if path.exists() and not os.access(path, os.W_OK):
             raise OutputError(f"{what} {path}: the file exists and is not writable")
-        folder = path.parent.absolute()
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if folder in probed:
+        if path.parent in probed:
             continue
-        if not folder.is_dir():
-            raise OutputError(f"{what} {path}: {folder} is a file, not a folder")
-        try:
-            with tempfile.TemporaryFile(dir=folder, prefix=".pathnet-fer-probe-"):
-                pass
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise OutputError(f"{what} {path}: cannot write into {folder}: {reason}") from None
-        probed.add(folder)
+        reason = unwritable_reason(path.parent)
+        if reason:
+            raise OutputError(f"{what} {path}: {reason}")
+        probed.add(path.parent)
