@@ -118,6 +118,10 @@ class ExecutorSpec:
     address: str | None = None  # dask: a running scheduler (tcp://host:8786)
     scheduler_file: str | None = None  # dask: a scheduler's --scheduler-file JSON
     retries: int = 2  # dask: restarts of a job whose worker was lost (its own errors: none)
+    # dask, a running scheduler: seconds to wait for its scheduler file and connection,
+    # then for a first worker, before one line says what is wrong (dask_connect.py)
+    connect_timeout: float = 60.0
+    worker_timeout: float = 300.0
 
 
 @dataclass

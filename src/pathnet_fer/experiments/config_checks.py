@@ -51,6 +51,10 @@ def validate(config: ExperimentConfig) -> None:
         )
     if config.executor.retries < 0:
         raise ConfigError("executor.retries must be >= 0")
+    for key in ("connect_timeout", "worker_timeout"):
+        value = getattr(config.executor, key)
+        if not isinstance(value, int | float) or not 0 < value <= 7 * 86400:
+            raise ConfigError(f"executor.{key} must be seconds in (0, 604800], got {value!r}")
     if config.evolution.get("fitness") == "heldout":
         raise ConfigError(
             "evolution.fitness=heldout is not supported by the experiment protocol: it would "

@@ -55,6 +55,8 @@ NON_RESULT_KEYS = {
     ("executor", "address"),
     ("executor", "scheduler_file"),
     ("executor", "retries"),
+    ("executor", "connect_timeout"),
+    ("executor", "worker_timeout"),
     ("protocol", "reuse_sources"),  # a reused source is the same result by its key
     ("cache_dir",),
     ("data_root",),
