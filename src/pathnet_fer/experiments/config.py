@@ -352,6 +352,10 @@ def find_config(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():  # not "not found": it is there, and it is the wrong kind of thing
+        inside = sorted(p.name for p in path.glob("*.yaml"))[:5]
+        hint = f" (YAML files in it: {', '.join(inside)})" if inside else ""
+        raise ConfigError(f"config {str(path)!r} is a directory, not a YAML file{hint}")
     for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
         if candidate.is_file():
             return candidate.resolve()
