@@ -164,6 +164,7 @@ def _experiment(args: argparse.Namespace) -> int:
 def _dry_run(config, out: Path) -> int:
     from pathnet_fer.experiments.datasets import check_link_leaks, fold_plan
     from pathnet_fer.experiments.plan import ITERATION_READINGS, plan_jobs
+    from pathnet_fer.experiments.union_checks import check_union_files
 
     print(config.to_yaml())
     print(f"# output: {out}")
@@ -171,7 +172,6 @@ def _dry_run(config, out: Path) -> int:
         f"# iterations ({config.protocol.iteration_mode}): "
         f"{ITERATION_READINGS[config.protocol.iteration_mode]}"
     )
-    from pathnet_fer.experiments.union_checks import check_union_files
     from pathnet_fer.faces.preprocess import NotCachedError, cached_only
 
     check_union_files(config)  # lists files only: what a run would refuse, refused here
