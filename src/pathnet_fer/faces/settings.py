@@ -15,6 +15,7 @@ from pathnet_fer.settings_dict import SettingsDict
 PIPELINE_VERSION = 1
 
 COLOURS = ("grey", "rgb")
+MAX_SIZE = 1024  # pixels per side: FER-2013 at 1024 grey is 31 GB of crops
 MULTI_FACE_POLICIES = ("previous", "nearest", "largest")
 
 
@@ -73,8 +74,11 @@ class FaceSettings(SettingsDict):
     blur: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if not 8 <= self.size <= MAX_SIZE:
+            raise ValueError(
+                f"size must be 8 to {MAX_SIZE} pixels, got {self.size} (one crop is size x "
+                "size pixels, and a dataset holds tens of thousands)"
+            )
         if self.colour not in COLOURS:
             raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
         if not 0.0 <= self.margin <= 2.0:
