@@ -4,11 +4,13 @@ A plain 3-layer CNN (32-64-128 channels, BatchNorm, Adam, flips and shifts, 2,70
 minibatches of 64) is trained on different mixtures of the demo's crops and scored on the
 5 six-class CREMA-D clips of actor 1001 (majority vote per clip), the target of issue 11:
 
-- ``fer``: 80 % of FER-2013's sharp test split (seeded); ``fer-blurred``: its blurred
-  training split; ``posed``: CK+48 + JAFFE; ``fer+ck``, ``fer+jaffe``, ``joint``
-  (FER-2013 sharp + CK+48 + JAFFE pooled); ``fer,posed``: FER-2013 then fine-tuned on
-  CK+48 + JAFFE (transfer as a fine-tune); ``fer,joint``: FER-2013 then fine-tuned on
-  the pooled set (transfer into a pooled destination).
+- ``fer``: 80 % of FER-2013's test split (seeded); ``fer-blurred``: its training split
+  (the name is historical: the shared split was a blurred copy until 2026-12-04 and is the
+  sharp originals now, so this mix learns sharp faces; its figure in
+  docs/results-fer2013.md is from the blurred copy); ``posed``: CK+48 + JAFFE; ``fer+ck``,
+  ``fer+jaffe``, ``joint`` (FER-2013 test + CK+48 + JAFFE pooled); ``fer,posed``: FER-2013
+  then fine-tuned on CK+48 + JAFFE (transfer as a fine-tune); ``fer,joint``: FER-2013 then
+  fine-tuned on the pooled set (transfer into a pooled destination).
 
     python benchmarks/plain_cnn_crema.py                 # every mixture, seed 0
     python benchmarks/plain_cnn_crema.py --mix joint --seeds 0 1 2
@@ -53,8 +55,8 @@ def load_arrays() -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
             x, y = out[name][0], out[name][1]
             out["fer"] = (x[perm[:k]], y[perm[:k]], None)
             out["fer-heldout"] = (x[perm[k:]], y[perm[k:]], None)
-            blurred = torch.tensor(fold.train_index)
-            out["fer-blurred"] = (x[blurred], y[blurred], None)
+            train = torch.tensor(fold.train_index)  # the training split (sharp since 2026-12-04)
+            out["fer-blurred"] = (x[train], y[train], None)
     out["ck"] = out["ckplus48"]
     return out
 

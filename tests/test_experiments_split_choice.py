@@ -1,6 +1,6 @@
-"""Choosing a dataset's shipped splits and holding out part of them: the shared FER-2013's
-training split is blurred (median sharpness 1.9 against 29 for its test split, docs/faces.md), so a
-study may learn from the sharp test faces only, with a seeded stratified hold-out."""
+"""Choosing a dataset's shipped splits and holding out part of them: a study may learn from
+FER-2013's test faces only, with a seeded stratified hold-out (added when the shared training
+split was a blurred copy, median sharpness 1.9 against 29; it is sharp now, docs/faces.md)."""
 
 from __future__ import annotations
 

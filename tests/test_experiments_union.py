@@ -32,7 +32,9 @@ def test_union_pools_members_and_keeps_their_people_apart(fer_tree, tmp_path_fac
     config = _config(
         cache,
         f"datasets.fer={{adapter: fer2013, root: {fer_tree}, splits: [test]}}",
-        "datasets.jaffe_again={adapter: jaffe, root: jaffe}",  # the same 10 people again
+        # The same 10 people again: load_dataset pools what it is told (a study refuses
+        # members that share files: test_union_members_that_read_the_same_files_...).
+        "datasets.jaffe_again={adapter: jaffe, root: jaffe}",
         "datasets.pooled={union: [jaffe, jaffe_again, fer]}",
         "protocol.folds=3",
     )
@@ -90,6 +92,11 @@ def test_union_pools_members_and_keeps_their_people_apart(fer_tree, tmp_path_fac
             r"jaffe and ckplus48 have different face settings \(margin 0\.2/0\.0\)",
         ),
         (["datasets.u={root: x}"], r"datasets\.u needs an adapter .* or a union"),
+        (
+            ["datasets.u={union: [jaffe, ckplus48]}", "datasets.jaffe.keep_neutral=true"],
+            r"datasets\.u\.union: members differ in classes: jaffe keep neutral \(7 classes\), "
+            r"ckplus48 not \(6\)",
+        ),
         (  # jaffe's fold-1 training people would be held out by the union's fold 1
             [
                 "datasets.u={union: [jaffe, ckplus48], n_folds: 3}",
@@ -184,3 +191,88 @@ def test_union_destination_trains_and_deploys_with_every_member(tmp_path, requir
     summary = (out / "summary.md").read_text()
     assert "## Pooled destinations by member dataset" in summary
     assert "| ckplus48->posed | transfer | posed | jaffe |" in summary
+
+
+def _dry_run(tmp_path, *sets: str) -> int:
+    from pathnet_fer.cli import main
+
+    argv = ["experiment", "small", "--dry-run", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    return main([*argv, *(a for s in sets for a in ("--set", s))])
+
+
+def test_union_members_that_read_the_same_files_are_refused(
+    fer_tree, tmp_path, require_data, capsys
+):
+    """The same faces in two members (FER-2013's test split inside all of FER-2013, or
+    CK+48 under a second name) would be counted twice, and a face trained on through one
+    member could be tested on through the other. Refused on the files, in a dry run."""
+    require_data("ckplus48")
+    fer = [
+        f"datasets.fer_test={{adapter: fer2013, root: {fer_tree}, splits: [test]}}",
+        f"datasets.fer_all={{adapter: fer2013, root: {fer_tree}}}",
+        f"datasets.fer_train={{adapter: fer2013, root: {fer_tree}, splits: [train]}}",
+    ]
+    ck2 = "datasets.ck2={adapter: ckplus48, root: ckplus48}"
+    test_files = [p for p in (fer_tree / "test").glob("*/*.jpg") if p.parent.name != "neutral"]
+    refused = [
+        (
+            [*fer, "datasets.p1={union: [fer_test, fer_all]}", "sets=[{source: ckplus48, destination: p1}]"],
+            f"datasets.p1.union: members fer_test and fer_all read the same {len(test_files)} file(s)",
+            f"(e.g. {fer_tree / 'test'}",
+        ),
+        (
+            [ck2, "datasets.u={union: [ckplus48, ck2]}", "sets=[{source: jaffe, destination: u}]"],
+            "datasets.u.union: members ckplus48 and ck2 read the same",
+            str(require_data("ckplus48")),
+        ),
+    ]  # fmt: skip
+    for extra, message, detail in refused:
+        assert _dry_run(tmp_path, *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and detail in err[0], err
+    # Disjoint splits of one folder, and two names over one folder in separate sets, pass.
+    fine = [
+        [*fer, "datasets.p2={union: [fer_train, fer_test]}", "sets=[{source: ckplus48, destination: p2}]"],
+        [ck2, "sets=[{source: jaffe, destination: ckplus48}, {source: jaffe, destination: ck2}]"],
+    ]  # fmt: skip
+    for extra in fine:
+        assert _dry_run(tmp_path, *extra) == 0, capsys.readouterr().err
+        capsys.readouterr()
+
+
+def test_links_that_train_on_faces_another_link_holds_out_are_refused(
+    fer_tree, tmp_path_factory, require_data, capsys
+):
+    """Two names over one folder in a chain are split into folds apart: a source can
+    train on the destination's held-out faces. Refused on the fold's files before the
+    run directory exists; identical folds, and a fixed training split beside a union
+    holding its own test split (configs/demo-pooled.yaml), pass."""
+    from pathnet_fer.cli import main
+
+    require_data("ckplus48")
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    ck2 = ["datasets.ck2={adapter: ckplus48, root: ckplus48}"]
+    leaky = [*ck2, "datasets.ck2.n_folds=3", "sets=[{source: ck2, destination: ckplus48}]"]
+    out = tmp_path_factory.mktemp("leak") / "run"
+    argv = ["experiment", "small", "--out", str(out), "--quiet", "--set", f"cache_dir={cache}"]
+    argv += [a for s in ["faces.size=16", *leaky] for a in ("--set", s)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "sets[0] (ck2->ckplus48): in fold 1," in err[0]
+    assert "that ckplus48 holds out are on ck2's training side" in err[0]
+    assert "use one dataset name for both links" in err[0]
+    assert not out.exists()
+    from pathnet_fer.experiments.datasets import check_link_leaks
+
+    with pytest.raises(ConfigError, match="holds out"):
+        check_link_leaks(_config(cache, *leaky), {})
+    check_link_leaks(_config(cache, *ck2, "sets=[{source: ck2, destination: ckplus48}]"), {})
+    pooled = _config(
+        cache,
+        f"datasets.fer={{adapter: fer2013, root: {fer_tree}, folds: fixed}}",
+        f"datasets.fer_test={{adapter: fer2013, root: {fer_tree}, splits: [test]}}",
+        "datasets.pooled={union: [fer_test, ckplus48]}",
+        "sets=[{source: fer, destination: pooled}]",
+    )
+    check_link_leaks(pooled, {})

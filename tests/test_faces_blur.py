@@ -1,5 +1,5 @@
 """FaceSettings.blur: a Gaussian blur of every finished crop, off by default (docs/faces.md,
-"FER-2013's blurred training split").
+"The `blur` setting"; an optional setting with no measured benefit on the current data).
 
 On real images: the blur softens crops (FER-2013's shared training split, once blurred,
 is now as sharp as its test split: the test checks that too), 0 leaves the crops (and the cache key) exactly as they were

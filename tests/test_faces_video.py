@@ -68,3 +68,43 @@ def test_corrupt_and_unreadable_files(tmp_path):
         list(iter_frames(tmp_path / "noise.jpg"))
     with pytest.raises(MediaError):
         list(iter_frames(tmp_path / "missing.mp4"))
+
+
+def _write_clip(frames: list[np.ndarray], times: list[float], target: Path, rate: int) -> Path:
+    """Encode RGB frames at the given presentation times (seconds; MPEG-4 Part 2), in a
+    container announcing ``rate`` frames per second."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(target), "w") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for frame, time in zip(frames, times, strict=True):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = round(time * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    return target
+
+
+def test_variable_frame_rate_clip_over_hours_is_whole_not_truncated(single_face, tmp_path):
+    """3 frames spread over 10 hours (a variable-frame-rate MKV announcing 25 fps): its
+    frames reach the announced end, so it is whole, though 10 h x 25 fps would be 900,001
+    frames. Cut in half, a constant-rate MKV (no frame count in its header) is still
+    reported truncated, by time."""
+    from pathnet_fer.faces.video import frame_count_hint
+
+    frames = [f for _, _, f in iter_frames(single_face)]
+    sparse = _write_clip(frames[:3], [0.0, 18_000.0, 36_000.0], tmp_path / "vfr.mkv", 25)
+    assert frame_count_hint(sparse) > 800_000  # what the header's nominal rate implies
+    decoded = list(iter_frames(sparse, pixel_format="gray"))
+    assert [i for i, _, _ in decoded] == [0, 1, 2]
+    assert [t for _, t, _ in decoded] == pytest.approx([0.0, 18_000.0, 36_000.0])
+    steady = _write_clip(frames, [i / 30 for i in range(len(frames))], tmp_path / "cfr.mkv", 30)
+    assert len(list(iter_frames(steady))) == len(frames)
+    half = cut(steady, tmp_path / "half.mkv", 0.5)
+    with pytest.raises(MediaError, match=r"truncated video .*half.mkv: its frames end at"):
+        list(iter_frames(half))

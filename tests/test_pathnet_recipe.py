@@ -276,3 +276,35 @@ def test_a_scheduled_task_cannot_be_extended() -> None:
     longer = EvolutionConfig.from_dict({**cfg.to_dict(), "generations": 4})
     with pytest.raises(ValueError, match="schedule spans"):
         evolve(net, TaskData(x, y), config=longer, task=task)
+
+
+def test_recipe_settings_flow_from_a_study_config_and_bad_ones_are_refused(tmp_path) -> None:
+    from pathnet_fer.experiments.config import ConfigError, load_config
+
+    config = load_config(
+        "demo",
+        [f"cache_dir={tmp_path}", "evolution.momentum=0.9", "evolution.augment_flip=true",
+         "evolution.lr_schedule=cosine"],
+    )  # fmt: skip
+    evo = EvolutionConfig.from_dict(config.evolution)
+    assert (evo.momentum, evo.augment_flip, evo.lr_schedule) == (0.9, True, "cosine")
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        load_config("demo", [f"cache_dir={tmp_path}", "evolution.momentum=2"])
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        load_config("demo", [f"cache_dir={tmp_path}", "evolution.lr_schedule=warm"])
+
+
+def test_a_diverging_task_stops_at_once_with_the_remedy() -> None:
+    """Momentum 0.9 at the paper's rate 0.02 (an effective step of 0.2) blew FER-2013's conv
+    source up to NaN; the GA must stop there, not carry NaN into figures and models."""
+    from pathnet_fer.evolution.evolve import TrainingDivergedError
+
+    net = _net(seed=2)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 144, generator=gen), torch.randint(0, 3, (40,), generator=gen)
+    cfg = EvolutionConfig(generations=20, population=2, minibatches=5, batch_size=8, lr=5.0,
+                          momentum=0.9)  # fmt: skip
+    with pytest.raises(
+        TrainingDivergedError, match=r"diverged at generation \d+.*lower evolution.lr"
+    ):
+        evolve(net, TaskData(x, y), 3, cfg, seed=0)

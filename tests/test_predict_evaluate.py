@@ -152,6 +152,43 @@ def test_evaluate_takes_a_dataset_from_an_experiment_config(linear_model, capsys
     assert "margin 0.0 -> 0.1" in printed  # crops unlike the model's training crops
 
 
+def _relabelled(linear_model, path, metadata):
+    """The trained model as if trained on the CREMA-D sample, with run metadata."""
+    from pathnet_fer.predict import load_model, save_path_model
+
+    loaded = load_model(linear_model.path)
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset="crema-d-sample",
+        metadata=metadata,
+    )
+
+
+def test_evaluate_says_a_final_fit_held_out_no_subject(linear_model, evaluated, capsys, tmp_path):
+    """A final fit trains on every subject: it has no held-out subjects to be "not
+    recorded" (what the note said), and none of its figures is a held-out one."""
+    _, args = evaluated
+    seen = {"dataset": "crema-d-sample", "faces": 300, "subjects": 6, "adapters": ["crema-d"]}
+    final = _relabelled(linear_model, tmp_path / "final.pt", {"final_fit": True,
+                        "test_subjects": [], "trained_on": [seen]})  # fmt: skip
+    status, printed, err = _run(["evaluate", str(final), *args[2:-1], str(tmp_path / "a")], capsys)
+    assert status == 0, err
+    (note,) = [line for line in printed.splitlines() if line.startswith("Note: the model")]
+    assert "final fit" in note and "every subject of crema-d-sample" in note
+    assert "not held-out figures" in note and "not recorded" not in note
+
+    # A fold model whose held-out subjects were too many to list says how many.
+    fold = _relabelled(linear_model, tmp_path / "fold.pt", {"final_fit": False,
+                       "test_subjects": [], "n_test_subjects": 3589, "trained_on": [seen]})  # fmt: skip
+    status, printed, err = _run(["evaluate", str(fold), *args[2:-1], str(tmp_path / "b")], capsys)
+    assert status == 0, err
+    (note,) = [line for line in printed.splitlines() if line.startswith("Note: the model")]
+    assert "3589 held-out subjects" in note and "not recorded" not in note
+
+
 def test_evaluate_runs_a_conv_model_file(require_data, tmp_path_factory, capsys, tmp_path):
     require_data("ckplus48")
     require_data("crema-d-sample")

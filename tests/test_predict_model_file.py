@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 
 import numpy as np
@@ -145,3 +146,141 @@ def test_save_refuses_a_model_that_does_not_fit_its_description(trained, tmp_pat
         )
     assert not (tmp_path / "bad.pt").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _calibrated(trained, tmp_path, temperature=2.0):
+    """A copy of the trained model file carrying a valid calibration (as a final model)."""
+    from pathnet_fer.predict.model_file import set_calibration
+
+    path = tmp_path / "calibrated.pt"
+    shutil.copyfile(trained.path, path)
+    set_calibration(path, {"temperature": temperature, "method": "test"})
+    return path
+
+
+def _with_temperature(src, dst, value):
+    def change(payload):
+        payload["metadata"]["calibration"]["temperature"] = value
+
+    return _rewrite(src, dst, change)
+
+
+BAD_TEMPERATURES = [
+    (float("nan"), "nan"),
+    (0.0, "0.0"),
+    (-1.0, "-1.0"),
+    (float("inf"), "inf"),
+    (1e30, "1e+30"),
+    ("abc", "'abc'"),
+    ([2.0], "a list"),
+]
+
+
+@pytest.mark.parametrize("value,shown", BAD_TEMPERATURES, ids=[s for _, s in BAD_TEMPERATURES])
+def test_an_unusable_calibration_temperature_is_refused_on_load(trained, tmp_path, value, shown):
+    """nan/0 gave NaN probabilities, -1 inverted them, inf/1e30 made them uniform: all
+    silently, exit 0. Now one line naming the file and the value."""
+    edited = _with_temperature(_calibrated(trained, tmp_path), tmp_path / "edited.pt", value)
+    with pytest.raises(ModelFileError) as refused:
+        load_model(edited)
+    message = str(refused.value)
+    assert "\n" not in message and str(edited) in message
+    assert f"calibration temperature {shown} " in message
+    assert "could not convert" not in message
+
+
+def test_predict_refuses_a_model_with_a_bad_temperature_in_one_line(
+    trained, tmp_path, require_data, capsys
+):
+    from pathnet_fer.cli import main
+
+    edited = _with_temperature(_calibrated(trained, tmp_path), tmp_path / "edited.pt", -1.0)
+    image = require_data("face-media") / "single_face.jpg"
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(edited), str(image), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model refused:") and len(err.splitlines()) == 1
+    assert "calibration temperature -1.0" in err and str(edited) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value,shown", BAD_TEMPERATURES, ids=[s for _, s in BAD_TEMPERATURES])
+def test_an_unusable_calibration_temperature_is_refused_when_written(
+    trained, tmp_path, value, shown
+):
+    from pathnet_fer.predict.model_file import set_calibration
+
+    path = tmp_path / "model.pt"
+    shutil.copyfile(trained.path, path)
+    before = path.read_bytes()
+    with pytest.raises(ModelFileError, match=rf"calibration temperature {re.escape(shown)} "):
+        set_calibration(path, {"temperature": value})
+    assert path.read_bytes() == before
+    loaded = load_model(trained.path)
+    with pytest.raises(ModelFileError, match=rf"calibration temperature {re.escape(shown)} "):
+        save_path_model(
+            tmp_path / "new.pt",
+            loaded.model,
+            class_names=loaded.class_names,
+            face_settings=loaded.face_settings,
+            dataset=loaded.dataset,
+            metadata={"calibration": {"temperature": value}},
+        )
+    assert not (tmp_path / "new.pt").exists()
+
+
+def _edit_calibration(payload):
+    payload["metadata"]["calibration"]["temperature"] = 3.0  # valid, but not what was fit
+
+
+def _edit_classes(payload):
+    payload["class_names"] = payload["class_names"][::-1]  # every emotion renamed
+
+
+def _edit_margin(payload):
+    payload["face_settings"]["margin"] = 0.5  # other crops reach the network
+
+
+def _edit_combine(payload):
+    config = payload["model_config"]  # module outputs averaged instead of summed
+    config["combine"] = "mean" if config["combine"] == "sum" else "sum"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [_edit_calibration, _edit_classes, _edit_margin, _edit_combine],
+    ids=lambda f: f.__name__,
+)
+def test_integrity_check_covers_everything_that_changes_predictions(trained, tmp_path, edit):
+    """The weights' checksum alone let a changed temperature, class order or crop setting
+    through (a different answer from unchanged weights)."""
+    edited = _rewrite(_calibrated(trained, tmp_path), tmp_path / "edited.pt", edit)
+    with pytest.raises(ModelFileError, match="do not match their checksum") as refused:
+        load_model(edited)
+    assert str(edited) in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_descriptive_metadata_is_not_covered_and_old_files_still_load(trained, tmp_path):
+    from pathnet_fer.predict.model_file import FORMAT_VERSION
+
+    calibrated = _calibrated(trained, tmp_path)
+    # Notes that do not change a prediction (scores, run dir) may be edited.
+    noted = _rewrite(calibrated, tmp_path / "noted.pt", lambda p: p["metadata"].update(note="x"))
+    assert load_model(noted).metadata["note"] == "x"
+
+    # A file of format v2 (before the content checksum) still loads, its weights checked
+    # and its temperature still refused when unusable ...
+    def as_v2(payload):
+        payload["format_version"] = 2
+        del payload["content_sha256"]
+
+    old = _rewrite(calibrated, tmp_path / "v2.pt", as_v2)
+    assert load_model(old).format_version == 2 < FORMAT_VERSION
+    assert load_model(old).temperature == 2.0
+    bad = _with_temperature(old, tmp_path / "v2-bad.pt", float("inf"))
+    with pytest.raises(ModelFileError, match="calibration temperature inf "):
+        load_model(bad)
+    # ... but a current file without its content checksum is incomplete, not "old".
+    stripped = _rewrite(calibrated, tmp_path / "stripped.pt", lambda p: p.pop("content_sha256"))
+    with pytest.raises(ModelFileError, match="missing content_sha256"):
+        load_model(stripped)

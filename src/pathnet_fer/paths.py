@@ -36,3 +36,26 @@ def cache_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return (base / "pathnet-fer").resolve()
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or the folders ``mkdir -p`` would make
+    for it), or None when they can. Creates nothing that stays.
+
+    The nearest existing folder is probed by creating and removing a temporary file:
+    permission bits say nothing about read-only mounts, ACLs or root, and a run that
+    learns this only when it writes its first result has wasted all the work before.
+    """
+    import tempfile
+
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".pathnet-fer-probe-"):
+            pass
+    except OSError as error:
+        return f"cannot write into {folder}: {error.strerror or error}"
+    return None

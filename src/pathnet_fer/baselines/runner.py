@@ -501,10 +501,11 @@ def run_baselines(
     the experiment's own ``load_dataset``; folds come from its ``dataset_folds``). Runs
     already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
     """
-    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+    from pathnet_fer.experiments.datasets import check_link_leaks, dataset_folds, load_dataset
     from pathnet_fer.experiments.evaluation import evaluate_proba
     from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
     from pathnet_fer.experiments.report import write_report
+    from pathnet_fer.experiments.union_checks import check_union_files
 
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
@@ -518,11 +519,13 @@ def run_baselines(
     arms = expand_arms(settings)
     for model in {m for m, _ in arms if m not in VECTOR_BASELINES}:
         resolve_weights(model, settings.weights_for(model))  # fail before hours of work
+    check_union_files(config)  # as an experiment does: no face twice, none leaked
     datasets = dict(datasets or {})
     for s in sets:
         for name in (s.source, s.destination):
             if name not in datasets:
                 datasets[name] = load_dataset(config, name)
+    check_link_leaks(config, datasets, sets)
     iterations = settings.iterations or config.protocol.iterations
     mlp = MLPConfig.like_path(
         layers=int(config.pathnet.get("layers", 3)),

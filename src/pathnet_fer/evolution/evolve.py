@@ -24,6 +24,10 @@ from pathnet_fer.pathnet.supernet import PathNet
 Callback = Callable[[GenerationEvent], None]
 
 
+class TrainingDivergedError(FloatingPointError):
+    """A path's training loss became NaN or infinite: every later figure would be noise."""
+
+
 def evolve(
     net: PathNet,
     data: TaskData | list[TaskData],
@@ -225,6 +229,13 @@ def _generation(net: PathNet, task: Task, data: PreparedData) -> GenerationEvent
     seen = float(per_path)
     train_acc = correct.cpu().double().div(seen).float()
     mean_loss = loss.cpu().double().div(seen).float()
+    if not bool(torch.isfinite(mean_loss).all()):
+        bad = sorted({int(r) for r in torch.nonzero(~torch.isfinite(mean_loss))[:, 0]})
+        raise TrainingDivergedError(
+            f"task {task.name!r} diverged at generation {task.generation + 1}: the training "
+            f"loss of run(s) {bad} is not finite; lower evolution.lr (with momentum m the "
+            f"effective step is lr / (1 - m): now {cfg.lr_at(task.generation) / (1 - cfg.momentum):g})"
+        )
     if cfg.fitness == "heldout":
         fitness = torch.stack(
             [

@@ -13,6 +13,7 @@ written into its model file (``metadata.calibration``) and applied by ``predict`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from pathnet_fer.experiments.evaluation import reliability_table
+from pathnet_fer.predict.model_file import TEMPERATURE_RANGE
 
 KEY_COLUMNS = ("experiment", "arm", "task", "iteration", "fold")
-LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]: beyond either end the fit is degenerate
+# T in [0.05, 20]: beyond either end the fit is degenerate. The same range a model file's
+# temperature is checked against on load and on write (one constant, so they agree).
+LOG_T_BOUNDS = (math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1]))
 
 
 def _log(proba: np.ndarray) -> np.ndarray:

@@ -162,8 +162,9 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config, out: Path) -> int:
-    from pathnet_fer.experiments.datasets import fold_plan
+    from pathnet_fer.experiments.datasets import check_link_leaks, fold_plan
     from pathnet_fer.experiments.plan import ITERATION_READINGS, plan_jobs
+    from pathnet_fer.experiments.union_checks import check_union_files
 
     print(config.to_yaml())
     print(f"# output: {out}")
@@ -173,12 +174,15 @@ def _dry_run(config, out: Path) -> int:
     )
     from pathnet_fer.faces.preprocess import NotCachedError, cached_only
 
+    check_union_files(config)  # lists files only: what a run would refuse, refused here
     for job in plan_jobs(config):
         after = f", after {', '.join(job.after)}" if job.after else ""
         print(f"# job {job.job_id}: {len(job.slots)} runs, cost {job.cost:.0f}{after}")
     try:
         with cached_only():  # "runs nothing": never decodes media nor writes the cache
-            plan = fold_plan(config)
+            datasets: dict = {}
+            plan = fold_plan(config, datasets)
+            check_link_leaks(config, datasets)
     except NotCachedError as err:
         print(f"# folds: not shown: {err}; the real run builds them first")
         return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from pathnet_fer.experiments.limits import short_repr
 from pathnet_fer.paths import REPO_ROOT, data_root
 
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -32,7 +33,17 @@ CUTS = ("set", "fold", "run")
 
 
 class ConfigError(ValueError):
-    """A configuration problem, with the offending key in the message."""
+    """A configuration problem, with the offending key in the message (at most
+    ``MAX_MESSAGE`` characters: a message never carries an unbounded value)."""
+
+    MAX_MESSAGE = 2_000
+
+    def __init__(self, message: str = "") -> None:
+        message = str(message)
+        if len(message) > self.MAX_MESSAGE:
+            cut = len(message) - self.MAX_MESSAGE
+            message = f"{message[: self.MAX_MESSAGE]}... ({cut:,} more characters)"
+        super().__init__(message)
 
 
 @dataclass
@@ -48,7 +59,8 @@ class DatasetSpec:
     folds: str = "subjects"
     holdout: float = 0.2  # folds: holdout only; the held-out share, 1/k (0.2 = 1 of 5)
     # only these of the adapter's shipped splits (its ``split`` column), e.g. [test] to
-    # keep FER-2013's sharp test faces and drop its blurred training split; [] = all
+    # keep FER-2013's test faces only (added when the shared training split was a blurred
+    # copy; it is sharp now); [] = all
     splits: list[str] = field(default_factory=list)
     n_folds: int | None = None  # None = protocol.folds (e.g. 4 for SAVEE's 4 speakers)
     faces: dict[str, Any] = field(default_factory=dict)  # overrides of the global face settings
@@ -126,6 +138,10 @@ class ExecutorSpec:
     address: str | None = None  # dask: a running scheduler (tcp://host:8786)
     scheduler_file: str | None = None  # dask: a scheduler's --scheduler-file JSON
     retries: int = 2  # dask: restarts of a job whose worker was lost (its own errors: none)
+    # dask, a running scheduler: seconds to wait for its scheduler file and connection,
+    # then for a first worker, before one line says what is wrong (dask_connect.py)
+    connect_timeout: float = 60.0
+    worker_timeout: float = 300.0
 
 
 @dataclass
@@ -225,43 +241,45 @@ def _check(value: Any, tp: Any, where: str) -> Any:
                 return _check(value, arg, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"{where}: {value!r} is not {' or '.join(map(_type_name, args))}")
+        raise ConfigError(
+            f"{where}: {short_repr(value)} is not {' or '.join(map(_type_name, args))}"
+        )
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {short_repr(value)}")
         _, vt = typing.get_args(tp)
         return {str(k): _check(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {short_repr(value)}")
         (vt, *_) = typing.get_args(tp) or (Any,)
         return [_check(v, vt, f"{where}[{i}]") for i, v in enumerate(value)]
     if typing.get_origin(tp) is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} not one of {typing.get_args(tp)}")
+            raise ConfigError(f"{where}: {short_repr(value)} not one of {typing.get_args(tp)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {short_repr(value)}")
         return value
     if tp is float:
         value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {short_repr(value)}")
         return value
     if isinstance(tp, type):
         if not isinstance(value, tp):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {short_repr(value)}")
         return value
     return value
 
@@ -275,7 +293,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {short_repr(data)}")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
@@ -348,6 +366,10 @@ def find_config(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():  # not "not found": it is there, and it is the wrong kind of thing
+        inside = sorted(p.name for p in path.glob("*.yaml"))[:5]
+        hint = f" (YAML files in it: {', '.join(inside)})" if inside else ""
+        raise ConfigError(f"config {str(path)!r} is a directory, not a YAML file{hint}")
     for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
         if candidate.is_file():
             return candidate.resolve()
@@ -366,20 +388,41 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML config, following ``extends:`` chains."""
+    """Read a YAML config, following ``extends:`` chains (at most ``MAX_EXTENDS_DEPTH``
+    configs; files of at most ``MAX_CONFIG_BYTES`` and ``MAX_CONFIG_VALUES`` values)."""
+    from pathnet_fer.experiments.limits import MAX_CONFIG_BYTES, MAX_EXTENDS_DEPTH, count_values
+
     path = find_config(path)
     if path in _seen:
         raise ConfigError(f"config extends itself in a loop: {' -> '.join(map(str, _seen))}")
+    if len(_seen) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(
+            f"{_seen[0]}: its extends: chain is more than {MAX_EXTENDS_DEPTH} configs deep "
+            f"(at {path}); flatten it"
+        )
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {size:,} bytes is no config (at most {MAX_CONFIG_BYTES:,} bytes)"
+            )
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {_short_text(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    count_values(data, str(path))
     parent = data.pop("extends", None)
     if parent:
         data = _merge(load_raw(_parent_config(str(parent), path), (*_seen, path)), data)
     return data
+
+
+def _short_text(value: object, limit: int = 300) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parent_config(parent: str, child: Path) -> Path:
@@ -401,20 +444,24 @@ def _parent_config(parent: str, child: Path) -> Path:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"evolution.generations=200"`` -> (["evolution", "generations"], 200)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.sub=value")
+        raise ConfigError(f"override {short_repr(text)} must look like key.sub=value")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise ConfigError(f"override {text!r} has an empty key")
+        raise ConfigError(f"override {short_repr(text)} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
+        raise ConfigError(
+            f"override {short_repr(text)}: value is not valid YAML: {_short_text(err)}"
+        ) from None
     return parts, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides to a raw config mapping (validation happens on build)."""
+    from pathnet_fer.experiments.limits import count_values
+
     raw = copy.deepcopy(raw)
     for text in overrides:
         parts, value = parse_override(text)
@@ -428,12 +475,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                     node[part] = {}
                 node = node[part]
             if not isinstance(node, (dict, list)):
-                raise ConfigError(f"override {text!r}: {where} is a value, not a section")
+                raise ConfigError(f"override {short_repr(text)}: {where} is a value, not a section")
         last = parts[-1]
         if isinstance(node, list):
             node[_list_index(node, last, ".".join(parts))] = value
         else:
             node[last] = value
+    count_values(raw, "the config with its --set overrides")
     return raw
 
 
@@ -445,6 +493,9 @@ def _list_index(node: list, part: str, where: str) -> int:
 
 def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Validate a raw mapping into an ``ExperimentConfig`` (foreign sections with defaults)."""
+    from pathnet_fer.experiments.limits import count_values
+
+    count_values(raw, "config")  # before any check walks it (YAML aliases expanded)
     config = _from_dict(ExperimentConfig, raw, "")
     for section, (cls, skip) in _foreign_classes().items():
         setattr(config, section, _check_section(getattr(config, section), cls, section, skip))

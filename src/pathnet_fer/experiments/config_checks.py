@@ -17,12 +17,14 @@ from pathnet_fer.experiments.config import (
     ExperimentConfig,
     SetSpec,
 )
+from pathnet_fer.experiments.limits import check_limits, check_memory, short_repr
 from pathnet_fer.experiments.union_checks import check_shared_people, check_union
 
 
 def validate(config: ExperimentConfig) -> None:
     """Raise ConfigError naming the key of the first value a run would refuse."""
     p = config.protocol
+    check_limits(config)  # before anything sized by these settings is built
     if p.iteration_mode not in ITERATION_MODES:
         raise ConfigError(f"protocol.iteration_mode must be one of {ITERATION_MODES}")
     if p.clip_vote not in CLIP_VOTES:
@@ -42,24 +44,30 @@ def validate(config: ExperimentConfig) -> None:
         if value is not None and value < 1:
             raise ConfigError(f"protocol.{key} must be >= 1 or null")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {short_repr(config.device)}")
     if config.executor.kind not in EXECUTOR_KINDS:
         raise ConfigError(
-            f"executor.kind {config.executor.kind!r} unknown (available: {', '.join(EXECUTOR_KINDS)})"
+            f"executor.kind {short_repr(config.executor.kind)} unknown (available: {', '.join(EXECUTOR_KINDS)})"
         )
     if config.executor.cut not in (None, *CUTS):
         raise ConfigError(
-            f"executor.cut must be null or one of {CUTS}, got {config.executor.cut!r}"
+            f"executor.cut must be null or one of {CUTS}, got {short_repr(config.executor.cut)}"
         )
     if config.executor.retries < 0:
         raise ConfigError("executor.retries must be >= 0")
+    for key in ("connect_timeout", "worker_timeout"):
+        value = getattr(config.executor, key)
+        if not isinstance(value, int | float) or not 0 < value <= 7 * 86400:
+            raise ConfigError(f"executor.{key} must be seconds in (0, 604800], got {value!r}")
     if config.evolution.get("fitness") == "heldout":
         raise ConfigError(
             "evolution.fitness=heldout is not supported by the experiment protocol: it would "
             "need a validation split carved from each fold's training subjects; use train"
         )
     if config.save_models not in ("best", "all", "none"):
-        raise ConfigError(f"save_models must be best, all or none, got {config.save_models!r}")
+        raise ConfigError(
+            f"save_models must be best, all or none, got {short_repr(config.save_models)}"
+        )
     if not config.sets:
         raise ConfigError("the config defines no experiment sets (key: sets)")
     for i, s in enumerate(config.sets):
@@ -70,7 +78,7 @@ def validate(config: ExperimentConfig) -> None:
             check_union(config, name)
     for i, s in enumerate(config.sets):
         check_shared_people(config, s, i)
-    _check_stages(config)
+    inputs = _check_stages(config)
     names = set()
     for i, s in enumerate(config.sets):
         for j, ds in enumerate(s.chain):
@@ -100,8 +108,9 @@ def validate(config: ExperimentConfig) -> None:
             )
         if spec.adapter not in ADAPTERS:
             raise ConfigError(
-                f"datasets.{name}.adapter: {spec.adapter!r} unknown; known: {', '.join(ADAPTERS)}"
+                f"datasets.{name}.adapter: {short_repr(spec.adapter)} unknown; known: {', '.join(ADAPTERS)}"
             )
+    check_memory(config, inputs)  # the largest job against this machine's memory
 
 
 def _check_soft_labels(config: ExperimentConfig, name: str) -> None:
@@ -156,10 +165,11 @@ def _normalise_chain(s: SetSpec, i: int) -> None:
     s.name = s.name or "->".join(s.chain)
 
 
-def _check_stages(config: ExperimentConfig) -> None:
+def _check_stages(config: ExperimentConfig) -> dict[str, tuple[int, Any]]:
     """Build every stage's settings as a run would, so that a value the run would refuse
     (in a worker, after the run directory exists) is refused now, before anything is
-    written: evolution, PathNet and face settings, executor counts, input sizes of sets."""
+    written: evolution, PathNet and face settings, executor counts, input sizes of sets.
+    Returns each dataset's input (width, image shape or None) for the memory estimate."""
     from pathnet_fer.evolution.config import EvolutionConfig
     from pathnet_fer.faces.settings import FaceSettings
     from pathnet_fer.pathnet.config import PathNetConfig
@@ -193,7 +203,8 @@ def _check_stages(config: ExperimentConfig) -> None:
             faces[name] = faces[first]
     if not faces:
         faces["faces"] = build("faces", lambda: FaceSettings.from_dict(config.faces))
-    for face in faces.values():
+    inputs: dict[str, tuple[int, Any]] = {}
+    for key, face in faces.items():
         channels = 3 if face.colour == "rgb" else 1
         dim = int(face.size) ** 2 * channels
         shape = (
@@ -205,6 +216,7 @@ def _check_stages(config: ExperimentConfig) -> None:
             "pathnet",
             lambda dim=dim, shape=shape: PathNetConfig(input_dim=dim, **shape, **config.pathnet),
         )
+        inputs[key] = (dim, shape.get("image_shape"))
     e = config.executor
     for key, low in (("workers", 0), ("threads", 1), ("checkpoint_every", 1)):
         value = getattr(e, key)
@@ -220,6 +232,7 @@ def _check_stages(config: ExperimentConfig) -> None:
                     f"{b.colour}; a transferred path needs one input size: use the same "
                     "faces.size and faces.colour for every dataset of a chain"
                 )
+    return inputs
 
 
 def _differences(a: Any, b: Any) -> str:
@@ -239,7 +252,7 @@ def _check_names(config: ExperimentConfig) -> None:
 
     if not isinstance(config.name, str) or not re.fullmatch(NAME_PATTERN, config.name):
         raise ConfigError(
-            f"name {config.name!r} must be a simple folder name: letters, digits, '_', '.', "
+            f"name {short_repr(config.name)} must be a simple folder name: letters, digits, '_', '.', "
             "'-', starting with a letter or digit (it names the run directory runs/<name>)"
         )
     from pathnet_fer.experiments.names import slug

@@ -31,6 +31,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pathnet_fer.experiments.dask_connect import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_WORKER_TIMEOUT_S,
+    connect,
+)
 from pathnet_fer.experiments.executor import Executor
 from pathnet_fer.experiments.jobs import execute_job
 from pathnet_fer.experiments.plan import JobSpec
@@ -147,6 +152,8 @@ class DaskExecutor(Executor):
         gpu: bool = False,
         n_jobs: int | None = None,
         log: Callable[[str], None] | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S,
     ) -> None:
         try:
             import dask
@@ -159,11 +166,15 @@ class DaskExecutor(Executor):
         self.threads, self.retries, self.gpu = threads, retries, gpu
         self.cluster = None
         if address or scheduler_file:
+            # Bounded waits and one line for each mistake (dask_connect.py).
+            self.client = connect(
+                address,
+                scheduler_file,
+                connect_timeout=connect_timeout,
+                worker_timeout=worker_timeout,
+                log=self.log,
+            )
             where = address or f"scheduler file {scheduler_file}"
-            try:
-                self.client = Client(address, scheduler_file=scheduler_file, timeout="60s")
-            except (OSError, TimeoutError) as err:
-                raise RuntimeError(f"cannot reach the Dask scheduler ({where}): {err}") from err
         else:
             n = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
             if n_jobs is not None:
@@ -208,6 +219,8 @@ class DaskExecutor(Executor):
             gpu=wants_gpu(config.device),
             n_jobs=n_jobs,
             log=log,
+            connect_timeout=e.connect_timeout,
+            worker_timeout=e.worker_timeout,
         )
 
     def attach_log(self, log: Callable[[str], None]) -> None:

@@ -160,13 +160,15 @@ def fan_out_on_cluster(
     config: ExperimentConfig, names: list[str], log: Callable[[str], None] = print
 ) -> dict[str, int]:
     """``fan_out_faces`` on the running scheduler ``config.executor`` names."""
-    from distributed import Client
+    from pathnet_fer.experiments.dask_connect import connect
 
     e = config.executor
-    try:
-        client = Client(e.address, scheduler_file=e.scheduler_file, timeout="60s")
-    except (OSError, TimeoutError) as err:
-        where = e.address or f"scheduler file {e.scheduler_file}"
-        raise RuntimeError(f"cannot reach the Dask scheduler ({where}): {err}") from err
+    client = connect(  # bounded waits, one line per mistake (DaskConnectError)
+        e.address,
+        e.scheduler_file,
+        connect_timeout=e.connect_timeout,
+        worker_timeout=e.worker_timeout,
+        log=log,
+    )
     with client:
         return fan_out_faces(client, config, names, log=log)

@@ -295,7 +295,7 @@ def fold_plan(
     ``fold`` is 1-based as in metrics.csv. Baselines use the same plan to be comparable.
     """
     rows = []
-    datasets = datasets or {}
+    datasets = {} if datasets is None else datasets  # a caller's dict is filled
     for s in config.sets:
         for role, name in zip(link_roles(s.links), s.links, strict=True):
             # A source on its destination's dataset trains on the destination fold's
@@ -320,6 +320,71 @@ def fold_plan(
     return pd.DataFrame(
         rows, columns=["experiment", "role", "dataset", "fold", "subject", "side", "n_samples"]
     )
+
+
+def check_link_leaks(
+    config: ExperimentConfig, datasets: dict[str, LoadedDataset], sets: list | None = None
+) -> None:
+    """Refuse (``ConfigError``) a set in which a link trains on a face that a later link
+    of the same destination fold holds out: the transferred path would have seen faces
+    it is tested on.
+
+    Links of one name share their folds (by design), but two names over one folder
+    (``ck2: {adapter: ckplus48, root: ckplus48}`` beside ``ckplus48``), or a union member
+    inside another link's data, are split apart; whether a face then sits on both sides
+    depends on the folds, so this compares the files (resolved paths) behind each fold's
+    rows, as the jobs take them (``link_fold``). Identical folds, or a fixed training
+    split beside its own test split (``configs/demo-pooled.yaml``), pass. ``datasets``
+    holds loaded datasets by name (missing ones are loaded and added); ``sets``: the
+    sets to check (default: all).
+    """
+    import os
+
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.plan import link_fold
+
+    files: dict[str, np.ndarray] = {}
+
+    def loaded(name: str) -> LoadedDataset:
+        if name not in datasets:
+            datasets[name] = load_dataset(config, name)
+        return datasets[name]
+
+    def row_files(name: str) -> np.ndarray:
+        """The resolved file behind each row (a crop's clip or image)."""
+        if name not in files:
+            data = loaded(name)
+            manifest = data.faces.manifest
+            path_of = dict(zip(manifest["clip"].astype(str), manifest["path"].astype(str),
+                               strict=True))  # fmt: skip
+            real = {p: os.path.realpath(p) for p in set(path_of.values())}
+            files[name] = np.asarray([real[path_of[c]] for c in data.clips])
+        return files[name]
+
+    def side(name: str, fold: int, which: str) -> np.ndarray:
+        chosen = dataset_folds(config, name, loaded(name))[link_fold(config, name, fold) - 1]
+        return row_files(name)[getattr(chosen, which)]
+
+    for i, s in enumerate(config.sets):
+        if sets is not None and s not in sets:
+            continue
+        for fold in range(1, config.n_folds(s.destination) + 1):
+            for position, a in enumerate(s.chain):
+                for b in s.chain[position + 1 :]:
+                    if a == b:
+                        continue
+                    shared = np.intersect1d(
+                        side(a, fold, "train_index"), side(b, fold, "test_index")
+                    )
+                    if len(shared):
+                        raise ConfigError(
+                            f"sets[{i}] ({s.name}): in fold {fold}, {len(shared):,} file(s) "
+                            f"that {b} holds out are on {a}'s training side (e.g. "
+                            f"{shared[0]}): {a} and {b} read the same files but are split "
+                            "into folds apart, so the transferred path would have trained "
+                            "on faces it is tested on; use one dataset name for both links "
+                            "(its folds then keep people apart), or give them disjoint files"
+                        )
 
 
 def data_fingerprint(data: LoadedDataset) -> str:

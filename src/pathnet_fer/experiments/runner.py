@@ -22,7 +22,12 @@ import pandas as pd
 
 from pathnet_fer.experiments.calibration import calibrate_run
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
-from pathnet_fer.experiments.datasets import check_data, fold_plan, load_dataset
+from pathnet_fer.experiments.datasets import (
+    check_data,
+    check_link_leaks,
+    fold_plan,
+    load_dataset,
+)
 from pathnet_fer.experiments.executor import Executor, make_executor
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
 from pathnet_fer.experiments.metrics_log import merge_metric_files
@@ -38,7 +43,8 @@ from pathnet_fer.experiments.run_dir import (
     read_marker,
     write_marker,
 )
-from pathnet_fer.paths import REPO_ROOT
+from pathnet_fer.experiments.union_checks import check_union_files
+from pathnet_fer.paths import REPO_ROOT, unwritable_reason
 
 # Settings that do not change any result: a resumed run may differ in these.
 NON_RESULT_KEYS = {
@@ -49,6 +55,8 @@ NON_RESULT_KEYS = {
     ("executor", "address"),
     ("executor", "scheduler_file"),
     ("executor", "retries"),
+    ("executor", "connect_timeout"),
+    ("executor", "worker_timeout"),
     ("protocol", "reuse_sources"),  # a reused source is the same result by its key
     ("cache_dir",),
     ("data_root",),
@@ -242,7 +250,13 @@ def _run_experiment(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    # Before any face is cropped (hours for FER-2013 on a cold cache): a run dir that
+    # cannot be written is one line now, not a traceback after the preprocessing.
+    reason = unwritable_reason(out)
+    if reason:
+        raise RunDirError(f"--out {out}: {reason}")
     check_data(config, sorted({d for s in config.sets for d in s.links}))
+    check_union_files(config)  # one face in two members: counted twice, leaked
     # Preprocess (or read cached crops) once here, with all cores, and plan the folds
     # BEFORE the run directory exists: a bad setting (say, more folds than subjects) then
     # leaves nothing behind that a corrected command would refuse as "different".
@@ -267,6 +281,7 @@ def _run_experiment(
             f"{list(faces.class_names)} ({time.perf_counter() - t0:.1f} s)"
         )
     plan = fold_plan(config, datasets)
+    check_link_leaks(config, datasets)  # two names over one folder in a chain
     del datasets
 
     resumed = prepare_run_dir(config, out, restart, lock)
@@ -378,6 +393,8 @@ def _run_experiment(
                     log.detail("".join(traceback.format_exception(result)))
                 else:
                     done_ids.add(job.job_id)
+                    for note in result.get("notes", []):  # e.g. a damaged store entry
+                        log(f"job {job.job_id}: {note}")
                     secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
                     how = {"run": ", reused this run's", "store": ", reused from the store"}
                     reused = how.get(result.get("reused", ""), "")

@@ -9,6 +9,12 @@ result, so it is reused; any changed setting is another key and trains anew. Art
 live in the run directory (``sources/<key>.pt``, so a run is self-contained) and, with
 ``protocol.reuse_sources``, in the shared store ``<cache>/sources/`` for other studies.
 
+An artifact is verified before it is reused, since a file under a key may not be what the
+key names (copied over, edited, truncated by a full disk): it must read back, carry its
+own key, and match the sha256 of its content stored inside it. One that does not is
+reported in one line naming the file and trained again (the store's entry rewritten),
+as the face cache rebuilds a damaged entry.
+
 After a chain, :func:`after_chain_rows` measures what the later links did to the earlier
 ones (``forgetting``: held-out accuracy at the link's end minus after the chain; frozen
 paths make it exactly 0) and the source applied with no destination training
@@ -47,7 +53,13 @@ from pathnet_fer.paths import cache_root
 from pathnet_fer.safe_load import load_plain
 
 FORMAT = "pathnet-fer-source"
-VERSION = 1
+VERSION = 2
+"""v2: an artifact carries ``content_sha256``. The version is part of every key, so v1
+entries of a store are never looked up again (they may be deleted)."""
+
+
+class ArtifactError(ValueError):
+    """A source artifact that cannot be trusted: unreadable, of another key, or edited."""
 
 
 @dataclass
@@ -164,15 +176,100 @@ def _save(path: Path, artifact: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_artifact(path: Path) -> dict[str, Any]:
-    artifact = load_plain(path, "pathnet-fer source artifact")
+def content_digest(artifact: dict[str, Any]) -> str:
+    """sha256 over everything an artifact holds but its digest: names, plain values and
+    tensor bytes, in a fixed order (independent of how torch laid the file out)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in artifact.items() if k != "content_sha256"})
+    return h.hexdigest()
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, dict):
+        h.update(f"dict{len(value)}:".encode())
+        for k in sorted(value, key=str):
+            _feed(h, str(k))
+            _feed(h, value[k])
+    elif isinstance(value, list | tuple):
+        h.update(f"list{len(value)}:".encode())
+        for v in value:
+            _feed(h, v)
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"tensor{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    else:  # str, int, float, bool, None (all an artifact holds besides the above)
+        text = repr(value).encode()
+        h.update(f"{type(value).__name__}{len(text)}:".encode())
+        h.update(text)
+
+
+def load_artifact(path: Path, key: str | None = None) -> dict[str, Any]:
+    """Read a source artifact and verify it is the one ``key`` (default: the file's
+    name) names; ``ArtifactError`` in one line naming the file otherwise."""
+    path = Path(path)
+    key = path.stem if key is None else key
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing")
+    try:
+        artifact = load_plain(path, "pathnet-fer source artifact")
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        reason = (str(exc).splitlines() or [""])[0].split(". ")[0][:160]
+        raise ArtifactError(
+            f"{path} is damaged (unreadable: {type(exc).__name__}: {reason})"
+        ) from None
     if not isinstance(artifact, dict) or artifact.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pathnet-fer source artifact")
+        raise ArtifactError(f"{path} is not a pathnet-fer source artifact")
     if artifact.get("version") != VERSION:
-        raise ValueError(
-            f"source artifact {path} has version {artifact.get('version')}; this code "
-            f"reads {VERSION}: delete it to retrain"
+        raise ArtifactError(
+            f"{path} has artifact version {str(artifact.get('version'))[:20]}; this code "
+            f"reads {VERSION}"
         )
+    if artifact.get("key") != key:
+        raise ArtifactError(
+            f"{path} holds the artifact of key {str(artifact.get('key'))[:40]}, not {key} "
+            "(copied or moved over it)"
+        )
+    if artifact.get("content_sha256") != content_digest(artifact):
+        raise ArtifactError(
+            f"{path} does not match its content checksum (edited or damaged after it was written)"
+        )
+    return artifact
+
+
+def _reuse_run_copy(local: Path, key: str, problems: list[str]) -> dict[str, Any] | None:
+    """This run's verified copy of the artifact, or None (a damaged one noted)."""
+    if not local.exists():
+        return None
+    try:
+        return load_artifact(local, key)
+    except ArtifactError as exc:
+        problems.append(f"this run's copy {exc}")
+        return None
+
+
+def _reuse_store_entry(
+    shared: Path, local: Path, key: str, problems: list[str]
+) -> dict[str, Any] | None:
+    """The store's verified artifact, copied into the run (the copy is what is verified,
+    so the run holds exactly what was checked), or None (a damaged entry noted)."""
+    if not shared.exists():
+        return None
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f"{local.name}.{os.getpid()}.copy")
+    try:
+        shutil.copyfile(shared, tmp)
+        artifact = load_artifact(tmp, key)
+    except (ArtifactError, OSError) as exc:
+        reason = (
+            str(exc).removeprefix(str(tmp))
+            if isinstance(exc, ArtifactError)
+            else f" could not be copied into the run ({exc.strerror or exc})"
+        )
+        problems.append(f"source store entry {shared}{reason}")
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, local)
     return artifact
 
 
@@ -196,15 +293,13 @@ def execute_source_job(
     key, identity = source_key(config, job, data, phase, net_config)
     local = run_dir / "sources" / f"{key}.pt"
     shared = store_dir(config) / f"{key}.pt"
+    problems: list[str] = []  # artifacts found but not trusted, one line each
     reused = "run"
-    if local.exists():
-        artifact = load_artifact(local)
-    elif config.protocol.reuse_sources and shared.exists():
-        artifact = load_artifact(shared)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shared, local)
+    artifact = _reuse_run_copy(local, key, problems)
+    if artifact is None and config.protocol.reuse_sources:
+        artifact = _reuse_store_entry(shared, local, key, problems)
         reused = "store"
-    else:
+    if artifact is None:
         reused = ""
         work = run_dir / "sources" / "work" / job.job_id
         work.mkdir(parents=True, exist_ok=True)
@@ -246,15 +341,23 @@ def execute_source_job(
             "metrics": (work / "00_source.csv").read_text(),
             "confusion": (work / "00_source_confusion.csv").read_text(),
         }
+        artifact["content_sha256"] = content_digest(artifact)
         _save(local, artifact)
         if config.protocol.reuse_sources:
             _save(shared, artifact)
     _write_rows(config, job, run_dir, artifact)
     models = _save_source_model(config, job, run_dir, artifact, data, phase)
+    if reused == "store":
+        outcome = "the store's entry used instead"
+    elif config.protocol.reuse_sources:
+        outcome = "the source was trained again and the store entry rewritten"
+    else:
+        outcome = "the source was trained again"
     record = {
         **job.to_dict(),
         "key": key,
         "reused": reused,  # "": trained here; "run": this run's copy; "store": shared store
+        "notes": [f"{p}: not reused; {outcome}" for p in problems],
         "phases": [] if reused else [artifact["summary"]],
         "runs": 1,
         "test_accuracy": artifact["task"]["test_accuracy"][0],
@@ -350,7 +453,16 @@ def load_sources(config: ExperimentConfig, run_dir: Path, units: list[JobSpec]) 
                 f"source job {unit.job_id} has not finished; transfer jobs run after it"
             )
         key = json.loads(done.read_text())["key"]
-        cache[unit.job_id] = load_artifact(run_dir / "sources" / f"{key}.pt")
+        try:
+            cache[unit.job_id] = load_artifact(run_dir / "sources" / f"{key}.pt", key)
+        except ArtifactError as exc:
+            # Forget the source job, so that the advice to re-run rebuilds its artifact
+            # (from the store, or trained again) instead of failing here every time.
+            done.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"the artifact of source job {unit.job_id}: {exc}; the source job is reset: "
+                "re-run the same command to rebuild it"
+            ) from None
     artifacts = [cache[u.job_id] for u in units]
     task = FinishedTask.stack([FinishedTask.from_state(a["task"]) for a in artifacts])
     return LoadedSources(units=units, artifacts=artifacts, task=task)

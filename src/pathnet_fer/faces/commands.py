@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=defaults.blur,
         help="Gaussian sigma in pixels of the final crop applied to every crop "
-        "(default 0: off; see docs/faces.md on FER-2013's blurred training split)",
+        "(default 0: off; optional, no measured benefit on the current data: docs/faces.md)",
     )
     parser.add_argument("--keep-neutral", action="store_true", help="keep neutral as a 7th class")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

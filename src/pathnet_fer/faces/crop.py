@@ -70,8 +70,10 @@ def blur_crop(crop: np.ndarray, sigma: float) -> np.ndarray:
     ``sigma <= 0`` returns ``crop`` itself, untouched. Otherwise OpenCV's ``GaussianBlur``
     with its own kernel size for ``sigma`` (radius about 3 sigma), borders mirrored
     (``BORDER_REFLECT_101``), rounded back to uint8. This is ``FaceSettings.blur``: every
-    dataset's crops (and a predictor's) blurred alike, e.g. to match FER-2013's blurred
-    training images (``benchmarks/fer2013_blur_gap.py``, docs/faces.md).
+    dataset's crops (and a predictor's) blurred alike. An optional setting with no measured
+    benefit on the current data (it once matched a blurred copy of FER-2013's training
+    split, since replaced by the sharp originals; ``benchmarks/fer2013_blur_gap.py``,
+    docs/faces.md).
     """
     if not sigma > 0:
         return crop

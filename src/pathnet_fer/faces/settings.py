@@ -15,6 +15,7 @@ from pathnet_fer.settings_dict import SettingsDict
 PIPELINE_VERSION = 1
 
 COLOURS = ("grey", "rgb")
+MAX_SIZE = 1024  # pixels per side: FER-2013 at 1024 grey is 31 GB of crops
 MULTI_FACE_POLICIES = ("previous", "nearest", "largest")
 
 
@@ -51,9 +52,11 @@ class FaceSettings(SettingsDict):
     - ``blur``: Gaussian sigma, in pixels of the final ``size`` x ``size`` crop, applied to
       every finished crop (training datasets and prediction alike; 0 = off, the crops
       are exactly those made without the setting, under the same cache key).
-      FER-2013's shared training images are blurred (sigma 3.06 at 48x48 brings its
-      sharp test images to their median sharpness) while its test images, CK+48 and
-      JAFFE are sharp; see docs/faces.md ("FER-2013's blurred training split").
+      Optional, with no measured benefit on the current data: it was added to match a
+      blurred copy of FER-2013's training split that has since been replaced by the
+      sharp originals (no train/test gap left), and the one demo trial with it was a
+      negative result. Kept because model files record it (older files load with it);
+      see docs/faces.md ("The ``blur`` setting").
     """
 
     size: int = 48
@@ -71,8 +74,11 @@ class FaceSettings(SettingsDict):
     blur: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if not 8 <= self.size <= MAX_SIZE:
+            raise ValueError(
+                f"size must be 8 to {MAX_SIZE} pixels, got {self.size} (one crop is size x "
+                "size pixels, and a dataset holds tens of thousands)"
+            )
         if self.colour not in COLOURS:
             raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
         if not 0.0 <= self.margin <= 2.0:

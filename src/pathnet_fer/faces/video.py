@@ -15,6 +15,8 @@ IMAGE_SUFFIXES = frozenset(
 
 # A clip whose decoded frames stop this far short of what its container announces is
 # truncated (a copy cut off mid-way): it is reported, never passed off as a whole clip.
+# Judged on time where the frames carry timestamps: a frame count derived from a nominal
+# rate (duration x 25 fps for a variable-frame-rate stream) is no promise of frames.
 TRUNCATION_TOLERANCE = 0.9
 
 
@@ -54,6 +56,42 @@ def _expected_frames(container: av.container.InputContainer, stream: av.VideoStr
     return 0
 
 
+def _announced_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """The video stream's duration in seconds as the container announces it (0: unknown)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _shortfall(
+    decoded: int,
+    expected: int,
+    span: tuple[float, float] | None,
+    rate: float | None,
+    announced: float,
+) -> str | None:
+    """Why a fully decoded stream is a truncated copy, or None when it is whole.
+
+    With timestamps and an announced duration, the frames must reach (90 % of) the end:
+    a variable-frame-rate clip of 3 frames over 10 hours is whole, though 10 hours at its
+    nominal 25 fps would be 900,000 frames. Without them, the announced frame count.
+    """
+    if span is not None and announced > 0:
+        first, last = span
+        covered = last - first + (1.0 / rate if rate else 0.0)
+        if covered < TRUNCATION_TOLERANCE * announced:
+            return (
+                f"its frames end at {covered:.2f} s of the {announced:.2f} s its container "
+                f"announces ({decoded} frames decoded)"
+            )
+        return None
+    if expected and decoded < TRUNCATION_TOLERANCE * expected:
+        return f"decoded {decoded} of the {expected} frames its container announces"
+    return None
+
+
 def iter_frames(
     path: str | Path, every: int = 1, pixel_format: str = "rgb24", check_complete: bool = True
 ) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -65,8 +103,9 @@ def iter_frames(
     A still image is treated as a one-frame clip.
 
     Raises :class:`MediaError` for a file that cannot be opened or decoded, and (with
-    ``check_complete``) after the last frame of a clip that decodes to clearly fewer
-    frames than its container announces: a truncated copy.
+    ``check_complete``) after the last frame of a clip whose frames end clearly before
+    the duration its container announces (without timestamps: clearly fewer frames than
+    it announces): a truncated copy (``_shortfall``).
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
@@ -84,12 +123,19 @@ def iter_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         expected = _expected_frames(container, stream)
+        announced = _announced_seconds(container, stream)
         rate = float(stream.average_rate or stream.guessed_rate or 0) or None
         decoded = 0
+        span: tuple[float, float] | None = None  # first and last frame times, when known
+        timed = True
         try:
             for frame in container.decode(stream):
                 index = decoded
                 decoded += 1
+                if frame.time is None:
+                    timed = False
+                elif timed:
+                    span = (float(frame.time) if span is None else span[0], float(frame.time))
                 if index % every:
                     continue
                 if frame.time is not None:
@@ -103,11 +149,9 @@ def iter_frames(
             ) from error
     if decoded == 0:
         raise MediaError(f"corrupt or empty video {path}: no frame could be decoded")
-    if check_complete and expected and decoded < TRUNCATION_TOLERANCE * expected:
-        raise MediaError(
-            f"truncated video {path}: decoded {decoded} of the {expected} frames "
-            "its container announces"
-        )
+    shortfall = _shortfall(decoded, expected, span if timed else None, rate, announced)
+    if check_complete and shortfall:
+        raise MediaError(f"truncated video {path}: {shortfall}")
 
 
 def count_frames(path: str | Path) -> int:

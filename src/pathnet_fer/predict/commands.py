@@ -200,9 +200,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.names import slug
     from pathnet_fer.predict.evaluate import EvaluationError, evaluate_model
     from pathnet_fer.predict.model_file import ModelFileError
+    from pathnet_fer.predict.outputs import OutputError, check_writable
 
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_FAILED
+    out = Path(args.out or f"evaluation_{slug(Path(args.model).stem)}_{slug(args.dataset)}")
+    try:  # a read-only --out is refused now, not after every face is cropped and scored
+        check_writable([("--out", out / "summary.md")])
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     try:
         device = _device(args.device)
@@ -229,7 +236,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    out = Path(args.out or f"evaluation_{slug(Path(args.model).stem)}_{slug(args.dataset)}")
     try:
         paths = result.write(out)
     except OSError as error:
@@ -248,6 +254,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from pathnet_fer.faces.video import frame_count_hint, is_image
     from pathnet_fer.predict.model_file import ModelFileError, load_model, read_header
+    from pathnet_fer.predict.outputs import OutputError
     from pathnet_fer.predict.predictor import Predictor
 
     if args.every < 1 or args.batch_size < 1:
@@ -280,12 +287,14 @@ def run_predict(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     out = Path(args.out)
+    summary_path = out.with_name(out.stem + ".summary.csv")
     try:
+        _check_outputs(args.inputs, out, summary_path, args.annotate)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.unlink(missing_ok=True)
-        if args.annotate:
-            target = Path(args.annotate)
-            (target if not target.suffix else target.parent).mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)  # no stale rows if no input can be processed
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as error:
         print(f"error: cannot write the outputs: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -350,7 +359,6 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: no input could be processed", file=sys.stderr)
         return EXIT_FAILED
     summary = result.summary
-    summary_path = out.with_name(out.stem + ".summary.csv")
     summary.to_csv(summary_path, index=False)
     _print_summary(summary, predictor.class_names)
     seconds = time.perf_counter() - state["started"]
@@ -360,6 +368,20 @@ def run_predict(args: argparse.Namespace) -> int:
         + (f"; {len(result.problems)} input(s) skipped or incomplete" if result.problems else "")
     )
     return EXIT_SOME_SKIPPED if result.problems else EXIT_OK
+
+
+def _check_outputs(inputs: list[str], out: Path, summary: Path, annotate: str | None) -> None:
+    """Refuse outputs that are inputs (or each other) or cannot be written; nothing is
+    read, written or removed before this passes (``OutputError``, one line)."""
+    from pathnet_fer.predict.inputs import expand_inputs
+    from pathnet_fer.predict.outputs import annotation_targets, check_outputs, check_writable
+
+    files = expand_inputs(inputs).files
+    outputs = [("--out", out), ("the summary CSV", summary)]
+    if annotate:
+        outputs += [("--annotate", target) for target in annotation_targets(annotate, files)]
+    check_outputs(files, outputs)
+    check_writable(outputs)
 
 
 def _print_summary(summary: pd.DataFrame, class_names: list[str]) -> None:

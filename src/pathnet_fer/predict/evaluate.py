@@ -494,13 +494,48 @@ def evaluate_model(
     wanted = {dataset, *cfg.members(dataset)}
     wanted |= {cfg.datasets[m].adapter for m in cfg.members(dataset)}
     if seen & wanted:
-        held = model.metadata.get("test_subjects") or []
-        result.notes.append(
-            f"the model was trained on {', '.join(sorted(seen & wanted))}: only its held-out "
-            f"subjects ({', '.join(map(str, held)) or 'not recorded'}) give held-out "
-            "figures; the others were seen in training."
-        )
+        result.notes.append(seen_note(model, seen & wanted))
     return result
+
+
+def seen_note(model: Any, seen: set[str]) -> str:
+    """The note on a dataset the model learnt from: which of its subjects, if any, give
+    held-out figures. A final fit trained on every subject of its dataset, so it has
+    none (its file lists no test subjects because there are none, not because they went
+    unrecorded); a fold model names its held-out subjects, or counts them when there
+    were too many to list (FER-2013: one "subject" per image)."""
+    names = ", ".join(sorted(seen))
+    meta = model.metadata
+    if meta.get("final_fit") and model.dataset in seen:
+        others = sorted(seen - {model.dataset, *_adapters_of(model, model.dataset)})
+        also = f" (and learnt from {', '.join(others)})" if others else ""
+        return (
+            f"the model is a final fit, trained on every subject of {model.dataset}{also}: "
+            "none was held out, so these are not held-out figures (a fold model of the "
+            "same run, e.g. transfer_best.pt, has held-out subjects)."
+        )
+    held = [str(s) for s in meta.get("test_subjects") or []]
+    count = meta.get("n_test_subjects")
+    if held:
+        which = ", ".join(held)
+    elif isinstance(count, int) and count > 0:
+        which = f"{count} held-out subjects, too many to list in the file"
+    else:
+        which = "not recorded in the file"
+    return (
+        f"the model was trained on {names}: only its held-out subjects ({which}) give "
+        "held-out figures; the others were seen in training."
+    )
+
+
+def _adapters_of(model: Any, dataset: str) -> set[str]:
+    """The adapter and member names the model file records for one of its datasets."""
+    out: set[str] = set()
+    for item in model.metadata.get("trained_on") or []:
+        if isinstance(item, dict) and item.get("dataset") == dataset:
+            out.update(map(str, item.get("adapters") or []))
+            out.update(map(str, item.get("members") or {}))
+    return out
 
 
 def _where(cfg: Any, dataset: str) -> str:

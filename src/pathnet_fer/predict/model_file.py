@@ -11,7 +11,14 @@ never executes code): ``format``, ``format_version``, ``package_version``,
 ``config_dict()``: sizes and the path), ``state_dict`` (the path's fixed and trained
 modules and the task's readout), ``weights_sha256``, ``class_names``, ``face_settings``
 (``FaceSettings.to_dict()``), ``input`` (size, colour, channels, input_dim, scaling),
-``dataset``, ``metadata`` (free JSON-like dict: run dir, fold, generation, scores).
+``dataset``, ``metadata`` (free JSON-like dict: run dir, fold, generation, scores; its
+``calibration.temperature`` is applied by ``predict_proba``), ``content_sha256``.
+
+Integrity: ``weights_sha256`` covers the tensors; ``content_sha256`` (format v3) covers
+everything else that changes a prediction: the model config (path, combine), class names
+and their order, face settings, input spec and ``metadata.calibration``. The rest of
+``metadata`` only describes the model and may be edited. A calibration temperature must
+be finite and within the range the calibration fit searches, checked on load and on write.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -34,17 +42,29 @@ from pathnet_fer import __version__
 from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bump when the layout changes incompatibly; loaders refuse other versions clearly.
-v2 added conv paths (``model_kind`` ``pathnet-conv-path``) and then block paths
-(``pathnet-block-path``: a reader older than block modules refuses such a file, naming
-its kind); v1 files (linear paths) still load."""
-READABLE_VERSIONS = (1, 2)
+v2 added conv paths (``model_kind`` ``pathnet-conv-path``); v3 added ``content_sha256``
+(required from v3 on), and block paths (``pathnet-block-path``, v3 files only: a reader
+older than block modules refuses such a file, naming its kind). v1 and v2 files still
+load: their weights are checked against ``weights_sha256`` and their temperature for
+range, but nothing else was checksummed when they were written, so nothing else can be
+checked."""
+READABLE_VERSIONS = (1, 2, 3)
 MODEL_KIND = "pathnet-path"
 CONV_MODEL_KIND = "pathnet-conv-path"
 BLOCK_MODEL_KIND = "pathnet-block-path"
-MODEL_KINDS = {1: (MODEL_KIND,), 2: (MODEL_KIND, CONV_MODEL_KIND, BLOCK_MODEL_KIND)}
+MODEL_KINDS = {
+    1: (MODEL_KIND,),
+    2: (MODEL_KIND, CONV_MODEL_KIND),
+    3: (MODEL_KIND, CONV_MODEL_KIND, BLOCK_MODEL_KIND),
+}
 """The model kinds each format version may hold."""
+TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
+"""The calibration temperatures a model file may carry: exactly the range
+``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
+soft-max is degenerate: nan or 0 give NaN probabilities, a negative T inverts them (the
+least likely emotion wins), a huge T makes them uniform (the first class always wins)."""
 INPUT_SCALING = "uint8/255"
 """How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
 exactly as ``FaceDataset.features()`` builds training inputs."""
@@ -61,6 +81,8 @@ _REQUIRED_KEYS = (
     "face_settings",
     "input",
 )
+_REQUIRED_FROM = {"content_sha256": 3}
+"""Keys required from a format version on (older files were written without them)."""
 
 
 class ModelFileError(ValueError):
@@ -159,8 +181,9 @@ class LoadedModel:
 
     @property
     def temperature(self) -> float:
-        """The soft-max temperature the file carries (``metadata.calibration``; 1 = none)."""
-        return float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
+        """The soft-max temperature the file carries (``metadata.calibration``; 1 = none),
+        checked again here: ``metadata`` is a plain dict a caller may have changed."""
+        return calibration_temperature(self.metadata, self.path or "model")
 
     @torch.inference_mode()
     def predict_proba(self, crops: np.ndarray) -> np.ndarray:
@@ -209,10 +232,9 @@ def set_calibration(
     """Rewrite a model file with ``metadata.calibration`` (must hold a positive
     ``temperature``); everything else, weights included, is kept as it was. ``loaded``:
     the file already read (saves reading it again); a file that already carries this
-    calibration is left untouched."""
-    temperature = float(calibration.get("temperature", float("nan")))
-    if not temperature > 0:
-        raise ValueError(f"calibration needs a positive temperature, got {temperature}")
+    calibration is left untouched. An unusable temperature raises ``ModelFileError``
+    before the file is read or touched."""
+    calibration_temperature({"calibration": dict(calibration)}, path)
     loaded = loaded if loaded is not None else load_model(path)
     if loaded.metadata.get("calibration") == _jsonable(dict(calibration)):
         return Path(path)
@@ -239,6 +261,8 @@ def save_path_model(
     class_names = [str(c) for c in class_names]
     if not class_names or len(set(class_names)) != len(class_names):
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
+    metadata = _jsonable(dict(metadata or {}))
+    calibration_temperature(metadata, path)  # never write a file load_model would refuse
     spec = input_spec_for(face_settings)
     config = _jsonable(model.config_dict())
     if _kind_of(config) not in MODEL_KINDS[FORMAT_VERSION]:
@@ -259,8 +283,9 @@ def save_path_model(
         "face_settings": _jsonable(face_settings.to_dict()),
         "input": spec.to_dict(),
         "dataset": str(dataset),
-        "metadata": _jsonable(dict(metadata or {})),
+        "metadata": metadata,
     }
+    payload["content_sha256"] = _content_digest(payload)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -337,7 +362,8 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
             f"pathnet-fer {__version__} reads format v{', v'.join(map(str, READABLE_VERSIONS))} "
             f"only: {hint}"
         )
-    missing = [k for k in _REQUIRED_KEYS if k not in payload]
+    required = [*_REQUIRED_KEYS, *(k for k, v in _REQUIRED_FROM.items() if version >= v)]
+    missing = [k for k in required if k not in payload]
     if missing:
         raise ModelFileError(f"{path} is incomplete (missing {', '.join(missing)}): corrupt file?")
     kind = payload["model_kind"]
@@ -353,6 +379,11 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
             f"{_kind_of(stored_config) if isinstance(stored_config, dict) else 'unreadable'!r} "
             "one: the file is inconsistent (corrupt or edited); re-export the model"
         )
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: its metadata is not a mapping: corrupt file?")
+    # Before the checksums: an edited temperature is named with its value.
+    calibration_temperature(metadata, path, hint=_EDITED)
     state = payload["state_dict"]
     if _weights_digest(state) != payload["weights_sha256"]:
         raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
@@ -382,6 +413,13 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the stored model config: {exc}") from exc
     _check_model_shapes(model, spec, len(class_names), where=str(path))
+    # Last: an inconsistent file is named by what is inconsistent (above); a consistent
+    # one that was edited (class order, margin, temperature) only by this checksum.
+    if "content_sha256" in payload and _content_digest(payload) != payload["content_sha256"]:
+        raise ModelFileError(
+            f"{path}: its model config, class names, face settings or calibration do not "
+            f"match their checksum: {_EDITED}"
+        )
     model.to(device)
     return LoadedModel(
         model=model,
@@ -389,12 +427,64 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         face_settings=face_settings,
         input=spec,
         dataset=str(payload.get("dataset", "")),
-        metadata=dict(payload.get("metadata") or {}),
+        metadata=dict(metadata),
         package_version=str(payload["package_version"]),
         format_version=int(version),
         path=path,
         config=dict(payload["model_config"]),
     )
+
+
+_EDITED = "the file is damaged or was edited after it was written; use the file as exported"
+
+
+def calibration_temperature(
+    metadata: Mapping[str, Any], where: str | os.PathLike, *, hint: str = ""
+) -> float:
+    """The temperature ``metadata["calibration"]`` holds (1.0 without calibration), or
+    ``ModelFileError`` in one line naming ``where`` and the value: an unusable
+    temperature silently gives NaN, inverted or uniform probabilities."""
+    calibration = metadata.get("calibration")
+    if calibration is None:
+        return 1.0
+    value = calibration.get("temperature") if isinstance(calibration, Mapping) else None
+    usable = isinstance(value, int | float) and not isinstance(value, bool)
+    t = float(value) if usable else math.nan
+    lo, hi = TEMPERATURE_RANGE
+    if usable and math.isfinite(t) and lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9):
+        return t
+    if not isinstance(calibration, Mapping):
+        shown = f"({_shown(calibration)} instead of a calibration mapping)"
+    elif "temperature" not in calibration:
+        shown = "(missing)"
+    else:
+        shown = _shown(value)
+    raise ModelFileError(
+        f"{where}: calibration temperature {shown} is not usable: it must be a finite "
+        f"number in [{lo:.4g}, {hi:.4g}], the range the calibration fit searches"
+        + (f"; {hint}" if hint else "")
+    )
+
+
+def _shown(value: Any) -> str:
+    """A short, bounded rendering of a stored value for a message."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= 40 else f"{text[:37]}..."
+    return f"a {type(value).__name__}"
+
+
+def _content_digest(payload: Mapping[str, Any]) -> str:
+    """sha256 over everything besides the tensors that changes a prediction (the
+    weights enter through their own digest); descriptive metadata is left out."""
+    covered = {key: payload.get(key) for key in _CONTENT_KEYS}
+    covered["calibration"] = (payload.get("metadata") or {}).get("calibration")
+    text = json.dumps(covered, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_CONTENT_KEYS = ("model_kind", "model_config", "weights_sha256", "class_names",
+                 "face_settings", "input")  # fmt: skip
 
 
 def _kind_of(config: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from pathnet_fer.predict.annotate import VideoAnnotator, annotation_label, draw_
 from pathnet_fer.predict.columns import build_frame, empty_frame
 from pathnet_fer.predict.inputs import expand_inputs
 from pathnet_fer.predict.model_file import LoadedModel, check_compatible, load_model
+from pathnet_fer.predict.outputs import annotation_targets, check_outputs
 from pathnet_fer.predict.summary import summarise
 
 DEFAULT_BATCH_SIZE = 64
@@ -182,26 +183,22 @@ class Predictor:
         ``keep_predictions=False`` the rows are not accumulated (memory stays flat over
         many files; ``result.predictions`` is empty, the summary is complete).
         ``progress(file)`` is called before each file, ``on_chunk(rows)`` after each
-        batch of a video (for progress bars).
+        batch of a video (for progress bars). An annotated copy that would overwrite an
+        input raises ``OutputError`` (a ``ValueError``) before anything is decoded.
         """
         expanded = expand_inputs(inputs)
         problems = [Problem(arg, reason) for arg, reason in expanded.problems]
-        n_inputs = len(expanded.files)
+        targets: list[Path | None] = [None] * len(expanded.files)
+        if annotate:
+            targets = list(annotation_targets(annotate, expanded.files))
+            # Before any decoding: an annotated copy written over an input destroys it.
+            check_outputs(expanded.files, [("--annotate", t) for t in targets])
         tables: list[pd.DataFrame] = []
         summaries: list[pd.DataFrame] = []
         done: list[str] = []
-        used_targets: set[Path] = set()
-        for path in expanded.files:
+        for path, target in zip(expanded.files, targets, strict=True):
             if progress:
                 progress(str(path))
-            target = None
-            if annotate:
-                target = _annotation_target(annotate, path, n_inputs)
-                stem, n = target.stem, 1
-                while target in used_targets:  # same name in two folders: never overwrite
-                    n += 1
-                    target = target.with_name(f"{stem}_{n}{target.suffix}")
-                used_targets.add(target)
             chunks: list[pd.DataFrame] = []
             try:
                 if is_image(path):
@@ -443,22 +440,6 @@ def _frame_rate(path: str | os.PathLike) -> float:
             return float(rate) if rate else 25.0
     except (av.FFmpegError, OSError, IndexError) as error:
         raise MediaError(f"cannot open video {path}: {error}") from error
-
-
-def _annotation_target(annotate: str | os.PathLike, media: Path, n_inputs: int) -> Path:
-    """Where the annotated copy of ``media`` goes (see ``predict_paths``).
-
-    A folder (existing, or a path without suffix) gets ``<stem>_annotated.mp4|png``;
-    with several inputs a file path is a template (``<out stem>_<input stem>``); videos
-    are always ``.mp4`` and images ``.png``.
-    """
-    target = Path(annotate)
-    suffix = ".png" if is_image(media) else ".mp4"
-    if target.is_dir() or not target.suffix:
-        return target / f"{media.stem}_annotated{suffix}"
-    if n_inputs > 1:
-        return target.with_name(f"{target.stem}_{media.stem}{suffix}")
-    return target.with_suffix(suffix) if is_image(media) else target
 
 
 class _ImageWriter:
