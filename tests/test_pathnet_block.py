@@ -309,7 +309,7 @@ def test_frozen_modules_and_their_statistics_stay_bit_identical_through_a_transf
 
 def test_forward_paths_the_exported_model_and_a_model_file_agree(tmp_path) -> None:
     from pathnet_fer.faces.settings import FaceSettings
-    from pathnet_fer.predict import load_model
+    from pathnet_fer.predict import ModelFileError, load_model
     from pathnet_fer.predict.model_file import BLOCK_MODEL_KIND, save_path_model
 
     net = PathNet(_config(block_residual=True), runs=2, seed=1)
@@ -349,6 +349,11 @@ def test_forward_paths_the_exported_model_and_a_model_file_agree(tmp_path) -> No
     loaded = load_model(path)
     assert loaded.config["format"] == "pathnet-fer-block-path-model"
     assert torch.load(path, weights_only=True)["model_kind"] == BLOCK_MODEL_KIND
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 2  # block paths exist from format v3 on
+    torch.save(payload, tmp_path / "v2.pt")
+    with pytest.raises(ModelFileError, match="format v2 files hold"):
+        load_model(tmp_path / "v2.pt")
     crops = np.rint(x.numpy() * 255).astype(np.uint8).reshape(30, 12, 12)
     want = net.predict_proba(torch.from_numpy(crops).reshape(30, -1) / 255.0, task, 1, paths[0])
     np.testing.assert_allclose(loaded.predict_proba(crops), want.numpy(), atol=1e-6)
