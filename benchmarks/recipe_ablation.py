@@ -47,6 +47,9 @@ ARMS: dict[str, dict[str, object]] = {
     # vote shares as soft targets; read as the source applied zero-shot to FER-2013 test
     "ferplus-majority": {"data": "ferplus"},
     "ferplus-soft": {"data": "ferplus", "soft_labels": True},
+    # capacity (issue 22, item 2): a module = two 3x3 conv + BN + ReLU; wider plain conv
+    "block": {"pathnet.module": "block"},
+    "channels-16-32-64": {"pathnet.channels": "[16, 32, 64]"},
     "all": {
         "augment_flip": True,
         "augment_shift": 0.1,
@@ -80,10 +83,8 @@ def run_arm(name: str, settings: dict[str, object], generations: int, out: Path)
             "--set", "sets=[{name: ferplus->fer2013, source: ferplus, destination: fer2013}]",
         ]  # fmt: skip
     for key, value in settings.items():
-        cmd += [
-            "--set",
-            f"evolution.{key}={str(value).lower() if isinstance(value, bool) else value}",
-        ]
+        key = key if "." in key else f"evolution.{key}"  # other sections spelt out
+        cmd += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
     if not (run_dir / "summary.md").exists():
         subprocess.run(cmd, check=False)  # a failed arm is reported, the others still run
     return run_dir
