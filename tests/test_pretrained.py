@@ -44,7 +44,9 @@ def test_shipped_file_loads_through_the_safe_loader(shipped):
     assert list(shipped.class_names) == SIX
     assert shipped.input.describe() == "48x48 grey crops (2304 inputs)"
     assert shipped.metadata["arm"] == "source" and shipped.dataset == "fer2013"
-    assert shipped.temperature != 1.0 and "source units" in shipped.metadata["calibration"]["fit_on"]
+    assert (
+        shipped.temperature != 1.0 and "source units" in shipped.metadata["calibration"]["fit_on"]
+    )
     assert shipped.metadata["held_out_splits"] == ["test"]
 
 
@@ -157,7 +159,6 @@ TINY = [
 def tiny_builds(require_data, tmp_path_factory):
     """The build twice, at a tiny budget on a FER-2013 subset, figures not measured."""
     from fixture_trees import fer_subset
-
     from pathnet_fer.pretrained.build import build_pretrained
 
     for name in ("ckplus48", "jaffe"):
@@ -166,9 +167,16 @@ def tiny_builds(require_data, tmp_path_factory):
     fer = fer_subset(require_data("fer2013"), base / "fer", 20, 10)
     overrides = [*TINY, f"datasets.fer2013.root={fer}", f"cache_dir={base / 'cache'}"]
     builds = [
-        build_pretrained("pretrained", overrides, run_dir=base / f"run{i}",
-                         dest=base / f"model{i}.pt", figures=(), sample=(30, 1), quiet=True,
-                         log=lambda m: None)  # fmt: skip
+        build_pretrained(
+            "pretrained",
+            overrides,
+            run_dir=base / f"run{i}",
+            dest=base / f"model{i}.pt",
+            figures=(),
+            sample=(30, 1),
+            quiet=True,
+            log=lambda m: None,
+        )  # fmt: skip
         for i in (1, 2)
     ]
     return overrides, builds
@@ -214,7 +222,9 @@ def test_demo_comparison_scores_both_models_on_the_same_faces(tiny_builds):
     assert fer.n == 60  # the test split, which neither model trained on
     # CK+48: the run's fold models on their own held-out people, the shipped model on the same
     ck = table.iloc[1]
-    sets = [s for s in read_heldout(a.run_dir) if s["arm"] == "transfer" and s["task"] == "ckplus48"]
+    sets = [
+        s for s in read_heldout(a.run_dir) if s["arm"] == "transfer" and s["task"] == "ckplus48"
+    ]
     labels = np.concatenate([s["label"] for s in sets])
     assert ck.n == len(labels) == len(load_dataset(config, "ckplus48").y)  # 2 folds: everyone
     assert ck.run_accuracy == pytest.approx(
