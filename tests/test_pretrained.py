@@ -114,7 +114,7 @@ def test_predict_info_without_model_prints_the_summary(capsys):
     assert main(["predict", "--info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(pretrained_info()["summary"])
-    assert "Held out: FER-2013 test split" in out and "research use only" in out
+    assert "Held out, FER-2013 test split" in out and "research use only" in out
     assert main(["predict", "--model", str(pretrained_path()), "--info"]) == 0
     assert '"weights_sha256"' not in capsys.readouterr().out  # --model: the JSON header
     assert main(["pretrained", "info"]) == 0 and "docs/model-card.md" in capsys.readouterr().out

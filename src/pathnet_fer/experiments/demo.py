@@ -86,7 +86,11 @@ def against_shipped(result: ExperimentResult, config, model: Path | None, quiet:
     except NoShippedModelError as err:
         print(f"not compared with the shipped model: {err}", file=sys.stderr)
         return
-    table = compare_with_shipped(result.run_dir, config, model, shipped)
+    try:
+        table = compare_with_shipped(result.run_dir, config, model, shipped)
+    except ValueError as err:  # e.g. crops the shipped model cannot take (ModelFileError)
+        print(f"not compared with the shipped model: {err}", file=sys.stderr)
+        return
     table.to_csv(result.run_dir / "shipped_comparison.csv", index=False)
     section = comparison_markdown(table, shipped)
     md = result.summary_md

@@ -55,11 +55,11 @@ class FigureSpec:
 
 FIGURES = (
     FigureSpec("fer2013-test", "fer2013", (SHIPPED_SPLITS,),
-               "FER-2013 test split (held out: never trained on)"),
-    FigureSpec("ckplus48", "ckplus48", (), "CK+48, every face (zero-shot: never seen)"),
-    FigureSpec("jaffe", "jaffe", (), "JAFFE, every face (zero-shot: never seen)"),
+               "Held out, FER-2013 test split (never trained on)"),
+    FigureSpec("ckplus48", "ckplus48", (), "Zero-shot, CK+48, every face (never seen)"),
+    FigureSpec("jaffe", "jaffe", (), "Zero-shot, JAFFE, every face (never seen)"),
     FigureSpec("crema-d-sample", "crema-d-sample", (),
-               "CREMA-D sample, 5 six-class clips of actor 1001 (zero-shot: never seen)"),
+               "Zero-shot, CREMA-D sample, 5 six-class clips of actor 1001 (never seen)"),
 )  # fmt: skip
 
 
@@ -142,15 +142,16 @@ def measure(
             "command": spec.command,
             "faces": len(result.frames),
             "clips": len(result.clips),
-            "accuracy": round(float(frame["accuracy"]), 4),
-            "macro_f1": round(float(frame["macro_f1"]), 4),
-            "uar": round(float(frame["uar"]), 4),
-            "top_share": round(float(frame["top_share"]), 4),
-            "confidence": round(float(frame["confidence"]), 4),
+            "accuracy": float(frame["accuracy"]),
+            "macro_f1": float(frame["macro_f1"]),
+            "uar": float(frame["uar"]),
+            "top_share": float(frame["top_share"]),
+            "top_emotion": str(result.frames["pred"].value_counts().index[0]),
+            "confidence": float(frame["confidence"]),
             "clip_majority_correct": int(result.clips["majority_correct"].sum()),
-            "clip_majority_accuracy": round(float(majority["accuracy"]), 4),
+            "clip_majority_accuracy": float(majority["accuracy"]),
         }
-        log(f"  {spec.key}: accuracy {frame['accuracy']:.3f} on {len(result.frames)} faces")
+        log(f"  {spec.key}: accuracy {out[spec.key]['accuracy']:.3f} on {len(result.frames)} faces")
     return out
 
 
@@ -176,7 +177,8 @@ def build_pretrained(
     started = time.perf_counter()
     cfg = load_config(config, list(overrides))
     run_dir = Path(run_dir)
-    run = run_experiment(cfg, run_dir, restart=restart, quiet=quiet)
+    quiet_cfg = load_config(config, [*overrides, "logging.progress=false"]) if quiet else cfg
+    run = run_experiment(quiet_cfg, run_dir, restart=restart, quiet=quiet)
     source = run_dir / model if model else deployed_model(run_dir, cfg)
     loaded = load_model(source)
     if "calibration" not in loaded.metadata:
@@ -201,7 +203,7 @@ def build_pretrained(
             "split": "test",
             "n": n,
             "seed": seed,
-            "accuracy": round(sample_accuracy(loaded, cfg, n, seed), 4),
+            "accuracy": sample_accuracy(loaded, cfg, n, seed),
         },
     }
     info["summary"] = summary_text(loaded, cfg, info)
@@ -228,10 +230,8 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
     from pathnet_fer.predict.model_file import _kind_of
 
     c = model.config
-    layers = ", ".join(
-        f"{len(set(active))} of {m}"
-        for active, m in zip(c["genotype"], c["modules_per_layer"], strict=True)
-    )
+    m = config.pathnet.get("modules", "?")
+    layers = ", ".join(str(len(set(active))) for active in c["genotype"])
     trained = model.metadata.get("trained_on") or [{}]
     first = trained[0]
     figures = info["figures"]
@@ -239,29 +239,31 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
         f"pathnet-fer shipped model `{info['name']}` (recipe {info['recipe']}, "
         f"pathnet-fer {model.package_version}, commit {info['git_commit'] or '?'})",
         f"What: a {_kind_of(c)} evolved by PathNet: {len(c['channels'])} conv layers "
-        f"(3x3, channels {'/'.join(map(str, c['channels']))}, {c['combine']} of the active "
-        f"modules, {c['downsample']} between layers; active modules per layer: {layers}) "
-        f"and a linear readout.",
-        f"Classes: {', '.join(model.class_names)} (no neutral).",
+        f"({c['kernel']}x{c['kernel']}, channels {'/'.join(map(str, c['channels']))}, {c['combine']} of the active "
+        f"modules, {c['downsample']} between layers; active modules per layer: {layers} of {m}) "
+        f"and a linear readout; {sum(p.numel() for p in model.model.parameters()):,} "
+        "parameters.",
+        f"Classes: {', '.join(model.class_names)}"
+        + ("" if "neutral" in model.class_names else " (no neutral)")
+        + ".",
         f"Input: {model.input.describe()}; in video and images faces are found by OpenCV's "
         f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}.",
-        f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', '?')} faces "
+        f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', 0):,} faces "
         f"(FER-2013's training split, web images); {config.generations('source')} "
         "generations; temperature-calibrated (T = "
         f"{model.temperature:.3f}, fit on {model.metadata['calibration']['fit_on']}).",
     ]
-    names = {"fer2013-test": "held out", "ckplus48": "zero-shot",
-             "jaffe": "zero-shot", "crema-d-sample": "zero-shot"}  # fmt: skip
-    for key, f in figures.items():
+    for f in figures.values():
         clips = (
             f", clips by majority vote {f['clip_majority_correct']}/{f['clips']}"
             if f["clips"] != f["faces"]
             else ""
         )
         lines.append(
-            f"{names.get(key, key).capitalize()}: {f['what']}: accuracy {f['accuracy']:.3f} "
-            f"({f['faces']} faces), macro-F1 {f['macro_f1']:.3f}, mean confidence "
-            f"{f['confidence']:.3f}{clips}. `{f['command']}`"
+            f"{f['what']}: accuracy {f['accuracy']:.3f} ({f['faces']:,} faces), macro-F1 "
+            f"{f['macro_f1']:.3f}, most frequent prediction {f['top_emotion']} "
+            f"{f['top_share']:.2f}, mean confidence {f['confidence']:.3f}{clips}. "
+            f"`{f['command']}`"
         )
     s = info["sample"]
     lines += [

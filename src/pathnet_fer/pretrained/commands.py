@@ -78,7 +78,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         result = build_pretrained(
             args.config,
-            args.overrides + (["logging.progress=false"] if args.quiet else []),
+            args.overrides,
             run_dir=args.out,
             dest=args.dest,
             model=args.model,
