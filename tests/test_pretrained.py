@@ -148,6 +148,11 @@ TINY = [
     "protocol.source_generations=3",
     "evolution.generations=2",
     "evolution.minibatches=2",
+    "evolution.population=6",
+    "evolution.selection_samples=64",
+    "pathnet.modules=6",
+    "pathnet.max_active=2",
+    "pathnet.channels=[4,8,8]",
     "protocol.eval_every=1",
     "protocol.reuse_sources=false",  # the second build must train, not reuse the first
     "executor.kind=inline",
@@ -165,7 +170,9 @@ def tiny_builds(require_data, tmp_path_factory):
         require_data(name)
     base = tmp_path_factory.mktemp("pretrained-build")
     fer = fer_subset(require_data("fer2013"), base / "fer", 20, 10)
-    overrides = [*TINY, f"datasets.fer2013.root={fer}", f"cache_dir={base / 'cache'}"]
+    # the session's crop cache (conftest), shared with the other tests' CK+48 and JAFFE crops
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    overrides = [*TINY, f"datasets.fer2013.root={fer}", f"cache_dir={cache}"]
     builds = [
         build_pretrained(
             "pretrained",
