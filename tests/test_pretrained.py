@@ -7,6 +7,7 @@ both models on the same faces."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,9 @@ def test_shipped_file_loads_through_the_safe_loader(shipped):
         shipped.temperature != 1.0 and "source units" in shipped.metadata["calibration"]["fit_on"]
     )
     assert shipped.metadata["held_out_splits"] == ["test"]
+    # the wheel carries it (package data)
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["package-data"]["pathnet_fer.pretrained"] == [path.name]
 
 
 def test_recorded_recipe_is_configs_pretrained():

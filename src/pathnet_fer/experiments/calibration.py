@@ -206,7 +206,7 @@ def calibration_markdown(table: pd.DataFrame, finals: list[dict[str, Any]]) -> s
 def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     """Write ``calibration.csv`` (one row per held-out set: accuracy, confidence and ECE
     before and after the cross-fitted temperature), reliability figures of the transfer
-    arm per experiment and task, and the temperature into each final model file.
+    arm per experiment and task, and the temperature into each final and source model file.
     Returns ``{"table", "markdown", "figures", "finals", "sets"}`` (``sets``: the
     held-out sets read); an empty table when the run
     saved no held-out predictions (older runs)."""
