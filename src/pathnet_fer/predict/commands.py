@@ -40,8 +40,9 @@ examples:
 
 
 EVALUATE_EPILOG = """\
-MODEL defaults to the shipped pretrained model. DATASET is a dataset of --config CFG (its datasets: and face settings), or without
---config an adapter (crema-d, ckplus48, jaffe, fer2013, ...) or its shared-data folder
+MODEL defaults to the shipped pretrained model. DATASET is a dataset of --config CFG
+(its datasets: and face settings), or without --config an adapter (crema-d, ckplus48,
+jaffe, fer2013, ...) or its shared-data folder
 (crema-d-sample), cropped with the model's own face settings. Classes are matched by
 emotion name; a dataset class the model lacks counts as wrong. Crops are cached as for
 experiments.
@@ -158,12 +159,6 @@ def _model_or_shipped(model: str | None, quiet: bool = False) -> str | None:
             file=sys.stderr,
         )
     return str(path)
-
-
-def _shipped_summary(path: str) -> str | None:
-    from pathnet_fer.pretrained import pretrained_info
-
-    return pretrained_info(path).get("summary")
 
 
 def _device(name: str) -> str:
@@ -311,7 +306,9 @@ def run_predict(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         if args.info:
-            text = None if args.model else _shipped_summary(model_path)
+            from pathnet_fer.pretrained import summary
+
+            text = None if args.model else summary(model_path)
             if text:
                 print(f"{text}\n\nfile: {model_path} (everything it holds: "
                       f"pathnet-fer predict --model {model_path} --info)")  # fmt: skip

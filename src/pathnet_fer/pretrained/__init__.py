@@ -51,13 +51,11 @@ def pretrained_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return dict(model.metadata.get("pretrained") or {})
 
 
-def summary(path: str | os.PathLike | None = None) -> str:
-    """The card's summary stored in the model file (what ``predict --info`` prints)."""
-    info = pretrained_info(path)
-    text = info.get("summary")
-    if not text:
-        raise ValueError(f"{path or pretrained_path()} carries no pretrained summary")
-    return str(text)
+def summary(path: str | os.PathLike | None = None) -> str | None:
+    """The card's summary stored in the model file (what ``predict --info`` prints); None
+    for a model file without one."""
+    text = pretrained_info(path).get("summary")
+    return str(text) if text else None
 
 
 def recipe_differences(
@@ -73,6 +71,9 @@ def recipe_differences(
     recorded = pretrained_info(path).get("config")
     if not isinstance(recorded, dict):
         return ["the model file records no recipe config (metadata.pretrained.config)"]
-    then = build_config(recorded).to_dict()  # keys it lacks read as today's defaults
+    try:
+        then = build_config(recorded).to_dict()  # keys it lacks read as today's defaults
+    except ValueError as err:  # a key the schema no longer knows: the recipe changed
+        return [f"the recorded recipe does not read with this version: {err}"]
     now = load_config(config, overrides).to_dict()
     return [d.replace("(run dir)", "(model file)") for d in _differences(then, now)]

@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = pretrained_path()
         if args.action == "info":
-            print(summary(path))
-            print(f"\nfile: {path}")
+            print(f"{summary(path) or 'no summary in the file'}\n\nfile: {path}")
             return 0
         from pathnet_fer.pretrained import recipe_differences
 

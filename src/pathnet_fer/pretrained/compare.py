@@ -27,7 +27,7 @@ COLUMNS = ["faces", "n", "run_model", "run_accuracy", "shipped_accuracy",
            "run_clips", "shipped_clips"]  # fmt: skip
 
 
-def _accuracy(model: Any, images: np.ndarray, frames: pd.DataFrame, classes) -> Any:
+def _scores(model: Any, images: np.ndarray, frames: pd.DataFrame, classes) -> Any:
     from pathnet_fer.predict.evaluate import evaluate_faces
 
     return evaluate_faces(model, images, frames, classes)
@@ -64,8 +64,8 @@ def compare_with_shipped(
         data = faces(name)
         test = dataset_folds(config, name, data)[0].test_index
         images, frames = data.faces.images[test], data.faces.frames.iloc[test]
-        run = _accuracy(load_model(deployed), images, frames, data.class_names)
-        ours = _accuracy(ship, images, frames, data.class_names)
+        run = _scores(load_model(deployed), images, frames, data.class_names)
+        ours = _scores(ship, images, frames, data.class_names)
         rows.append({"faces": f"{name}, its test split", "n": len(test),
                      "run_model": str(deployed.relative_to(run_dir)),
                      "run_accuracy": run.frame["accuracy"],
@@ -88,7 +88,7 @@ def compare_with_shipped(
             n += len(test)
             index.append(test)
         index = np.concatenate(index)
-        ours = _accuracy(ship, data.faces.images[index], data.faces.frames.iloc[index],
+        ours = _scores(ship, data.faces.images[index], data.faces.frames.iloc[index],
                          data.class_names)  # fmt: skip
         folds_used = sorted({int(h["fold"]) for h in sets})
         rows.append({"faces": f"{s.destination}, held-out people of folds {folds_used}",
