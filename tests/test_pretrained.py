@@ -71,19 +71,24 @@ def test_recipe_rule_missing_keys_read_as_defaults(shipped, tmp_path):
                         metadata=meta)  # fmt: skip
         return path
 
+    from pathnet_fer.evolution.config import EvolutionConfig
+
     config = info["config"]
     # a key the schema gains later with its default value: the file stays current
+    assert config["evolution"]["mutation_shift"] == EvolutionConfig().mutation_shift
     later = {**config, "evolution": {k: v for k, v in config["evolution"].items()
                                      if k != "mutation_shift"}}  # fmt: skip
-    assert load_config("pretrained").evolution["mutation_shift"] == 2  # its default
     assert recipe_differences(copy(later)) == []
     # ... but a key recorded with another value than the default is a changed recipe
+    budget = config["protocol"]["source_generations"]
+    assert budget is not None  # its default (None: evolution.generations) is not the recipe's
     protocol = {k: v for k, v in config["protocol"].items() if k != "source_generations"}
     diff = recipe_differences(copy({**config, "protocol": protocol}))
-    assert diff == ["protocol.source_generations: None (model file) != 300 (now)"]
+    assert diff == [f"protocol.source_generations: None (model file) != {budget} (now)"]
     # and a changed setting now (an override) is one too; run-only settings are not
-    assert recipe_differences(overrides=["evolution.lr=0.03"]) == [
-        "evolution.lr: 0.02 (model file) != 0.03 (now)"
+    lr = config["evolution"]["lr"]
+    assert recipe_differences(overrides=[f"evolution.lr={2 * lr}"]) == [
+        f"evolution.lr: {lr} (model file) != {2 * lr} (now)"
     ]
     assert recipe_differences(overrides=["executor.workers=1", "logging.progress=false"]) == []
 
