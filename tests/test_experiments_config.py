@@ -17,7 +17,8 @@ from pathnet_fer.experiments.config import (
 
 
 @pytest.mark.parametrize(
-    "name", ["paper", "ckplus-jaffe", "small", "demo", "demo-pooled", "fer2013-transfer"]
+    "name",
+    ["paper", "ckplus-jaffe", "small", "demo", "demo-pooled", "fer2013-transfer", "pretrained"],
 )
 def test_shipped_configs_load_with_every_default(name):
     config = load_config(name)

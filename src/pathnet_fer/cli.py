@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "pathnet_fer.experiments.commands",
     "pathnet_fer.baselines.commands",
     "pathnet_fer.predict.commands",
+    "pathnet_fer.pretrained.commands",
 )
 
 

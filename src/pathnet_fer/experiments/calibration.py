@@ -8,7 +8,11 @@ fixes most of that without moving any arg-max, so accuracy and votes are unchang
 Honesty: a fold's figures use a ``T`` fit on the *other* folds' held-out predictions
 (cross-fitting), never its own. The deployed final model, trained on every subject, gets
 the ``T`` fit on all folds' held-out predictions of the transfer arm with the same budget,
-written into its model file (``metadata.calibration``) and applied by ``predict``.
+written into its model file (``metadata.calibration``) and applied by ``predict``. A
+source model file (``models/sources/``) gets the ``T`` fit on the held-out predictions of
+every source unit of its dataset in the run: for a fixed split (FER-2013) that is its own
+test split, which the ``T`` then has seen (its accuracy there is unchanged: ``T`` never
+moves an arg-max; its confidence there is in-sample).
 """
 
 from __future__ import annotations
@@ -192,7 +196,9 @@ def calibration_markdown(table: pd.DataFrame, finals: list[dict[str, Any]]) -> s
         )
     if finals:
         lines += ["", "Final models (trained on every subject) carry the temperature fit on "
-                  "all folds' held-out predictions of the transfer arm; `predict` applies it:", ""]  # fmt: skip
+                  "all folds' held-out predictions of the transfer arm, source models (`models/"
+                  "sources/`) the one fit on every source unit's held-out faces of their "
+                  "dataset (a fixed split's: its test split); `predict` applies it:", ""]  # fmt: skip
         lines += [
             f"- `{f['model']}`: T = {f['temperature']:.3f} ({f['n_faces']} held-out faces, "
             f"folds {', '.join(map(str, f['folds']))})"
@@ -204,12 +210,13 @@ def calibration_markdown(table: pd.DataFrame, finals: list[dict[str, Any]]) -> s
 def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     """Write ``calibration.csv`` (one row per held-out set: accuracy, confidence and ECE
     before and after the cross-fitted temperature), reliability figures of the transfer
-    arm per experiment and task, and the temperature into each final model file.
+    arm per experiment and task, and the temperature into each final and source model file.
     Returns ``{"table", "markdown", "figures", "finals", "sets"}`` (``sets``: the
     held-out sets read); an empty table when the run
     saved no held-out predictions (older runs)."""
     from pathnet_fer.experiments.figures import calibration_figure
     from pathnet_fer.experiments.names import slug
+    from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
     from pathnet_fer.predict.model_file import load_model, set_calibration
 
     run_dir = Path(run_dir)
@@ -236,20 +243,24 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
         path = run_dir / "figures" / f"calibration_{slug(e)}_{slug(t)}.png"
         figures.append(calibration_figure(curves, path, f"{e}: {t} held-out (transfer)"))
     finals = []
-    temps = final_temperatures(sets)
-    for path in sorted(run_dir.glob("models/*/final.pt")):
+    temps = {"transfer": final_temperatures(sets), "source": final_temperatures(sets, "source")}
+    models = sorted(run_dir.glob("models/*/final.pt")) + sorted(run_dir.glob("models/sources/*.pt"))
+    for path in models:
         model = load_model(path)
         task = model.dataset
-        found = temps.get((str(model.metadata.get("experiment")), task))
-        if found is None:  # no transfer arm of this experiment saved held-out predictions
+        arm = "source" if path.parent.name == "sources" else "transfer"
+        experiment = SOURCE_EXPERIMENT if arm == "source" else model.metadata.get("experiment")
+        found = temps[arm].get((str(experiment), task))
+        if found is None:  # no held-out predictions of this arm and task were saved
             continue
         temperature, n, folds = found
+        what = "source units" if arm == "source" else "transfer arm"
         set_calibration(
             path,
             {
                 "temperature": temperature,
                 "method": "temperature scaling (NLL), fit on held-out predictions",
-                "fit_on": f"{n} held-out faces of {task}, transfer arm, folds {folds}",
+                "fit_on": f"{n} held-out faces of {task}, {what}, folds {folds}",
             },
             loaded=model,
         )

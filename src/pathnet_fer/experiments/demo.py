@@ -2,8 +2,9 @@
 
 Preprocesses FER-2013, CK+48 and JAFFE (cached after the first time), runs
 ``configs/demo.yaml`` (FER-2013 -> CK+48 and -> JAFFE, shortened, with the final fit on
-every subject), writes the report and figures, and prints where they are and the
-``pathnet-fer predict`` command for the deployed model.
+every subject), writes the report and figures, scores the deployed model beside the
+shipped pretrained one on the same faces (the report's last table), and prints where
+everything is and the ``pathnet-fer predict`` command for the deployed model.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def run_demo(
         )
         print(f"Models:  {result.run_dir / 'models'}")
     model = deployed_model(result.run_dir, cfg)
+    against_shipped(result, cfg, model, quiet)
     if model is not None:
         clips = cfg.resolved_data_root() / "crema-d-sample" / "VideoFlash"
         print(
@@ -71,6 +73,32 @@ def run_demo(
             f"  pathnet-fer evaluate {model} --dataset crema-d-sample   # per-clip scores"
         )
     return result
+
+
+def against_shipped(result: ExperimentResult, config, model: Path | None, quiet: bool) -> None:
+    """The report's last table: the run's models and the shipped pretrained model on the
+    same faces neither trained on (pretrained/compare.py); ``shipped_comparison.csv``."""
+    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+    from pathnet_fer.pretrained.compare import compare_with_shipped, comparison_markdown
+
+    try:
+        shipped = pretrained_path()
+    except NoShippedModelError as err:
+        print(f"not compared with the shipped model: {err}", file=sys.stderr)
+        return
+    try:
+        table = compare_with_shipped(result.run_dir, config, model, shipped)
+    except ValueError as err:  # e.g. crops the shipped model cannot take (ModelFileError)
+        print(f"not compared with the shipped model: {err}", file=sys.stderr)
+        return
+    table.to_csv(result.run_dir / "shipped_comparison.csv", index=False)
+    section = comparison_markdown(table, shipped)
+    md = result.summary_md
+    text = md.read_text()
+    head, sep, tail = text.partition("\n## Figures")
+    md.write_text(f"{head.rstrip()}\n\n{section}{sep}{tail}")
+    if not quiet:
+        print(f"\n{section}")
 
 
 def deployed_model(run_dir: Path, config) -> Path | None:

@@ -346,6 +346,7 @@ def execute_source_job(
         if config.protocol.reuse_sources:
             _save(shared, artifact)
     _write_rows(config, job, run_dir, artifact)
+    _write_heldout(job, run_dir, artifact, phase)
     models = _save_source_model(config, job, run_dir, artifact, data, phase)
     if reused == "store":
         outcome = "the store's entry used instead"
@@ -412,6 +413,24 @@ def _save_source_model(
         },
     )
     return [str(path.relative_to(run_dir))]
+
+
+def _write_heldout(job: JobSpec, run_dir: Path, artifact: dict[str, Any], phase: Phase) -> None:
+    """The unit's held-out probabilities (``parts/<job>/00_source_heldout.npz``), from
+    which the report calibrates its model file (calibration.py); none for a unit without
+    a held-out side (fold 0: every subject trains)."""
+    from pathnet_fer.experiments.calibration import save_heldout
+    from pathnet_fer.pathnet import PathNet
+
+    if job.slots[0].fold == 0:
+        return
+    rd = phase.data[0]
+    net = PathNet.from_state(artifact["net"], device="cpu")
+    task = FinishedTask.from_state(artifact["task"])
+    with torch.no_grad():
+        proba = net.predict_proba(rd.test_x, task, run=0).cpu().numpy()
+    path = run_dir / "parts" / job.job_id / "00_source_heldout.npz"
+    save_heldout(path, phase.keys, [proba], [rd.test_y], [rd.test_subjects])
 
 
 def _write_rows(config: ExperimentConfig, job: JobSpec, run_dir: Path, artifact: dict) -> None:

@@ -26,8 +26,13 @@ exit status: 0 all inputs processed; 3 results written but some inputs were skip
 or only partly decoded (listed on stderr: "skipped:" / "incomplete:"); 1 the model
 was refused or no input could be processed.
 
+Without --model the shipped pretrained model is used (pathnet-fer pretrained info;
+docs/model-card.md); --model takes any model file.
+
 examples:
-  pathnet-fer predict --model runs/demo/models/ckplus48-to-jaffe/transfer_best.pt clip.mp4
+  pathnet-fer predict clip.mp4
+  pathnet-fer predict --info                          # the shipped model's summary
+  pathnet-fer predict --model runs/demo/models/fer2013-to-ckplus48/final.pt clip.mp4
   pathnet-fer predict --model model.pt videos/ 'more/*.flv' --out preds.csv --every 2
   pathnet-fer predict --model model.pt talk.mp4 --annotate talk_annotated.mp4
   pathnet-fer predict --model model.pt --info
@@ -35,8 +40,9 @@ examples:
 
 
 EVALUATE_EPILOG = """\
-DATASET is a dataset of --config CFG (its datasets: and face settings), or without
---config an adapter (crema-d, ckplus48, jaffe, fer2013, ...) or its shared-data folder
+MODEL defaults to the shipped pretrained model. DATASET is a dataset of --config CFG
+(its datasets: and face settings), or without --config an adapter (crema-d, ckplus48,
+jaffe, fer2013, ...) or its shared-data folder
 (crema-d-sample), cropped with the model's own face settings. Classes are matched by
 emotion name; a dataset class the model lacks counts as wrong. Crops are cached as for
 experiments.
@@ -49,6 +55,8 @@ and OUT/summary.csv (one row of scores). See docs/predict.md.
 exit status: 0 scored; 1 the model, the dataset or its crops were refused.
 
 examples:
+  pathnet-fer evaluate --dataset crema-d-sample      # the shipped model
+  pathnet-fer evaluate --dataset fer2013 --set 'datasets.fer2013.splits=[test]'
   pathnet-fer evaluate runs/demo/models/ckplus48-to-jaffe/transfer_best.pt --dataset crema-d-sample
   pathnet-fer evaluate model.pt --dataset crema-d --keep-neutral --out eval/crema
   pathnet-fer evaluate model.pt --dataset jaffe --config runs/demo/config.yaml
@@ -76,9 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
+        default=None,
         metavar="MODEL",
-        help="model file exported by a training run (e.g. <run>/models/*.pt)",
+        help="model file exported by a training run (e.g. <run>/models/*.pt); default: the "
+        "shipped pretrained model",
     )
     p.add_argument(
         "--out",
@@ -123,11 +132,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--info",
         action="store_true",
-        help="print what the model file holds (classes, input, settings, metadata) and exit",
+        help="print what the model file holds (classes, input, settings, metadata) and exit; "
+        "without --model: the shipped model's summary",
     )
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=run_predict)
     _register_evaluate(sub)
+
+
+def _model_or_shipped(model: str | None, quiet: bool = False) -> str | None:
+    """``model``, else the shipped pretrained model's path, said once on stderr; None
+    (after one error line) when there is none."""
+    if model is not None:
+        return model
+    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+
+    try:
+        path = pretrained_path()
+    except NoShippedModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    if not quiet:
+        print(
+            f"model: the shipped pretrained model {path} (docs/model-card.md; --model FILE "
+            "for another)",
+            file=sys.stderr,
+        )
+    return str(path)
 
 
 def _device(name: str) -> str:
@@ -166,7 +197,13 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="model file (e.g. <run>/models/*/*.pt)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help="model file (e.g. <run>/models/*/*.pt; default: the shipped pretrained model)",
+    )
     p.add_argument("--dataset", required=True, metavar="NAME", help="the dataset to score on")
     p.add_argument("--config", default=None, metavar="CFG", help="experiment config defining NAME")
     p.add_argument("--root", default=None, metavar="DIR", help="the dataset's folder")
@@ -205,7 +242,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_FAILED
-    out = Path(args.out or f"evaluation_{slug(Path(args.model).stem)}_{slug(args.dataset)}")
+    model_path = _model_or_shipped(args.model)
+    if model_path is None:
+        return EXIT_FAILED
+    out = Path(args.out or f"evaluation_{slug(Path(model_path).stem)}_{slug(args.dataset)}")
     try:  # a read-only --out is refused now, not after every face is cropped and scored
         check_writable([("--out", out / "summary.md")])
     except OutputError as error:
@@ -214,7 +254,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         device = _device(args.device)
         result = evaluate_model(
-            args.model,
+            model_path,
             args.dataset,
             config=args.config,
             overrides=args.overrides,
@@ -268,11 +308,21 @@ def run_predict(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    model_path = _model_or_shipped(args.model, quiet=args.info)
+    if model_path is None:
+        return EXIT_FAILED
     try:
         if args.info:
-            print(json.dumps(read_header(args.model), indent=2))
+            from pathnet_fer.pretrained import summary
+
+            text = None if args.model else summary(model_path)
+            if text:
+                print(f"{text}\n\nfile: {model_path} (everything it holds: "
+                      f"pathnet-fer predict --model {model_path} --info)")  # fmt: skip
+            else:
+                print(json.dumps(read_header(model_path), indent=2))
             return EXIT_OK
-        model = load_model(args.model, device=device)
+        model = load_model(model_path, device=device)
         predictor = Predictor(
             model,
             batch_size=args.batch_size,

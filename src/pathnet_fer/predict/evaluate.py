@@ -493,7 +493,15 @@ def evaluate_model(
     seen = _seen_in_training(model)
     wanted = {dataset, *cfg.members(dataset)}
     wanted |= {cfg.datasets[m].adapter for m in cfg.members(dataset)}
-    if seen & wanted:
+    # a fixed-split source (FER-2013) never trained on the splits its file lists as held out
+    held_splits = set(model.metadata.get("held_out_splits") or [])
+    kept = {split for m in cfg.members(dataset) for split in cfg.datasets[m].splits}
+    if seen & wanted and kept and kept <= held_splits:
+        result.notes.append(
+            f"the model was trained on {', '.join(sorted(seen & wanted))}, but never on its "
+            f"{', '.join(sorted(kept))} split scored here: held-out figures."
+        )
+    elif seen & wanted:
         result.notes.append(seen_note(model, seen & wanted))
     return result
 

@@ -127,6 +127,14 @@ class Predictor:
         """Load and check a model file (see ``model_file.load_model``)."""
         return cls(load_model(path, device=device), **kwargs)
 
+    @classmethod
+    def pretrained(cls, device: str = "cpu", **kwargs: Any) -> Predictor:
+        """The model the package ships (``pathnet_fer.pretrained``, docs/model-card.md):
+        ``Predictor.pretrained().predict_video("clip.mp4")``."""
+        from pathnet_fer.pretrained import pretrained_path
+
+        return cls.from_file(pretrained_path(), device=device, **kwargs)
+
     @property
     def class_names(self) -> list[str]:
         return list(self.model.class_names)

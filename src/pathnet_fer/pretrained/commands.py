@@ -1,0 +1,91 @@
+"""``pathnet-fer pretrained``: build, describe and check the model the package ships."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+build: runs configs/pretrained.yaml into --out (resuming: a finished run is not redone),
+scores the model it deploys (FER-2013 test split, zero-shot CK+48, JAFFE, CREMA-D) and
+writes it into the package (src/pathnet_fer/pretrained/default.pt); then update
+docs/model-card.md with the figures it prints. See docs/model-card.md.
+
+info: prints the shipped model's summary (= pathnet-fer predict --info) and its file.
+check: exit 1 when configs/pretrained.yaml no longer gives the recipe the file records.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pathnet_fer.experiments.commands import add_set_option
+
+    p = sub.add_parser(
+        "pretrained",
+        help="build, describe or check the shipped pretrained model",
+        description="The model pathnet-fer predict and evaluate use without --model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=("build", "info", "check"))
+    p.add_argument(
+        "--config", default="pretrained", help="the recipe (default: configs/pretrained.yaml)"
+    )
+    add_set_option(p)
+    p.add_argument("--out", default="runs/pretrained", help="the study's run directory")
+    p.add_argument(
+        "--dest", default=None, help="where to write the model (default: into the package)"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="REL",
+        help="ship this model file of the run (relative to --out) instead of the source",
+    )
+    p.add_argument("--restart", action="store_true", help="discard --out and train again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path, summary
+
+    if args.action == "build":
+        return _build(args)
+    try:
+        path = pretrained_path()
+        if args.action == "info":
+            print(f"{summary(path) or 'no summary in the file'}\n\nfile: {path}")
+            return 0
+        from pathnet_fer.pretrained import recipe_differences
+
+        diff = recipe_differences(path, args.config, args.overrides)
+    except (NoShippedModelError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if diff:
+        print(f"{path} was built from another recipe than {args.config} gives now; rebuild "
+              "it (pathnet-fer pretrained build):\n  " + "\n  ".join(diff))  # fmt: skip
+        return 1
+    print(f"{path} is current: its recorded recipe equals {args.config}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pathnet_fer.experiments.commands import _errors
+    from pathnet_fer.pretrained.build import build_pretrained
+
+    try:
+        result = build_pretrained(
+            args.config,
+            args.overrides,
+            run_dir=args.out,
+            dest=args.dest,
+            model=args.model,
+            restart=args.restart,
+            quiet=args.quiet,
+        )
+    except _errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n" + result.info["summary"])
+    return 0

@@ -1,0 +1,256 @@
+"""The shipped pretrained model (src/pathnet_fer/pretrained/default.pt, docs/model-card.md):
+it loads safely, it is the model of today's recipe (configs/pretrained.yaml), it reaches
+its card's figures, predict and evaluate use it without --model; the build is seeded (a
+tiny recipe rebuilt twice gives the same weights) and the demo's comparison table scores
+both models on the same faces."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pathnet_fer.cli import main
+from pathnet_fer.experiments.config import load_config
+from pathnet_fer.paths import REPO_ROOT
+from pathnet_fer.predict.model_file import load_model, save_path_model
+from pathnet_fer.pretrained import (
+    MODEL_ENV,
+    pretrained_info,
+    pretrained_path,
+    recipe_differences,
+)
+from pathnet_fer.pretrained.build import MAX_BYTES, sample_accuracy
+from pathnet_fer.safe_load import load_plain
+
+CARD = REPO_ROOT / "docs" / "model-card.md"
+SIX = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(pretrained_path())
+
+
+def test_shipped_file_loads_through_the_safe_loader(shipped):
+    path = pretrained_path()
+    assert path == REPO_ROOT / "src" / "pathnet_fer" / "pretrained" / "default.pt"
+    assert 0 < path.stat().st_size < MAX_BYTES
+    payload = load_plain(path, "pathnet-fer model file")  # weights_only: runs no code
+    assert payload["format"] == "pathnet-fer-model" and payload["model_kind"] == "pathnet-conv-path"
+    assert list(shipped.class_names) == SIX
+    assert shipped.input.describe() == "48x48 grey crops (2304 inputs)"
+    assert shipped.metadata["arm"] == "source" and shipped.dataset == "fer2013"
+    assert (
+        shipped.temperature != 1.0 and "source units" in shipped.metadata["calibration"]["fit_on"]
+    )
+    assert shipped.metadata["held_out_splits"] == ["test"]
+    # the wheel carries it (package data)
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["package-data"]["pathnet_fer.pretrained"] == [path.name]
+
+
+def test_recorded_recipe_is_configs_pretrained():
+    """A changed recipe (this file, a file it extends, or a default it relies on) without
+    a rebuilt model fails here: `pathnet-fer pretrained build`, then update the card."""
+    assert recipe_differences() == []
+
+
+def test_recipe_rule_missing_keys_read_as_defaults(shipped, tmp_path):
+    info = pretrained_info()
+
+    def copy(config: dict) -> Path:
+        path = tmp_path / f"copy{len(list(tmp_path.iterdir()))}.pt"
+        meta = {**shipped.metadata, "pretrained": {**info, "config": config}}
+        save_path_model(path, shipped.model, class_names=shipped.class_names,
+                        face_settings=shipped.face_settings, dataset=shipped.dataset,
+                        metadata=meta)  # fmt: skip
+        return path
+
+    from pathnet_fer.evolution.config import EvolutionConfig
+
+    config = info["config"]
+    # a key the schema gains later with its default value: the file stays current
+    assert config["evolution"]["mutation_shift"] == EvolutionConfig().mutation_shift
+    later = {**config, "evolution": {k: v for k, v in config["evolution"].items()
+                                     if k != "mutation_shift"}}  # fmt: skip
+    assert recipe_differences(copy(later)) == []
+    # ... but a key recorded with another value than the default is a changed recipe
+    budget = config["protocol"]["source_generations"]
+    assert budget is not None  # its default (None: evolution.generations) is not the recipe's
+    protocol = {k: v for k, v in config["protocol"].items() if k != "source_generations"}
+    diff = recipe_differences(copy({**config, "protocol": protocol}))
+    assert diff == [f"protocol.source_generations: None (model file) != {budget} (now)"]
+    # and a changed setting now (an override) is one too; run-only settings are not
+    lr = config["evolution"]["lr"]
+    assert recipe_differences(overrides=[f"evolution.lr={2 * lr}"]) == [
+        f"evolution.lr: {lr} (model file) != {2 * lr} (now)"
+    ]
+    assert recipe_differences(overrides=["executor.workers=1", "logging.progress=false"]) == []
+
+
+def test_sample_of_fer2013_test_reaches_the_card_figure(shipped, require_data):
+    require_data("fer2013")
+    sample = pretrained_info()["sample"]
+    assert (sample["dataset"], sample["split"], sample["n"]) == ("fer2013", "test", 600)
+    accuracy = sample_accuracy(shipped, load_config("pretrained"), sample["n"], sample["seed"])
+    assert accuracy == pytest.approx(sample["accuracy"], abs=0.02)
+    # the card states the figures the file records
+    card = CARD.read_text()
+    assert f"{sample['accuracy']:.3f}" in card
+    for key, figure in pretrained_info()["figures"].items():
+        assert f"{figure['accuracy']:.3f}" in card, key
+        assert figure["command"] in card, key
+
+
+def test_predict_without_model_uses_the_shipped_one(require_data, tmp_path, capsys):
+    clip = require_data("face-media") / "single_face.mp4"
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(clip), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("the shipped pretrained model") == 1 and str(pretrained_path()) in err
+    table = pd.read_csv(out)
+    assert len(table) == 72 and table["emotion"].notna().sum() > 60
+    assert [c for c in table.columns if c.startswith("p_")] == [f"p_{c}" for c in SIX]
+    assert (out.with_name("preds.summary.csv")).is_file()
+
+
+def test_predict_info_without_model_prints_the_summary(capsys):
+    assert main(["predict", "--info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(pretrained_info()["summary"])
+    assert "Held out, FER-2013 test split" in out and "research use only" in out
+    assert main(["predict", "--model", str(pretrained_path()), "--info"]) == 0
+    assert '"weights_sha256"' not in capsys.readouterr().out  # --model: the JSON header
+    assert main(["pretrained", "info"]) == 0 and "docs/model-card.md" in capsys.readouterr().out
+
+
+def test_evaluate_without_model_gives_the_card_figure(require_data, tmp_path, capsys):
+    require_data("ckplus48")
+    assert main(["evaluate", "--dataset", "ckplus48", "--out", str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr().err.count("the shipped pretrained model") == 1
+    summary = pd.read_csv(tmp_path / "summary.csv").iloc[0]
+    recorded = pretrained_info()["figures"]["ckplus48"]
+    assert summary.n_frames == recorded["faces"]
+    assert summary.frame_accuracy == pytest.approx(recorded["accuracy"], abs=0.02)
+
+
+def test_predictor_pretrained_one_liner(require_data):
+    from pathnet_fer.predict import Predictor
+
+    rows = Predictor.pretrained().predict_image(require_data("face-media") / "single_face.jpg")
+    assert len(rows) == 1 and rows["emotion"].iloc[0] in SIX
+
+
+def test_no_shipped_model_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "missing.pt"))
+    assert main(["predict", "clip.mp4"]) == 1
+    assert "no shipped model" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the build
+TINY = [
+    "protocol.source_generations=3",
+    "evolution.generations=2",
+    "evolution.minibatches=2",
+    "evolution.population=6",
+    "evolution.selection_samples=64",
+    "pathnet.modules=6",
+    "pathnet.max_active=2",
+    "pathnet.channels=[4,8,8]",
+    "protocol.eval_every=1",
+    "protocol.reuse_sources=false",  # the second build must train, not reuse the first
+    "executor.kind=inline",
+    "logging.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_builds(require_data, tmp_path_factory):
+    """The build twice, at a tiny budget on a FER-2013 subset, figures not measured."""
+    from fixture_trees import fer_subset
+    from pathnet_fer.pretrained.build import build_pretrained
+
+    for name in ("ckplus48", "jaffe"):
+        require_data(name)
+    base = tmp_path_factory.mktemp("pretrained-build")
+    fer = fer_subset(require_data("fer2013"), base / "fer", 20, 10)
+    # the session's crop cache (conftest), shared with the other tests' CK+48 and JAFFE crops
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    overrides = [*TINY, f"datasets.fer2013.root={fer}", f"cache_dir={cache}"]
+    builds = [
+        build_pretrained(
+            "pretrained",
+            overrides,
+            run_dir=base / f"run{i}",
+            dest=base / f"model{i}.pt",
+            figures=(),
+            sample=(30, 1),
+            quiet=True,
+            log=lambda m: None,
+        )  # fmt: skip
+        for i in (1, 2)
+    ]
+    return overrides, builds
+
+
+@pytest.mark.slow
+def test_build_is_seeded_and_records_its_recipe(tiny_builds):
+    from pathnet_fer.experiments.calibration import fit_temperature, read_heldout
+
+    overrides, (a, b) = tiny_builds
+    payloads = [load_plain(r.path, "model") for r in (a, b)]
+    assert payloads[0]["weights_sha256"] == payloads[1]["weights_sha256"]
+    ma, mb = (p["metadata"] for p in payloads)
+    assert ma["pretrained"]["sample"] == mb["pretrained"]["sample"]
+    assert ma["calibration"] == mb["calibration"]
+    assert recipe_differences(a.path, "pretrained", overrides) == []
+    assert recipe_differences(a.path, "pretrained", [*overrides, "evolution.generations=3"])
+    # the shipped file is the run's FER-2013 source model, calibrated on its held-out faces
+    assert a.source == a.run_dir / "models" / "sources" / "source__fer2013__fold1__it1.pt"
+    (unit,) = [s for s in read_heldout(a.run_dir) if s["arm"] == "source"]
+    assert unit["task"] == "fer2013" and len(unit["label"]) == 60  # 6 classes x 10 test faces
+    assert load_model(a.path).temperature == pytest.approx(
+        fit_temperature(unit["proba"], unit["label"])
+    )
+    assert ma["held_out_splits"] == ["test"] and "summary" in ma["pretrained"]
+
+
+@pytest.mark.slow
+def test_demo_comparison_scores_both_models_on_the_same_faces(tiny_builds):
+    from pathnet_fer.experiments.calibration import read_heldout
+    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+    from pathnet_fer.predict.evaluate import evaluate_faces
+    from pathnet_fer.pretrained.compare import compare_with_shipped, comparison_markdown
+
+    overrides, (a, b) = tiny_builds
+    config = load_config("pretrained", overrides)
+    deployed = a.run_dir / "models" / "fer2013-to-ckplus48" / "final.pt"
+    table = compare_with_shipped(a.run_dir, config, deployed, shipped=b.path)
+    assert [re.sub(",.*", "", f) for f in table.faces] == [
+        "fer2013", "ckplus48", "jaffe", "crema-d-sample"
+    ]  # fmt: skip
+    fer = table.iloc[0]
+    assert fer.n == 60  # the test split, which neither model trained on
+    # CK+48: the run's fold models on their own held-out people, the shipped model on the same
+    ck = table.iloc[1]
+    sets = [
+        s for s in read_heldout(a.run_dir) if s["arm"] == "transfer" and s["task"] == "ckplus48"
+    ]
+    labels = np.concatenate([s["label"] for s in sets])
+    assert ck.n == len(labels) == len(load_dataset(config, "ckplus48").y)  # 2 folds: everyone
+    assert ck.run_accuracy == pytest.approx(
+        np.mean(np.concatenate([s["proba"].argmax(1) for s in sets]) == labels)
+    )
+    data = load_dataset(config, "ckplus48")
+    index = np.concatenate([f.test_index for f in dataset_folds(config, "ckplus48", data)])
+    ours = evaluate_faces(load_model(b.path), data.faces.images[index],
+                          data.faces.frames.iloc[index], data.class_names)  # fmt: skip
+    assert ck.shipped_accuracy == pytest.approx(ours.frame["accuracy"])
+    assert re.fullmatch(r"\d/5", table.iloc[3].shipped_clips)
+    md = comparison_markdown(table, b.path)
+    assert "| ckplus48, held-out people of folds [1, 2] |" in md
