@@ -279,7 +279,7 @@ def test_empty_and_missing_roots(tmp_path):
 
 def test_registry_names_and_errors():
     assert set(ADAPTERS) == {
-        "savee", "enterface", "crema-d", "ravdess", "ckplus48", "jaffe", "fer2013", "generic",
+        "savee", "enterface", "crema-d", "ravdess", "ckplus48", "jaffe", "fer2013", "ferplus", "generic",
     }  # fmt: skip
     assert get_adapter("CREMA_D") is ADAPTERS["crema-d"]
     assert get_adapter("eNTERFACE'05") is ADAPTERS["enterface"]
