@@ -308,3 +308,17 @@ def test_a_diverging_task_stops_at_once_with_the_remedy() -> None:
         TrainingDivergedError, match=r"diverged at generation \d+.*lower evolution.lr"
     ):
         evolve(net, TaskData(x, y), 3, cfg, seed=0)
+
+
+def test_a_study_config_at_the_defaults_holds_no_recipe_keys(tmp_path) -> None:
+    """Run directories written before the recipe (and block) settings existed hold no such
+    keys; the resolved config of today must not add them at their defaults, or every
+    such run would be refused on resume as 'a different configuration'."""
+    from pathnet_fer.experiments.config import load_config
+
+    config = load_config("demo", [f"cache_dir={tmp_path}"])
+    assert not {"momentum", "augment_flip", "lr_schedule"} & set(config.evolution)
+    assert not {"block_depth", "bn_momentum"} & set(config.pathnet)
+    assert "soft_labels" not in config.to_dict()["datasets"]["fer2013"]
+    on = load_config("demo", [f"cache_dir={tmp_path}", "evolution.momentum=0.5"])
+    assert on.evolution["momentum"] == 0.5

@@ -325,8 +325,11 @@ def _check_section(values: dict[str, Any], cls: type, where: str, skip=()) -> di
             msg += f" ({', '.join(derived)} is derived by the experiment, not set)"
         raise ConfigError(msg)
     out = {}
+    later = getattr(cls, "LATER_FIELDS", ())  # at their default: absent, as in older run dirs
     for f in dataclasses.fields(cls):
         if f.name in skip:
+            continue
+        if f.name in later and values.get(f.name, f.default) == f.default:
             continue
         if f.name in values:
             out[f.name] = _check(values[f.name], hints[f.name], f"{where}.{f.name}")
