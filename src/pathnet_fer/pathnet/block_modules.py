@@ -14,7 +14,12 @@ import torch
 
 from pathnet_fer.pathnet.block_ops import BlockLayout, block_layer
 from pathnet_fer.pathnet.block_sgd import train_block_paths
-from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool, readout_features
+from pathnet_fer.pathnet.conv_ops import (
+    as_images,
+    layer_output_maps,
+    layer_stride_pool,
+    readout_features,
+)
 from pathnet_fer.pathnet.module_type import ModuleType
 from pathnet_fer.pathnet.path_model import distinct_modules
 
@@ -47,14 +52,7 @@ class BlockModules(ModuleType):
 
     def output_maps(self) -> list[tuple[int, int]]:
         """(h, w) of each layer's block output (before pooling)."""
-        c = self.config
-        sizes = c.map_sizes()
-        out = []
-        for layer in range(c.layers):
-            stride, _ = layer_stride_pool(layer, c.layers, c.downsample)
-            h, w = sizes[layer]
-            out.append(((h - 1) // stride + 1, (w - 1) // stride + 1))
-        return out
+        return layer_output_maps(self.config)
 
     def flops_per_sample(self, paths: int = 1) -> int:
         """Forward FLOPs (2 x multiply-adds) of the convolutions of one path, N modules."""

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pathnet_fer.pathnet.conv_ops import as_images, conv_layer, layer_stride_pool, readout_features
+from pathnet_fer.pathnet.conv_ops import (
+    as_images,
+    conv_layer,
+    layer_output_maps,
+    layer_stride_pool,
+    readout_features,
+)
 from pathnet_fer.pathnet.conv_sgd import train_conv_paths
 from pathnet_fer.pathnet.genotype import slot_weights
 from pathnet_fer.pathnet.module_type import ModuleType
@@ -40,14 +46,7 @@ class ConvModules(ModuleType):
 
     def output_maps(self) -> list[tuple[int, int]]:
         """(h, w) of each layer's convolution output (before pooling)."""
-        c = self.config
-        sizes = c.map_sizes()
-        out = []
-        for layer in range(c.layers):
-            stride, _ = layer_stride_pool(layer, c.layers, c.downsample)
-            h, w = sizes[layer]
-            out.append(((h - 1) // stride + 1, (w - 1) // stride + 1))
-        return out
+        return layer_output_maps(self.config)
 
     def flops_per_sample(self, paths: int = 1) -> int:
         """Forward FLOPs (2 x multiply-adds) of the convolutions of one path, N modules."""

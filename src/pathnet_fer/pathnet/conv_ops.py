@@ -6,8 +6,13 @@ step and the exported ``ConvPathModel`` compute exactly the same thing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from pathnet_fer.pathnet.config import PathNetConfig
 
 NORM_EPS = 1e-5
 
@@ -92,3 +97,15 @@ def layer_stride_pool(layer: int, layers: int, downsample: str) -> tuple[int, bo
     """Every layer but the last downsamples by 2: stride-2 convs or a max-pool."""
     inner = layer < layers - 1
     return (2 if inner and downsample == "stride" else 1), (inner and downsample == "pool")
+
+
+def layer_output_maps(config: PathNetConfig) -> list[tuple[int, int]]:
+    """(h, w) of each layer's output before pooling (strided layers halve, rounding up),
+    for conv and block modules alike."""
+    sizes = config.map_sizes()
+    out = []
+    for layer in range(config.layers):
+        stride, _ = layer_stride_pool(layer, config.layers, config.downsample)
+        h, w = sizes[layer]
+        out.append(((h - 1) // stride + 1, (w - 1) // stride + 1))
+    return out
