@@ -266,5 +266,50 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
         )
         finals.append({"model": str(path.relative_to(run_dir)), "temperature": temperature,
                        "n_faces": n, "folds": folds})  # fmt: skip
+    for path in sorted(run_dir.glob("models/*/*_heads.pt")):
+        finals += _calibrate_heads(path, temps, table)
     return {"table": table, "markdown": calibration_markdown(table, finals),
             "figures": figures, "finals": finals, "sets": sets}  # fmt: skip
+
+
+def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each head of a chain's heads model gets the temperature its own single-path file
+    would: the source head the source units' fit, a link head of a final fit the fit on
+    all folds of the transfer arm for its link, a link head of a fold model the fit on the
+    *other* folds (cross-fitted: never its own held-out faces). A head with nothing to fit
+    on keeps T = 1 (said in the report)."""
+    from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
+    from pathnet_fer.predict.model_file import load_model, set_head_temperatures
+
+    model = load_model(path)
+    heads = model.model
+    meta = model.metadata
+    experiment = str(meta.get("experiment"))
+    fits, out = {}, []
+    for name, desc in zip(heads.names, heads.descriptions, strict=True):
+        dataset = str(desc.get("dataset", name))
+        if desc.get("arm") == "source":
+            found = temps["source"].get((SOURCE_EXPERIMENT, dataset))
+            what = "source units"
+        elif meta.get("final_fit"):
+            found = temps["transfer"].get((experiment, dataset))
+            what = "transfer arm"
+        else:
+            group = table[(table.experiment == experiment) & (table.arm == "transfer")
+                          & (table.task == dataset)
+                          & (table.iteration == str(meta.get("iteration")))]  # fmt: skip
+            mine = group.fold == str(meta.get("fold"))
+            t = float(group[mine].temperature.iloc[0]) if mine.any() else float("nan")
+            others = sorted(int(f) for f in group[~mine].fold)
+            found = (t, int(group[~mine].n.sum()), others) if np.isfinite(t) else None
+            what = "transfer arm, cross-fitted"
+        if found is None:
+            continue
+        temperature, n, folds = found
+        fits[name] = {"temperature": temperature,
+                      "fit_on": f"{n} held-out faces of {dataset}, {what}, folds {folds}"}
+        out.append({"model": f"models/{path.parent.name}/{path.name} (head {name})",
+                    "temperature": temperature, "n_faces": n, "folds": folds})  # fmt: skip
+    if fits:
+        set_head_temperatures(path, fits, loaded=model)
+    return out

@@ -1,8 +1,10 @@
-"""Export a phase's best path as a prediction model file (format owned by ``predict``)."""
+"""Export a phase's best path as a prediction model file (format owned by ``predict``),
+and a chain's every link as one heads model (``predict/heads.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pathnet_fer.experiments.datasets import face_settings_for
 from pathnet_fer.experiments.names import slug
@@ -15,20 +17,10 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
     from pathnet_fer.predict.model_file import save_model
 
     fitness = task.best_fitness.cpu().numpy()
-    runs = range(len(phase.keys)) if config.save_models == "all" else [int(fitness.argmax())]
     out = []
-    for r in runs:
+    for r in saved_runs(config, task, phase):
         key = phase.keys[r]
-        name = (
-            "final.pt"
-            if phase.arm == "final"
-            else f"{phase.arm}_it{key.iteration}_fold{key.fold}.pt"
-            if config.save_models == "all"
-            else f"{phase.arm}_best.pt"
-            if phase.label == phase.arm
-            else f"{phase.label}_best.pt"
-        )
-        path = run_dir / "models" / slug(key.experiment) / name
+        path = model_path(config, phase, r, run_dir)
         save_model(
             path,
             net=net,
@@ -42,18 +34,102 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
                 "arm": key.arm,
                 "iteration": key.iteration,
                 "fold": key.fold,
-                "selection": "highest training-selection accuracy of the "
-                "final population's best path (no test data)",
-                "train_selection_accuracy": float(fitness[r]),
-                "job": job.job_id,
-                "config": config.name,
-                "final_fit": phase.arm == "final",
-                # What the model saw: every link (fold models: the fold's training side).
-                "trained_on": phase.extra.get("trained_on", {}).get(r)
-                or [describe_rows(config, phase.task, phase.data[r].train_subjects)],
-                "test_subjects": []
-                if phase.arm == "final"
-                else sorted(set(phase.data[r].test_subjects)),
+                **_common_metadata(config, job, phase, r, float(fitness[r])),
+            },
+        )
+        out.append(str(path.relative_to(run_dir)))
+    return out
+
+
+def saved_runs(config, task, phase: Phase) -> list[int]:
+    """The runs of a phase whose models are saved (``save_models``: best | all)."""
+    if config.save_models == "all":
+        return list(range(len(phase.keys)))
+    return [int(task.best_fitness.cpu().numpy().argmax())]
+
+
+def model_path(config, phase: Phase, r: int, run_dir: Path, suffix: str = "") -> Path:
+    """``models/<set>/<name><suffix>.pt`` of run ``r`` of a phase."""
+    key = phase.keys[r]
+    name = (
+        "final"
+        if phase.arm == "final"
+        else f"{phase.arm}_it{key.iteration}_fold{key.fold}"
+        if config.save_models == "all"
+        else f"{phase.arm}_best"
+        if phase.label == phase.arm
+        else f"{phase.label}_best"
+    )
+    return run_dir / "models" / slug(key.experiment) / f"{name}{suffix}.pt"
+
+
+def _common_metadata(config, job, phase: Phase, r: int, fitness: float) -> dict[str, Any]:
+    return {
+        "selection": "highest training-selection accuracy of the "
+        "final population's best path (no test data)",
+        "train_selection_accuracy": fitness,
+        "job": job.job_id,
+        "config": config.name,
+        "final_fit": phase.arm == "final",
+        # What the model saw: every link (fold models: the fold's training side).
+        "trained_on": phase.extra.get("trained_on", {}).get(r)
+        or [describe_rows(config, phase.task, phase.data[r].train_subjects)],
+        "test_subjects": [] if phase.arm == "final" else sorted(set(phase.data[r].test_subjects)),
+    }
+
+
+def save_heads_models(
+    config, job, phases: list[Phase], net, task, source, finished: list, run_dir: Path
+) -> list[str]:
+    """After a chain's last link: one heads model per saved run, ``<name>_heads.pt`` beside
+    the last link's file, holding the source's path and readout, every fixed link's and
+    the last one's (each a standalone path model, cut from the same net: the earlier links
+    bit for bit as they were fixed). Temperatures are 1 here; the report's calibration sets
+    each head's from held-out predictions (experiments/calibration.py)."""
+    from pathnet_fer.predict.heads import HeadsModel
+    from pathnet_fer.predict.model_file import save_path_model
+
+    last = phases[-1]
+    fixed = [ph for ph in phases if ph.fix_after]
+    if len(fixed) != len(finished) or config.protocol.iteration_mode != "repeat":
+        return []  # chained iterations repeat one link: no chain of distinct heads
+    out = []
+    for r in saved_runs(config, task, last):
+        key = last.keys[r]
+        links = [(source.units[r].task, source.task, "source", source.task.class_names)]
+        links += [
+            (ph.task, f, ph.arm, ph.class_names) for ph, f in zip(fixed, finished, strict=True)
+        ]
+        links += [(last.task, task, last.arm, last.class_names)]
+        names: list[str] = []
+        for dataset, *_ in links:
+            names.append(dataset if dataset not in names else f"{dataset}#{len(names) + 1}")
+        trained_on = _common_metadata(config, job, last, r, 0.0)["trained_on"]
+        heads = HeadsModel(
+            [net.path_model(t, run=r) for _, t, _, _ in links],
+            names,
+            [list(classes) for *_, classes in links],
+            descriptions=[
+                {"link": j + 1, "dataset": d, "arm": arm, "trained_on": trained_on[: j + 1]}
+                for j, (d, _, arm, _) in enumerate(links)
+            ],
+        )
+        path = model_path(config, last, r, run_dir, suffix="_heads")
+        save_path_model(
+            path,
+            heads,
+            class_names=heads.class_names,
+            face_settings=face_settings_for(config, last.task),
+            dataset=last.task,
+            metadata={
+                "experiment": key.experiment,
+                "arm": key.arm,
+                "iteration": key.iteration,
+                "fold": key.fold,
+                "heads": names,
+                "combination": "mean of the calibrated heads over the union of their "
+                "emotions (predict/heads.py)",
+                **_common_metadata(config, job, last, r, float(task.best_fitness[r])),
             },
         )
         out.append(str(path.relative_to(run_dir)))

@@ -19,7 +19,7 @@ from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
 from pathnet_fer.experiments.datasets import load_dataset, net_config_for
 from pathnet_fer.experiments.evaluation import Evaluation, evaluate_proba
-from pathnet_fer.experiments.export import save_models
+from pathnet_fer.experiments.export import save_heads_models, save_models
 from pathnet_fer.experiments.loggers import (
     ConsoleLogger,
     CSVLogger,
@@ -148,6 +148,10 @@ def _execute_link_job(
             summary, task = run_phase(
                 config, job, i, phase, net, task, parts, state_path, progress, offset, run_dir
             )
+            if source is not None and phase.save_models and i == len(phases) - 1:
+                summary["models"] += save_heads_models(
+                    config, job, phases, net, task, source, finished, run_dir
+                )
             record["phases"].append(summary)
             if phase.fix_after:
                 finished.append(sources.FinishedTask.of(task, phase, summary["test_accuracy"]))

@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +39,39 @@ import torch
 from torch import nn
 
 from pathnet_fer import __version__
+from pathnet_fer.predict.heads import COMBINED, HeadsModel
+from pathnet_fer.predict.heads import FORMAT as HEADS_FORMAT
 from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"
-FORMAT_VERSION = 3
-"""Bump when the layout changes incompatibly; loaders refuse other versions clearly.
+FORMAT_VERSION = 4
+"""The newest layout this version reads and writes; loaders refuse other versions clearly.
 v2 added conv paths (``model_kind`` ``pathnet-conv-path``); v3 added ``content_sha256``
 (required from v3 on), and block paths (``pathnet-block-path``, v3 files only: a reader
-older than block modules refuses such a file, naming its kind). v1 and v2 files still
-load: their weights are checked against ``weights_sha256`` and their temperature for
-range, but nothing else was checksummed when they were written, so nothing else can be
-checked."""
-READABLE_VERSIONS = (1, 2, 3)
+older than block modules refuses such a file, naming its kind); v4 added heads models
+(``pathnet-heads``: every link of a chain, ``predict/heads.py``). A file is written in
+the oldest version that holds its kind (a single path: v3, so older readers still read
+it). v1 and v2 files still load: their weights are checked against ``weights_sha256``
+and their temperature for range, but nothing else was checksummed when they were
+written, so nothing else can be checked."""
+READABLE_VERSIONS = (1, 2, 3, 4)
 MODEL_KIND = "pathnet-path"
 CONV_MODEL_KIND = "pathnet-conv-path"
 BLOCK_MODEL_KIND = "pathnet-block-path"
+HEADS_MODEL_KIND = "pathnet-heads"
 MODEL_KINDS = {
     1: (MODEL_KIND,),
     2: (MODEL_KIND, CONV_MODEL_KIND),
     3: (MODEL_KIND, CONV_MODEL_KIND, BLOCK_MODEL_KIND),
+    4: (MODEL_KIND, CONV_MODEL_KIND, BLOCK_MODEL_KIND, HEADS_MODEL_KIND),
 }
 """The model kinds each format version may hold."""
+
+
+def written_version(kind: str) -> int:
+    """The format version a file of ``kind`` is written in: the oldest that holds it
+    and checksums its content (v3 on)."""
+    return min(v for v, kinds in MODEL_KINDS.items() if v >= 3 and kind in kinds)
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
 """The calibration temperatures a model file may carry: exactly the range
 ``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
@@ -165,6 +177,57 @@ class LoadedModel:
         self.model.to(device)
         return self
 
+    @property
+    def head_names(self) -> list[str]:
+        """The heads a ``--head`` can name: each link of a heads model, or (any other
+        model) its one dataset."""
+        if isinstance(self.model, HeadsModel):
+            return list(self.model.names)
+        return [self.dataset or "model"]
+
+    def with_head(self, name: str) -> LoadedModel:
+        """This model answering as one head (its own classes and calibration), or as the
+        combination of every head (``combined``: the model itself). A single-path
+        model has one head, its dataset: ``combined`` or that name give it back."""
+        if not isinstance(self.model, HeadsModel):
+            if name in (COMBINED, *self.head_names):
+                return self
+            raise ModelFileError(
+                f"{self.path or 'the model'} is a single path trained on "
+                f"{self.dataset or '?'}: it has no head {name!r} (only a chain's heads model, "
+                f"e.g. models/<set>/final_heads.pt, has several)"
+            )
+        if name == COMBINED:
+            return self
+        try:
+            h = self.model.index(name)
+        except KeyError as exc:
+            raise ModelFileError(f"{self.path or 'model'}: {exc.args[0]}") from None
+        head = self.model.heads[h]
+        meta = {
+            **self.metadata,
+            **self.model.descriptions[h],
+            "head": name,
+            "calibration": {"temperature": self.model.temperatures[h]},
+        }
+        return replace(
+            self,
+            model=head,
+            class_names=self.model.head_classes[h],
+            dataset=name,
+            metadata=meta,
+            config=head.config_dict(),
+        )
+
+    @torch.inference_mode()
+    def predict_heads(self, crops: np.ndarray) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """Every head's calibrated probabilities ``{name: (class_names, (n, C_h))}``."""
+        return {
+            name: (m.class_names, m.predict_proba(crops))
+            for name in self.head_names
+            for m in [self.with_head(name)]
+        }
+
     def features(self, crops: np.ndarray) -> torch.Tensor:
         """uint8 crops ``(n, size, size[, 3])`` -> float inputs ``(n, input_dim)`` in [0, 1]."""
         crops = np.asarray(crops)
@@ -248,6 +311,31 @@ def set_calibration(
     )
 
 
+def set_head_temperatures(
+    path: str | os.PathLike, fits: Mapping[str, Mapping[str, Any]], loaded: LoadedModel | None = None
+) -> Path:
+    """Rewrite a heads model file with each named head's calibration: ``fits[name]`` holds
+    its ``temperature`` and a note of what it was fit on (kept in
+    ``metadata.head_calibration``). The combination uses the temperatures; weights are
+    kept as they are."""
+    loaded = loaded if loaded is not None else load_model(path)
+    if not isinstance(loaded.model, HeadsModel):
+        raise ModelFileError(f"{path} is not a heads model: use set_calibration")
+    for name, fit in fits.items():
+        calibration_temperature({"calibration": dict(fit)}, f"{path} head {name}")
+    loaded.model.with_temperatures({n: f["temperature"] for n, f in fits.items()})
+    notes = dict(loaded.metadata.get("head_calibration") or {})
+    notes.update({n: dict(f) for n, f in fits.items()})
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata={**loaded.metadata, "head_calibration": notes},
+    )
+
+
 def save_path_model(
     path: str | os.PathLike,
     model: nn.Module,
@@ -263,6 +351,15 @@ def save_path_model(
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
     metadata = _jsonable(dict(metadata or {}))
     calibration_temperature(metadata, path)  # never write a file load_model would refuse
+    if isinstance(model, HeadsModel):
+        if "calibration" in metadata:
+            raise ValueError("a heads model carries one temperature per head, not a file-wide one")
+        if tuple(class_names) != model.class_names:
+            raise ValueError(
+                f"class_names {class_names} differ from the heads' union {model.class_names}"
+            )
+        for name, t in zip(model.names, model.temperatures, strict=True):
+            calibration_temperature({"calibration": {"temperature": t}}, f"{path} head {name}")
     spec = input_spec_for(face_settings)
     config = _jsonable(model.config_dict())
     if _kind_of(config) not in MODEL_KINDS[FORMAT_VERSION]:
@@ -271,7 +368,7 @@ def save_path_model(
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": written_version(_kind_of(config)),
         "package_version": __version__,
         "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -413,6 +510,12 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the stored model config: {exc}") from exc
     _check_model_shapes(model, spec, len(class_names), where=str(path))
+    if isinstance(model, HeadsModel):
+        if class_names != model.class_names:
+            raise ModelFileError(f"{path}: class names differ from its heads' classes: {_EDITED}")
+        for name, t in zip(model.names, model.temperatures, strict=True):
+            calibration_temperature({"calibration": {"temperature": t}}, f"{path} head {name}",
+                                    hint=_EDITED)  # fmt: skip
     # Last: an inconsistent file is named by what is inconsistent (above); a consistent
     # one that was edited (class order, margin, temperature) only by this checksum.
     if "content_sha256" in payload and _content_digest(payload) != payload["content_sha256"]:
@@ -497,6 +600,7 @@ def _kind_of(config: dict[str, Any]) -> str:
         LINEAR_FORMAT: MODEL_KIND,
         CONV_FORMAT: CONV_MODEL_KIND,
         BLOCK_FORMAT: BLOCK_MODEL_KIND,
+        HEADS_FORMAT: HEADS_MODEL_KIND,
     }
     return formats.get(config.get("format"), f"unknown ({config.get('format')!r})")
 
@@ -509,9 +613,16 @@ def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
     from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 
     classes = {CONV_MODEL_KIND: ConvPathModel, BLOCK_MODEL_KIND: BlockPathModel}
-    cls = classes.get(_kind_of(config), PathModel)
+    kind = _kind_of(config)
     try:
-        return cls.from_config(config)
+        if kind == HEADS_MODEL_KIND:
+            heads = [h.get("config") for h in config.get("heads") or []]
+            if any(_kind_of(h) == HEADS_MODEL_KIND for h in heads if isinstance(h, dict)):
+                raise ValueError("a head cannot itself be a heads model")
+            return HeadsModel.from_config(config, lambda c: _rebuild(c, path))
+        return classes.get(kind, PathModel).from_config(config)
+    except ModelFileError:
+        raise
     except Exception as exc:
         raise ModelFileError(f"{path}: cannot rebuild the model from its config: {exc}") from exc
 
