@@ -306,8 +306,10 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
         if found is None:
             continue
         temperature, n, folds = found
-        fits[name] = {"temperature": temperature,
-                      "fit_on": f"{n} held-out faces of {dataset}, {what}, folds {folds}"}
+        fits[name] = {
+            "temperature": temperature,
+            "fit_on": f"{n} held-out faces of {dataset}, {what}, folds {folds}",
+        }
         out.append({"model": f"models/{path.parent.name}/{path.name} (head {name})",
                     "temperature": temperature, "n_faces": n, "folds": folds})  # fmt: skip
     if fits:

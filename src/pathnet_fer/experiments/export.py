@@ -110,8 +110,10 @@ def save_heads_models(
             names,
             [list(classes) for *_, classes in links],
             descriptions=[
-                {"link": j + 1, "dataset": d, "arm": arm, "trained_on": trained_on[: j + 1]}
-                for j, (d, _, arm, _) in enumerate(links)
+                {"link": j + 1, "dataset": d, "arm": arm, "trained_on": trained_on[: j + 1]} | held
+                for j, ((d, _, arm, _), held) in enumerate(
+                    zip(links, _held_out(config, source.units[r], fixed, r, last), strict=True)
+                )
             ],
         )
         path = model_path(config, last, r, run_dir, suffix="_heads")
@@ -133,4 +135,21 @@ def save_heads_models(
             },
         )
         out.append(str(path.relative_to(run_dir)))
+    return out
+
+
+def _held_out(config, unit, fixed: list[Phase], r: int, last: Phase) -> list[dict[str, Any]]:
+    """What each head never trained on, for ``evaluate``'s held-out notes: the source on
+    a fixed split holds out its test split; a link holds out its fold's test subjects
+    (none in a final fit, which trains on every subject)."""
+    spec = config.datasets[unit.task]
+    fold = unit.slots[0].fold
+    source = {"final_fit": fold == 0 and spec.folds != "fixed", "test_subjects": []}
+    if spec.folds == "fixed":
+        source["held_out_splits"] = [s for s in spec.splits if s != "train"] or ["test"]
+    out = [source]
+    for ph in [*fixed, last]:
+        final = ph.arm == "final"
+        test = [] if final else sorted(set(ph.data[r].test_subjects))
+        out.append({"final_fit": final, "test_subjects": test})
     return out

@@ -112,8 +112,38 @@ def build_frame(
 
 
 def class_names_of(table: pd.DataFrame) -> list[str]:
-    """Recover the class names from a prediction table's probability columns."""
-    return [c[len(PROBABILITY_PREFIX) :] for c in table.columns if c.startswith(PROBABILITY_PREFIX)]
+    """Recover the class names from a prediction table's probability columns (the main
+    answer's; a head's columns carry ``@<head>``)."""
+    return [
+        c[len(PROBABILITY_PREFIX) :]
+        for c in table.columns
+        if c.startswith(PROBABILITY_PREFIX) and HEAD_SEPARATOR not in c
+    ]
+
+
+HEAD_SEPARATOR = "@"
+"""``--head all`` adds each head's answer beside the combination: ``p_<class>@<head>``
+(float64, that head's calibrated probability; NaN where no face) and ``emotion@<head>``
+(category, its arg-max)."""
+
+
+def add_head_columns(
+    table: pd.DataFrame, head: str, class_names: Sequence[str], proba: np.ndarray
+) -> pd.DataFrame:
+    """``table`` with one head's probability and emotion columns appended."""
+    proba = np.asarray(proba, dtype=np.float64).reshape(len(table), len(class_names))
+    extra: dict[str, object] = {
+        f"{probability_column(c)}{HEAD_SEPARATOR}{head}": proba[:, j]
+        for j, c in enumerate(class_names)
+    }
+    has_face = ~np.isnan(proba).any(axis=1)
+    codes = np.full(len(table), -1, dtype=np.int64)
+    if has_face.any():
+        codes[has_face] = proba[has_face].argmax(axis=1)
+    extra[f"{EMOTION_COLUMN[0]}{HEAD_SEPARATOR}{head}"] = pd.Categorical.from_codes(
+        codes, categories=list(class_names)
+    )
+    return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
 
 
 def read_predictions(path: str, class_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -122,4 +152,11 @@ def read_predictions(path: str, class_names: Sequence[str] | None = None) -> pd.
     names = list(class_names) if class_names is not None else class_names_of(table)
     table["detection"] = pd.Categorical(table["detection"], categories=list(DETECTION_KINDS))
     table["emotion"] = pd.Categorical(table["emotion"], categories=names)
-    return table[columns(names)]
+    heads = [c for c in table.columns if HEAD_SEPARATOR in c]  # --head all
+    for c in heads:
+        if c.startswith(f"{EMOTION_COLUMN[0]}{HEAD_SEPARATOR}"):
+            head = c.split(HEAD_SEPARATOR, 1)[1]
+            own = [h[len(PROBABILITY_PREFIX) : -len(head) - 1] for h in heads
+                   if h.startswith(PROBABILITY_PREFIX) and h.endswith(f"{HEAD_SEPARATOR}{head}")]  # fmt: skip
+            table[c] = pd.Categorical(table[c], categories=own)
+    return table[columns(names) + heads]

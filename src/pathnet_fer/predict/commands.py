@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -135,6 +136,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print what the model file holds (classes, input, settings, metadata) and exit; "
         "without --model: the shipped model's summary",
     )
+    p.add_argument(
+        "--head",
+        default="combined",
+        metavar="NAME",
+        help="a chain's heads model (models/<set>/*_heads.pt) answers as one link (its "
+        "dataset's name, e.g. fer2013), as the mean of its calibrated heads (combined, the "
+        "default) or as both (all: the combination plus each head's columns); a single-path "
+        "model has one head",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=run_predict)
     _register_evaluate(sub)
@@ -226,6 +236,15 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="processes cropping faces (default: all cores)"
     )
+    p.add_argument(
+        "--head",
+        default="combined",
+        metavar="NAME",
+        help="a chain's heads model (models/<set>/*_heads.pt) answers as one link (its "
+        "dataset's name, e.g. fer2013), as the mean of its calibrated heads (combined, the "
+        "default) or each in turn (all: every head, then the combination); a single-path "
+        "model has one head",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar while cropping")
     p.set_defaults(func=run_evaluate)
 
@@ -235,7 +254,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.config import ConfigError
     from pathnet_fer.experiments.datasets import DataMissingError
     from pathnet_fer.experiments.names import slug
-    from pathnet_fer.predict.evaluate import EvaluationError, evaluate_model
+    from pathnet_fer.predict.evaluate import EvaluationError, evaluate_heads
     from pathnet_fer.predict.model_file import ModelFileError
     from pathnet_fer.predict.outputs import OutputError, check_writable
 
@@ -253,9 +272,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         device = _device(args.device)
-        result = evaluate_model(
+        results = evaluate_heads(
             model_path,
             args.dataset,
+            None if args.head == "all" else [args.head],
             config=args.config,
             overrides=args.overrides,
             root=args.root,
@@ -276,17 +296,39 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        paths = result.write(out)
-    except OSError as error:
-        print(f"error: cannot write the outputs: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    print(result.markdown())
-    print(
-        f"per-frame -> {paths['frames']}, per-clip -> {paths['clips']}, "
-        f"summary -> {paths['summary']}"
-    )
+    several = len(results) > 1
+    for head, result in results.items():
+        where = out / slug(head) if several else out
+        try:
+            paths = result.write(where)
+        except OSError as error:
+            print(f"error: cannot write the outputs: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        if several:
+            print(f"# head {head}\n")
+        print(result.markdown())
+        print(
+            f"per-frame -> {paths['frames']}, per-clip -> {paths['clips']}, "
+            f"summary -> {paths['summary']}"
+        )
+    if several:
+        print("\n" + heads_table(results))
     return EXIT_OK
+
+
+def heads_table(results: dict[str, Any]) -> str:
+    """One line per head: frame accuracy, clip accuracy, top share, confidence."""
+    lines = ["| head | frames | frame accuracy | clip accuracy (majority) | top share "
+             "| mean confidence |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for head, r in results.items():
+        frame = r.frame
+        clip = r.votes["majority"].clip
+        lines.append(
+            f"| {head} | {len(r.frames)} | {frame['accuracy']:.3f} | "
+            f"{clip.get('accuracy', float('nan')):.3f} | {frame['top_share']:.3f} | "
+            f"{r.frames['p_max'].mean():.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -328,6 +370,7 @@ def run_predict(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             detect=not args.no_detect,
             max_fallback_s=args.max_fallback,
+            head=args.head,
         )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)

@@ -457,20 +457,67 @@ def evaluate_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: bool = False,
+    head: str = "combined",
 ) -> DatasetEvaluation:
-    """Load a model file and score it on every face of a dataset (see module doc).
+    """Load a model file and score it on every face of a dataset (see module doc);
+    ``head``: which head of a chain's heads model answers (``combined``: their mix).
 
-    Raises ``ModelFileError`` (bad model file), ``EvaluationError`` / ``ConfigError``
-    (unknown dataset, crops the model cannot take) or ``DataMissingError``.
+    Raises ``ModelFileError`` (bad model file, unknown head), ``EvaluationError`` /
+    ``ConfigError`` (unknown dataset, crops the model cannot take) or ``DataMissingError``.
     """
-    from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
-    from pathnet_fer.predict.model_file import _kind_of, load_model
+    results = evaluate_heads(
+        model_path, dataset, [head], config=config, overrides=overrides, root=root,
+        keep_neutral=keep_neutral, device=device, batch_size=batch_size, workers=workers,
+        progress=progress,
+    )  # fmt: skip
+    return results[head]
 
-    model = load_model(model_path, device=device)
-    cfg = dataset_config(dataset, model, config, overrides, root, keep_neutral)
+
+def evaluate_heads(
+    model_path: str | Path,
+    dataset: str,
+    heads: Sequence[str] | None = None,
+    *,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    root: str | Path | None = None,
+    keep_neutral: bool = False,
+    device: str = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict[str, DatasetEvaluation]:
+    """``evaluate_model`` for several heads of one model file on the same crops (cropped
+    once): ``{head: evaluation}``; ``heads=None``: every head, then ``combined``."""
+    from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
+    from pathnet_fer.predict.model_file import load_model
+
+    loaded = load_model(model_path, device=device)
+    names = list(heads) if heads is not None else [*loaded.head_names, "combined"]
+    if len(loaded.head_names) == 1:  # a single path: its one head, once
+        names = list(dict.fromkeys("combined" if n == loaded.head_names[0] else n
+                                   for n in names))  # fmt: skip
+    selected = {n: loaded.with_head(n) for n in names}  # an unknown head: before cropping
+    cfg = dataset_config(dataset, loaded, config, overrides, root, keep_neutral)
     settings = face_settings_for(cfg, dataset)
-    check_crops(model, settings, dataset)  # before any face is cropped
+    check_crops(loaded, settings, dataset)  # before any face is cropped
     data = load_dataset(cfg, dataset, progress=progress, workers=workers)
+    out = {}
+    for name, model in selected.items():
+        out[name] = _evaluate_loaded(
+            model, name, data, cfg, settings, model_path, dataset, batch_size
+        )
+    if heads is not None and len(loaded.head_names) == 1:
+        out = {n: out["combined" if n == loaded.head_names[0] else n] for n in heads}
+    return out
+
+
+def _evaluate_loaded(
+    model: Any, head: str, data: Any, cfg: Any, settings: Any, model_path: str | Path,
+    dataset: str, batch_size: int,
+) -> DatasetEvaluation:  # fmt: skip
+    from pathnet_fer.predict.model_file import _kind_of
+
     result = evaluate_faces(
         model,
         data.faces.images,
@@ -481,8 +528,13 @@ def evaluate_model(
         batch_size=batch_size,
     )
     kind = _kind_of(model.config)
+    which = ""
+    if len(model.head_names) > 1:
+        which = f"combined: the mean of its calibrated heads {', '.join(model.head_names)}; "
+    elif "head" in model.metadata:
+        which = f"head {head}; "
     result.description = {
-        "Model": f"{model_path} ({kind}; trained on {model.dataset or '?'}; input "
+        "Model": f"{model_path} ({which}{kind}; trained on {model.dataset or '?'}; input "
         f"{model.input.describe()})",
         "Data": f"{dataset} ({_where(cfg, dataset)}): "
         f"{len(result.clips)} clips, {len(result.frames)} face crops; face settings size "

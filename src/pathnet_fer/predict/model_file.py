@@ -72,6 +72,8 @@ def written_version(kind: str) -> int:
     """The format version a file of ``kind`` is written in: the oldest that holds it
     and checksums its content (v3 on)."""
     return min(v for v, kinds in MODEL_KINDS.items() if v >= 3 and kind in kinds)
+
+
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
 """The calibration temperatures a model file may carry: exactly the range
 ``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
@@ -312,7 +314,9 @@ def set_calibration(
 
 
 def set_head_temperatures(
-    path: str | os.PathLike, fits: Mapping[str, Mapping[str, Any]], loaded: LoadedModel | None = None
+    path: str | os.PathLike,
+    fits: Mapping[str, Mapping[str, Any]],
+    loaded: LoadedModel | None = None,
 ) -> Path:
     """Rewrite a heads model file with each named head's calibration: ``fits[name]`` holds
     its ``temperature`` and a note of what it was fit on (kept in

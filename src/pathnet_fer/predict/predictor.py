@@ -27,7 +27,8 @@ from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.faces.tracking import FaceTracker
 from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
 from pathnet_fer.predict.annotate import VideoAnnotator, annotation_label, draw_face
-from pathnet_fer.predict.columns import build_frame, empty_frame
+from pathnet_fer.predict.columns import add_head_columns, build_frame, empty_frame
+from pathnet_fer.predict.heads import ALL, COMBINED
 from pathnet_fer.predict.inputs import expand_inputs
 from pathnet_fer.predict.model_file import LoadedModel, check_compatible, load_model
 from pathnet_fer.predict.outputs import annotation_targets, check_outputs
@@ -106,12 +107,16 @@ class Predictor:
         face_settings: FaceSettings | None = None,
         max_fallback_s: float = DEFAULT_MAX_FALLBACK_S,
         workers: int | None = None,
+        head: str = COMBINED,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not max_fallback_s >= 0:
             raise ValueError(f"max_fallback_s must be >= 0 seconds, got {max_fallback_s}")
         self.max_fallback_s = float(max_fallback_s)
+        # ``all``: the combination, plus each head's columns; otherwise one head's answer
+        self.head_columns = head == ALL and len(model.head_names) > 1
+        model = model if head == ALL else model.with_head(head)
         self.model = model
         self.batch_size = int(batch_size)
         settings = face_settings if face_settings is not None else model.face_settings
@@ -369,9 +374,12 @@ class Predictor:
     def _flush(self, file: str, pending: _Pending, sink: FrameSink | None) -> pd.DataFrame:
         n = len(pending)
         proba = np.full((n, len(self.class_names)), np.nan)
+        heads = {}
         if pending.crops:
-            slots = np.asarray(pending.crop_slot)
-            proba[slots >= 0] = self.model.predict_proba(np.stack(pending.crops))
+            slots = np.asarray(pending.crop_slot) >= 0
+            crops = np.stack(pending.crops)
+            proba[slots] = self.model.predict_proba(crops)
+            heads = self._head_probas(crops, slots, n)
         table = build_frame(
             self.class_names,
             file=[file] * n,
@@ -381,6 +389,7 @@ class Predictor:
             detection=pending.detection,
             proba=proba,
         )
+        table = self._add_head_columns(table, heads, n)
         if sink is not None:
             sink(pending.images, table)
         return table
@@ -395,10 +404,12 @@ class Predictor:
         n = max(1, len(boxes))
         proba = np.full((n, len(self.class_names)), np.nan)
         box_array = np.full((n, 4), np.nan)
+        heads = {}
         if crops:
             proba[:] = self.model.predict_proba(np.stack(crops))
+            heads = self._head_probas(np.stack(crops), np.ones(n, bool), n)
             box_array[:] = boxes
-        return build_frame(
+        table = build_frame(
             self.class_names,
             file=[file] * n,
             frame=np.zeros(n, np.int64),
@@ -407,6 +418,32 @@ class Predictor:
             detection=["fresh" if crops else "none"] * n,
             proba=proba,
         )
+        return self._add_head_columns(table, heads, n)
+
+    def _head_probas(
+        self, crops: np.ndarray, slots: np.ndarray, n: int
+    ) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """``--head all``: each head's probabilities on the rows with a face (NaN elsewhere)."""
+        if not self.head_columns:
+            return {}
+        out = {}
+        for name, (classes, p) in self.model.predict_heads(crops).items():
+            full = np.full((n, len(classes)), np.nan)
+            full[slots] = p
+            out[name] = (classes, full)
+        return out
+
+    def _add_head_columns(self, table: pd.DataFrame, heads: dict, n: int) -> pd.DataFrame:
+        """Append every head's columns (``p_<class>@<head>``, ``emotion@<head>``)."""
+        if not self.head_columns:
+            return table
+        for name in self.model.head_names:
+            classes, p = heads.get(name) or (
+                self.model.with_head(name).class_names,
+                np.full((n, len(self.model.with_head(name).class_names)), np.nan),
+            )
+            table = add_head_columns(table, name, classes, p)
+        return table
 
     def _as_pixel_format(self, image: np.ndarray) -> np.ndarray:
         """An in-memory image (RGB or grey uint8) in the decoder format used for training."""
