@@ -6,11 +6,9 @@ both models on the same faces."""
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -221,36 +219,52 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
 
 
 @pytest.mark.slow
-def test_demo_comparison_scores_both_models_on_the_same_faces(tiny_builds):
-    from pathnet_fer.experiments.calibration import read_heldout
+def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_builds):
+    """The report's deployment table (experiments/cross_dataset.py): each of the run's
+    candidates and the shipped model, on faces of people the candidate never trained on."""
+    from pathnet_fer.experiments.cross_dataset import (
+        cross_dataset_markdown,
+        cross_dataset_table,
+        recommended,
+    )
     from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
     from pathnet_fer.predict.evaluate import evaluate_faces
-    from pathnet_fer.pretrained.compare import compare_with_shipped, comparison_markdown
 
     overrides, (a, b) = tiny_builds
     config = load_config("pretrained", overrides)
-    deployed = a.run_dir / "models" / "fer2013-to-ckplus48" / "final.pt"
-    table = compare_with_shipped(a.run_dir, config, deployed, shipped=b.path)
-    assert [re.sub(",.*", "", f) for f in table.faces] == [
-        "fer2013", "ckplus48", "jaffe", "crema-d-sample"
-    ]  # fmt: skip
-    fer = table.iloc[0]
-    assert fer.n == 60  # the test split, which neither model trained on
-    # CK+48: the run's fold models on their own held-out people, the shipped model on the same
-    ck = table.iloc[1]
-    sets = [
-        s for s in read_heldout(a.run_dir) if s["arm"] == "transfer" and s["task"] == "ckplus48"
+    clips = {"crema-d-sample": config.resolved_data_root() / "crema-d-sample"}
+    table = cross_dataset_table(a.run_dir, config, shipped=b.path, clip_sets=clips)
+    assert list(dict.fromkeys(table.candidate)) == [
+        "source alone (fer2013)",
+        "fer2013->ckplus48: last link (ckplus48)",
+        "fer2013->ckplus48: every link, combined",
+        "fer2013->jaffe: last link (jaffe)",
+        "fer2013->jaffe: every link, combined",
+        "shipped pretrained model",
     ]
-    labels = np.concatenate([s["label"] for s in sets])
-    assert ck.n == len(labels) == len(load_dataset(config, "ckplus48").y)  # 2 folds: everyone
-    assert ck.run_accuracy == pytest.approx(
-        np.mean(np.concatenate([s["proba"].argmax(1) for s in sets]) == labels)
-    )
+    fer = table[table.dataset == "fer2013"]
+    assert len(fer) == 6 and (fer.n == 60).all()  # the test split, which nobody trained on
     data = load_dataset(config, "ckplus48")
-    index = np.concatenate([f.test_index for f in dataset_folds(config, "ckplus48", data)])
-    ours = evaluate_faces(load_model(b.path), data.faces.images[index],
-                          data.faces.frames.iloc[index], data.class_names)  # fmt: skip
-    assert ck.shipped_accuracy == pytest.approx(ours.frame["accuracy"])
-    assert re.fullmatch(r"\d/5", table.iloc[3].shipped_clips)
-    md = comparison_markdown(table, b.path)
-    assert "| ckplus48, held-out people of folds [1, 2] |" in md
+    ck = table[table.dataset == "ckplus48"].set_index("candidate")
+    # never trained on CK+48: every face
+    assert ck.loc["source alone (fer2013)", "n"] == len(data.y)
+    assert ck.loc["shipped pretrained model", "n"] == len(data.y)
+    # the final fit saw every CK+48 subject: its fold model on that fold's held-out people
+    row = ck.loc["fer2013->ckplus48: last link (ckplus48)"]
+    fold_file = load_model(a.run_dir / "models" / "fer2013-to-ckplus48" / "transfer_best_heads.pt")
+    test = dataset_folds(config, "ckplus48", data)[int(fold_file.metadata["fold"]) - 1].test_index
+    assert row.n == len(test) < len(data.y) and "held-out people" in row.faces
+    own = evaluate_faces(fold_file.with_head("ckplus48"), data.faces.images[test],
+                         data.faces.frames.iloc[test], data.class_names)  # fmt: skip
+    assert row.accuracy == pytest.approx(own.frame["accuracy"])
+    assert row.deploy == "models/fer2013-to-ckplus48/final.pt"
+    combined = ck.loc["fer2013->ckplus48: every link, combined"]
+    assert combined.n == row.n and combined.deploy.endswith("final_heads.pt")
+    crema = table[table.dataset == "crema-d-sample"]
+    assert len(crema) == 6 and crema.clips.str.fullmatch(r"\d/5").all()
+    best = recommended(table)
+    means = table.pivot_table(index="candidate", columns="dataset", values="accuracy").mean(1)
+    assert best["mean_accuracy"] == pytest.approx(means.max())  # ties: the first listed
+    assert best["candidate"] == next(c for c in table.candidate if means[c] == means.max())
+    md = cross_dataset_markdown(table)
+    assert "| candidate | ckplus48 | jaffe | fer2013 | crema-d-sample |" in md

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pathnet_fer.experiments.calibration import calibrate_run
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
+from pathnet_fer.experiments.cross_dataset import cross_dataset_section
 from pathnet_fer.experiments.datasets import (
     check_data,
     check_link_leaks,
@@ -491,7 +492,8 @@ def finalise(
         by_member = member_scores(calibration["sets"], unions, calibration["table"])
         by_member.to_csv(out / "pooled_members.csv", index=False)
         members = members_markdown(by_member)
-    for section in (calibration["markdown"], members):
+    cross = cross_dataset_section(out, config) if calibration["finals"] else ""
+    for section in (calibration["markdown"], members, cross):
         if section:
             md = paths["summary_md"]
             md.write_text(md.read_text().rstrip() + "\n\n" + section)
