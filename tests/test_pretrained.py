@@ -267,4 +267,4 @@ def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_
     assert best["mean_accuracy"] == pytest.approx(means.max())  # ties: the first listed
     assert best["candidate"] == next(c for c in table.candidate if means[c] == means.max())
     md = cross_dataset_markdown(table)
-    assert "| candidate | ckplus48 | jaffe | fer2013 | crema-d-sample |" in md
+    assert "| candidate | fer2013 | ckplus48 | jaffe | crema-d-sample |" in md

@@ -132,8 +132,9 @@ def cross_dataset_table(
 
     run_dir = Path(run_dir)
     rows: list[dict[str, Any]] = []
-    names = [n for n, spec in config.datasets.items()
-             if not spec.union and any(n in s.links for s in config.sets)]  # fmt: skip
+    # every dataset a set learns from, a pooled link's members one by one
+    names = list(dict.fromkeys(m for s in config.sets for link in s.links
+                               for m in config.members(link)))  # fmt: skip
     data = {}
     for cand in candidates(run_dir, config, Path(shipped) if shipped else None):
         model = _with_head(load_model(cand.path), cand.head)
