@@ -60,10 +60,11 @@ def _held_subjects(fold: Any, dataset: str) -> set[str] | None:
     from pathnet_fer.predict.heads import HeadsModel
 
     if isinstance(fold.model, HeadsModel):
-        for desc in fold.model.descriptions:
-            if desc.get("dataset") == dataset:
-                return set(map(str, desc.get("test_subjects") or [])) or None
-        return None
+        held: set[str] = set()
+        for desc in fold.model.descriptions:  # the latest link of that dataset that names any
+            if desc.get("dataset") == dataset and desc.get("test_subjects"):
+                held = set(map(str, desc["test_subjects"]))
+        return held or None
     if fold.dataset == dataset:
         return set(map(str, fold.metadata.get("test_subjects") or [])) or None
     return None
@@ -79,14 +80,16 @@ def candidates(run_dir: Path, config: Any, shipped: Path | None = None) -> list[
     for s in config.sets:
         folder = run_dir / "models" / slug(s.name)
         heads = folder / "final_heads.pt"
-        fold_heads = sorted(p for p in folder.glob("*_best_heads.pt"))
+        # the fold counterpart (save_models best: <arm>_best; all: <arm>_it1_fold1 first)
+        fold_heads = sorted(p for p in folder.glob("*_heads.pt") if p.name != "final_heads.pt")
         fold = fold_heads[0] if fold_heads else None
         if heads.exists():
             out.append(Candidate(f"{s.name}: last link ({s.links[-1]})", heads, LAST, fold,
                                  folder / "final.pt"))  # fmt: skip
             out.append(Candidate(f"{s.name}: every link, combined", heads, "combined", fold))
         elif (folder / "final.pt").exists():
-            single = sorted(p for p in folder.glob("*_best.pt") if "scratch" not in p.name)
+            single = sorted(p for p in folder.glob("*.pt")
+                            if p.name != "final.pt" and not p.name.startswith("scratch"))  # fmt: skip
             out.append(Candidate(f"{s.name}: last link ({s.links[-1]})", folder / "final.pt",
                                  fold=single[0] if single else None))  # fmt: skip
     if shipped is not None and shipped.exists():
@@ -94,10 +97,60 @@ def candidates(run_dir: Path, config: Any, shipped: Path | None = None) -> list[
     return out
 
 
-def _seen(model: Any) -> set[str]:
-    from pathnet_fer.predict.evaluate import _seen_in_training
+SAME_FACES = {"ferplus": "fer2013"}
+"""Adapters that read the same images as another (FER+ relabels FER-2013's faces)."""
+MIN_COMMON = 30
+"""Fewest faces every candidate never saw for a dataset to be scored on those alone."""
 
-    return _seen_in_training(model)
+
+def _family(adapter: str) -> str:
+    return SAME_FACES.get(adapter, adapter)
+
+
+def _sharing(model: Any, adapter: str) -> list[tuple[int, dict[str, Any]]]:
+    """The links (position in the chain, ``trained_on`` item) whose faces come from the
+    same images as ``adapter`` (by adapter: two names over one folder are one dataset)."""
+    out = []
+    items = model.metadata.get("trained_on") or []
+    if not items and model.dataset:  # an older file: its own dataset, as its only link
+        items = [{"dataset": model.dataset, "adapters": [model.dataset]}]
+    for pos, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        adapters = {_family(str(a)) for a in item.get("adapters") or [item.get("dataset")]}
+        if _family(adapter) in adapters:
+            out.append((pos, item))
+    return out
+
+
+def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tuple:
+    """``(scorer, row index, faces text)`` of the faces of ``name`` the candidate never
+    trained on, or ``(None, None, reason)`` when it has none to offer."""
+    from pathnet_fer.experiments.datasets import dataset_folds
+    from pathnet_fer.predict.model_file import load_model
+
+    fixed = config.datasets[name].folds == "fixed"
+    every = dataset_folds(config, name, d)[0].test_index if fixed else np.arange(len(d.y))
+    sharing = _sharing(model, config.datasets[name].adapter)
+    if not sharing:
+        what = "its test split" if fixed else "every face"
+        return model, every, f"{what} (never trained on these images)"
+    if fixed and all(pos == 0 for pos, _ in sharing):
+        # a fixed-split source trains on the training split only (plan.source_job)
+        return model, every, "its test split (trained on its training split only)"
+    if any(item.get("members") for _, item in sharing):
+        return None, None, "learnt in a pooled link (no held-out side of its own)"
+    if cand.fold is None:
+        return None, None, "learnt every subject, and no fold model was saved"
+    fold = load_model(cand.fold)
+    if fixed:  # a fold model's fixed-split link trained on the training split only
+        return _with_head(fold, cand.head), every, "its test split (the fold model)"
+    held = _held_subjects(fold, name)
+    if not held:
+        return None, None, "learnt every subject; its fold model names no held-out ones"
+    index = np.flatnonzero(np.isin(d.subjects.astype(str), sorted(held)))
+    text = f"fold {fold.metadata.get('fold')}'s {len(held)} held-out people (the fold model)"
+    return _with_head(fold, cand.head), index, text
 
 
 def _score(model: Any, images, frames, class_names) -> dict[str, Any]:
@@ -125,8 +178,13 @@ def cross_dataset_table(
 ) -> pd.DataFrame:
     """One row per candidate and dataset (see module doc); ``clip_sets``: extra
     labelled folders nobody trained on (name -> folder), scored whole by
-    ``evaluate``'s loader (e.g. ``{"crema-d-sample": <data>/crema-d-sample}``)."""
-    from pathnet_fer.experiments.datasets import dataset_folds, face_settings_for, load_dataset
+    ``evaluate``'s loader (e.g. ``{"crema-d-sample": <data>/crema-d-sample}``).
+
+    Within a dataset every candidate is scored on the same faces, the ones none of them
+    trained on, when there are at least ``MIN_COMMON``; otherwise each on its own (the
+    ``faces`` column says which). A candidate with no face of a dataset it never saw gets a
+    row with no figures and the reason."""
+    from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
     from pathnet_fer.predict.evaluate import evaluate_heads
     from pathnet_fer.predict.model_file import ModelFileError, check_compatible, load_model
 
@@ -135,53 +193,51 @@ def cross_dataset_table(
     # every dataset a set learns from, a pooled link's members one by one
     names = list(dict.fromkeys(m for s in config.sets for link in s.links
                                for m in config.members(link)))  # fmt: skip
-    data = {}
-    for cand in candidates(run_dir, config, Path(shipped) if shipped else None):
-        model = _with_head(load_model(cand.path), cand.head)
-        for name in names:
+    cands = candidates(run_dir, config, Path(shipped) if shipped else None)
+    models = {c.name: _with_head(load_model(c.path), c.head) for c in cands}
+    for name in names:
+        settings = face_settings_for(config, name)
+        usable = []
+        for c in cands:
             try:
-                check_compatible(model.input, face_settings_for(config, name))
+                check_compatible(models[c.name].input, settings)
+                usable.append(c)
             except ModelFileError:
                 continue  # another crop size: not comparable on this study's crops
-            if name not in data:
-                data[name] = load_dataset(config, name)
-            d = data[name]
-            fixed = config.datasets[name].folds == "fixed"
-            index = dataset_folds(config, name, d)[0].test_index if fixed else None
-            scorer, faces, shown = model, "its test split" if fixed else "every face", cand.path
-            if not fixed and name in _seen(model):
-                if cand.fold is None:
-                    continue  # no fold counterpart saved: nothing held out to score
-                fold_file = load_model(cand.fold)
-                held = _held_subjects(fold_file, name)
-                if not held:
-                    continue
-                scorer = _with_head(fold_file, cand.head)
-                index = np.flatnonzero(np.isin(d.subjects.astype(str), list(held)))
-                shown = cand.fold
-                faces = (f"fold {fold_file.metadata.get('fold')}'s {len(held)} held-out people "
-                         "(the fold model of the same recipe)")  # fmt: skip
-            elif name in _seen(model):
-                faces += " (trained on its training split only)"
-            else:
-                faces += " (never trained on this dataset)"
-            if index is not None and len(index) == 0:
-                continue
-            images = d.faces.images if index is None else d.faces.images[index]
-            frames = d.faces.frames if index is None else d.faces.frames.iloc[index]
-            rows.append({"candidate": cand.name, "deploy": _deploy(cand, run_dir),
-                         "dataset": name, "faces": faces,
-                         "model": _shown(shown, run_dir, cand.head),
-                         **_score(scorer, images, frames, d.class_names)})  # fmt: skip
-        for name, folder in (clip_sets or {}).items():
-            if not Path(folder).is_dir():
-                continue
-            head = model.head_names[-1] if cand.head == LAST else cand.head
-            ev = evaluate_heads(cand.path, name, [head], root=folder)[head]
+        if not usable:
+            continue
+        d = load_dataset(config, name)
+        allowed = {c.name: _allowed(c, models[c.name], name, d, config) for c in usable}
+        indices = [ix for _, ix, _ in allowed.values() if ix is not None]
+        common = indices[0] if indices else None
+        for ix in indices[1:]:
+            common = np.intersect1d(common, ix)
+        shared = common is not None and len(common) >= MIN_COMMON
+        for c in usable:
+            scorer, index, faces = allowed[c.name]
+            row = {"candidate": c.name, "deploy": _deploy(c, run_dir), "dataset": name,
+                   "faces": faces, "model": "", "n": 0, "accuracy": np.nan,
+                   "top_share": np.nan, "confidence": np.nan, "clips": ""}  # fmt: skip
+            if scorer is not None:
+                if shared and len(common) < len(index):
+                    index = common
+                    faces = f"{len(common)} faces no candidate trained on ({faces})"
+                elif shared:
+                    faces = f"{faces}; the same faces for every candidate"
+                row.update(faces=faces, model=_shown(scorer.path or c.path, run_dir, c.head),
+                           **_score(scorer, d.faces.images[index], d.faces.frames.iloc[index],
+                                    d.class_names))  # fmt: skip
+            rows.append(row)
+    for name, folder in (clip_sets or {}).items():
+        if not Path(folder).is_dir():
+            continue
+        for c in cands:
+            head = models[c.name].head_names[0] if c.head == LAST else c.head
+            ev = evaluate_heads(c.path, name, [head], root=folder)[head]
             clips = f"{int(ev.clips['majority_correct'].sum())}/{len(ev.clips)}"
-            rows.append({"candidate": cand.name, "deploy": _deploy(cand, run_dir),
+            rows.append({"candidate": c.name, "deploy": _deploy(c, run_dir),
                          "dataset": name, "faces": "every clip (never trained on)",
-                         "model": _shown(cand.path, run_dir, cand.head), "n": len(ev.frames),
+                         "model": _shown(c.path, run_dir, c.head), "n": len(ev.frames),
                          "accuracy": ev.frame["accuracy"], "top_share": ev.frame["top_share"],
                          "confidence": float(ev.frames["p_max"].mean()),
                          "clips": clips})  # fmt: skip
@@ -236,20 +292,25 @@ def cross_dataset_markdown(table: pd.DataFrame) -> str:
 
 
 def recommended(table: pd.DataFrame) -> pd.Series | None:
-    """The candidate with the highest mean accuracy over the datasets every candidate
-    was scored on (each dataset counts once, whatever its size); None for an empty
-    table. Ties: the first listed (the simpler model)."""
+    """The candidate with the highest mean accuracy over the datasets every one of the
+    run's own candidates was scored on (each dataset counts once, whatever its size); a
+    candidate missing one of them (e.g. a shipped model at another crop size) is left
+    out rather than the dataset. Ties: the first listed (the simpler model). None for
+    an empty table."""
     if table.empty:
         return None
-    wide = table.pivot_table(index="candidate", columns="dataset", values="accuracy", sort=False)
-    wide = wide.dropna(axis=1)
-    if wide.shape[1] == 0:
+    wide = table.pivot_table(index="candidate", columns="dataset", values="accuracy",
+                             sort=False, dropna=False)  # fmt: skip
+    own = [c for c in wide.index if not str(c).startswith("shipped")]
+    datasets = wide.loc[own].dropna(axis=1).columns if own else wide.dropna(axis=1).columns
+    wide = wide[datasets].dropna(axis=0)
+    if wide.empty or len(datasets) == 0:
         return None
     means = wide.mean(axis=1)
     best = means.idxmax()
     row = table[table.candidate == best].iloc[0].copy()
     row["mean_accuracy"] = float(means[best])
-    row["datasets"] = list(wide.columns)
+    row["datasets"] = list(datasets)
     return row
 
 
@@ -264,6 +325,7 @@ def write_cross_dataset(
         shipped: Path | None = pretrained_path()
     except NoShippedModelError:
         shipped = None
+    (Path(run_dir) / "cross_dataset.csv").unlink(missing_ok=True)  # never a stale table
     table = cross_dataset_table(run_dir, config, shipped=shipped, clip_sets=clip_sets)
     table.to_csv(Path(run_dir) / "cross_dataset.csv", index=False)
     text = cross_dataset_markdown(table)
@@ -282,9 +344,14 @@ def cross_dataset_section(
 ) -> str:
     """``write_cross_dataset``'s section, or one line saying why it could not be made (a
     missing dataset must not cost the rest of the report)."""
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.datasets import DataMissingError
+    from pathnet_fer.predict.evaluate import EvaluationError
+    from pathnet_fer.predict.model_file import ModelFileError
+
     try:
         return write_cross_dataset(Path(run_dir), config, clip_sets=clip_sets)[1]
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, DataMissingError, ModelFileError, EvaluationError, ConfigError) as exc:
         first = (str(exc).splitlines() or [""])[0][:300]
         return (
             "## Deployed candidates on people they never saw (cross-dataset)\n\n"

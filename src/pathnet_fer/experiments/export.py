@@ -91,8 +91,14 @@ def save_heads_models(
 
     last = phases[-1]
     fixed = [ph for ph in phases if ph.fix_after]
-    if len(fixed) != len(finished) or config.protocol.iteration_mode != "repeat":
+    if config.protocol.iteration_mode != "repeat":
         return []  # chained iterations repeat one link: no chain of distinct heads
+    if len(fixed) != len(finished):
+        raise RuntimeError(
+            f"job {job.job_id}: {len(finished)} finished links recorded for {len(fixed)} "
+            "fixed phases; its checkpoint is inconsistent: delete "
+            f"checkpoints/{job.job_id}/ to redo the job"
+        )
     out = []
     for r in saved_runs(config, task, last):
         key = last.keys[r]
@@ -105,17 +111,19 @@ def save_heads_models(
         for dataset, *_ in links:
             names.append(dataset if dataset not in names else f"{dataset}#{len(names) + 1}")
         trained_on = _common_metadata(config, job, last, r, 0.0)["trained_on"]
+        held = _held_out(config, source.units[r], fixed, r, last)
         heads = HeadsModel(
             [net.path_model(t, run=r) for _, t, _, _ in links],
             names,
             [list(classes) for *_, classes in links],
             descriptions=[
-                {"link": j + 1, "dataset": d, "arm": arm, "trained_on": trained_on[: j + 1]} | held
-                for j, ((d, _, arm, _), held) in enumerate(
-                    zip(links, _held_out(config, source.units[r], fixed, r, last), strict=True)
-                )
+                {"link": j + 1, "dataset": d, "arm": arm, "trained_on": trained_on[: j + 1]} | h
+                for j, ((d, _, arm, _), h) in enumerate(zip(links, held, strict=True))
             ],
         )
+        # the combination held out each link's fold subjects of that link's dataset
+        by_dataset = {d: h["test_subjects"] for (d, *_), h in zip(links, held, strict=True)
+                      if h.get("test_subjects")}  # fmt: skip
         path = model_path(config, last, r, run_dir, suffix="_heads")
         save_path_model(
             path,
@@ -132,6 +140,7 @@ def save_heads_models(
                 "combination": "mean of the calibrated heads over the union of their "
                 "emotions (predict/heads.py)",
                 **_common_metadata(config, job, last, r, float(task.best_fitness[r])),
+                "test_subjects_by_dataset": by_dataset,
             },
         )
         out.append(str(path.relative_to(run_dir)))
@@ -144,7 +153,8 @@ def _held_out(config, unit, fixed: list[Phase], r: int, last: Phase) -> list[dic
     (none in a final fit, which trains on every subject)."""
     spec = config.datasets[unit.task]
     fold = unit.slots[0].fold
-    source = {"final_fit": fold == 0 and spec.folds != "fixed", "test_subjects": []}
+    # a subject-fold source's held-out subjects are not at hand here: not recorded (None)
+    source = {"final_fit": fold == 0 and spec.folds != "fixed", "test_subjects": None}
     if spec.folds == "fixed":
         source["held_out_splits"] = [s for s in spec.splits if s != "train"] or ["test"]
     out = [source]

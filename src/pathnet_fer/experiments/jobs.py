@@ -146,8 +146,9 @@ def _execute_link_job(
                 )
             offset = sum(ph.generations for ph in phases[:i])
             summary, task = run_phase(
-                config, job, i, phase, net, task, parts, state_path, progress, offset, run_dir
-            )
+                config, job, i, phase, net, task, parts, state_path, progress, offset, run_dir,
+                finished=[f.state() for f in finished],
+            )  # fmt: skip
             if source is not None and phase.save_models and i == len(phases) - 1:
                 summary["models"] += save_heads_models(
                     config, job, phases, net, task, source, finished, run_dir
@@ -181,6 +182,7 @@ def run_phase(
     progress: JobProgress,
     offset: int,
     run_dir: Path,
+    finished: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Evolve one phase (resuming ``task`` when given), log its metrics and confusions,
     export its models, fix it when the plan says so; return its summary and the task."""
@@ -200,7 +202,9 @@ def run_phase(
     log = LoggerGroup(loggers)
     K = config.protocol.eval_every
     vote = config.protocol.clip_vote
-    extra = {"job": job.job_id, "phase": index}
+    # the earlier links' tasks travel in every checkpoint: a job resumed inside link 3 still
+    # knows link 2 (its heads model and after-chain rows need it)
+    extra = {"job": job.job_id, "phase": index, "finished": list(finished or [])}
     every = config.executor.checkpoint_every
     rows = np.arange(len(phase.keys))
 

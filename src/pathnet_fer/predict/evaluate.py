@@ -574,7 +574,11 @@ def seen_note(model: Any, seen: set[str]) -> str:
             "none was held out, so these are not held-out figures (a fold model of the "
             "same run, e.g. transfer_best.pt, has held-out subjects)."
         )
-    held = [str(s) for s in meta.get("test_subjects") or []]
+    by_dataset = meta.get("test_subjects_by_dataset") or {}  # a heads model's combination
+    if any(n in by_dataset for n in seen):
+        held = [str(s) for n in sorted(seen) for s in by_dataset.get(n) or []]
+    else:
+        held = [str(s) for s in meta.get("test_subjects") or []]
     count = meta.get("n_test_subjects")
     if held:
         which = ", ".join(held)

@@ -216,7 +216,7 @@ class LoadedModel:
             self,
             model=head,
             class_names=self.model.head_classes[h],
-            dataset=name,
+            dataset=str(self.model.descriptions[h].get("dataset", name)),
             metadata=meta,
             config=head.config_dict(),
         )
