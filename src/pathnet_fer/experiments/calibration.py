@@ -277,7 +277,7 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
     would: the source head the source units' fit, a link head of a final fit the fit on
     all folds of the transfer arm for its link, a link head of a fold model the fit on the
     *other* folds (cross-fitted: never its own held-out faces). A head with nothing to fit
-    on keeps T = 1 (said in the report)."""
+    on gets T = 1 (listed in the report with 0 faces)."""
     from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
     from pathnet_fer.predict.model_file import load_model, set_head_temperatures
 
@@ -303,7 +303,10 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
             others = sorted(int(f) for f in group[~mine].fold)
             found = (t, int(group[~mine].n.sum()), others) if np.isfinite(t) else None
             what = "transfer arm, cross-fitted"
-        if found is None:
+        if found is None:  # said, and reset (a re-run must not keep a stale fit)
+            fits[name] = {"temperature": 1.0, "fit_on": "nothing to fit on: uncalibrated"}
+            out.append({"model": f"models/{path.parent.name}/{path.name} (head {name})",
+                        "temperature": 1.0, "n_faces": 0, "folds": []})  # fmt: skip
             continue
         temperature, n, folds = found
         fits[name] = {

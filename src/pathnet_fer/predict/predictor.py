@@ -461,7 +461,7 @@ class Predictor:
 
     def _concat(self, tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
         if not tables:
-            return empty_frame(self.class_names)
+            return self._add_head_columns(empty_frame(self.class_names), {}, 0)
         if len(tables) == 1:
             return tables[0].reset_index(drop=True)
         return pd.concat(tables, ignore_index=True)
