@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -246,25 +247,61 @@ def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_
     assert len(fer) == 6 and (fer.n == 60).all()  # the test split, which nobody trained on
     data = load_dataset(config, "ckplus48")
     ck = table[table.dataset == "ckplus48"].set_index("candidate")
-    # never trained on CK+48: every face
-    assert ck.loc["source alone (fer2013)", "n"] == len(data.y)
-    assert ck.loc["shipped pretrained model", "n"] == len(data.y)
-    # the final fit saw every CK+48 subject: its fold model on that fold's held-out people
-    row = ck.loc["fer2013->ckplus48: last link (ckplus48)"]
+    # the final fit saw every CK+48 subject: its fold model on that fold's held-out people,
+    # and every other candidate on the same people (none of them trained on them)
     fold_file = load_model(a.run_dir / "models" / "fer2013-to-ckplus48" / "transfer_best_heads.pt")
     test = dataset_folds(config, "ckplus48", data)[int(fold_file.metadata["fold"]) - 1].test_index
-    assert row.n == len(test) < len(data.y) and "held-out people" in row.faces
-    own = evaluate_faces(fold_file.with_head("ckplus48"), data.faces.images[test],
-                         data.faces.frames.iloc[test], data.class_names)  # fmt: skip
-    assert row.accuracy == pytest.approx(own.frame["accuracy"])
+    assert (ck.n == len(test)).all() and len(test) < len(data.y)
+    row = ck.loc["fer2013->ckplus48: last link (ckplus48)"]
+    assert "held-out people" in row.faces and row.model.endswith("(last head)")
+    for name, model in (
+        ("fer2013->ckplus48: last link (ckplus48)", fold_file.with_head("ckplus48")),
+        ("source alone (fer2013)", load_model(a.source)),
+        ("shipped pretrained model", load_model(b.path)),
+    ):
+        own = evaluate_faces(model, data.faces.images[test], data.faces.frames.iloc[test],
+                             data.class_names)  # fmt: skip
+        assert ck.loc[name, "accuracy"] == pytest.approx(own.frame["accuracy"]), name
     assert row.deploy == "models/fer2013-to-ckplus48/final.pt"
     combined = ck.loc["fer2013->ckplus48: every link, combined"]
-    assert combined.n == row.n and combined.deploy.endswith("final_heads.pt")
+    assert combined.deploy.endswith("final_heads.pt")
     crema = table[table.dataset == "crema-d-sample"]
     assert len(crema) == 6 and crema.clips.str.fullmatch(r"\d/5").all()
     best = recommended(table)
-    means = table.pivot_table(index="candidate", columns="dataset", values="accuracy").mean(1)
+    means = table.pivot_table(index="candidate", columns="dataset", values="accuracy").mean(axis=1)
     assert best["mean_accuracy"] == pytest.approx(means.max())  # ties: the first listed
     assert best["candidate"] == next(c for c in table.candidate if means[c] == means.max())
     md = cross_dataset_markdown(table)
     assert "| candidate | fer2013 | ckplus48 | jaffe | crema-d-sample |" in md
+
+
+@pytest.mark.slow
+def test_cross_dataset_never_scores_faces_a_candidate_trained_on(tiny_builds):
+    """Which faces of a dataset a candidate may be scored on, from what its file says it
+    learnt: a fixed-split source its test split; a later link that learnt the dataset
+    (a final fit saw every row) only through its fold model; a pooled link not at all."""
+    from dataclasses import replace
+
+    from pathnet_fer.experiments.cross_dataset import Candidate, _allowed
+    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+
+    overrides, (a, _) = tiny_builds
+    config = load_config("pretrained", overrides)
+    fer = load_dataset(config, "fer2013")
+    test = dataset_folds(config, "fer2013", fer)[0].test_index
+    source = load_model(a.source)
+    cand = Candidate("x", a.source)
+    scorer, index, faces = _allowed(cand, source, "fer2013", fer, config)
+    assert scorer is source and np.array_equal(index, test) and "training split only" in faces
+    ck, fer_item = ({"dataset": n, "adapters": [n]} for n in ("ckplus48", "fer2013"))
+    later = replace(source, metadata={**source.metadata, "trained_on": [ck, fer_item]})
+    assert _allowed(cand, later, "fer2013", fer, config)[0] is None  # no fold model: skipped
+    pooled = {"dataset": "posed", "adapters": ["fer2013", "jaffe"],
+              "members": {"fer2013_sharp": 10, "jaffe": 5}}  # fmt: skip
+    mixed = replace(source, metadata={**source.metadata, "trained_on": [ck, pooled]})
+    scorer, index, reason = _allowed(cand, mixed, "fer2013", fer, config)
+    assert scorer is None and "pooled" in reason
+    # FER+ relabels FER-2013's images: a FER+ source shares them
+    plus = replace(source, metadata={**source.metadata,
+                                     "trained_on": [{"dataset": "ferplus", "adapters": ["ferplus"]}]})  # fmt: skip
+    assert "training split only" in _allowed(cand, plus, "fer2013", fer, config)[2]
