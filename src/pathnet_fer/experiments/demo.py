@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from pathnet_fer.experiments.config import CONFIG_DIR, load_config
 from pathnet_fer.experiments.runner import (
     ExperimentResult,
@@ -34,8 +36,10 @@ def run_demo(
     """Run the demo config into ``out`` and print the summary's location and tables."""
     cfg = load_config(config, overrides)
     out = Path(out)
+    root = cfg.resolved_data_root()
+    clip_sets = {name: root / name for name in CLIP_SETS if (root / name).is_dir()}
     try:
-        result = run_experiment(cfg, out, restart=restart, quiet=quiet)
+        result = run_experiment(cfg, out, restart=restart, quiet=quiet, clip_sets=clip_sets)
     except RunDirError as err:
         # An older demo (other settings or code) is in the way: keep it, start afresh.
         if isinstance(err, RunDirInUseError) or not (out / "config.yaml").exists():
@@ -48,8 +52,9 @@ def run_demo(
             f" moved it to {kept}",
             file=sys.stderr,
         )
-        result = run_experiment(cfg, out, quiet=quiet)
-    table = with_clips(result, cfg)
+        result = run_experiment(cfg, out, quiet=quiet, clip_sets=clip_sets)
+    path = result.run_dir / "cross_dataset.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if quiet:
         print(f"Report: {result.summary_md}")
     else:
@@ -92,31 +97,6 @@ def _shipped_note(table) -> str:
         f"; the shipped pretrained model does better there, {best['mean_accuracy']:.3f}, "
         "and is what `pathnet-fer predict` uses without --model"
     )
-
-
-def with_clips(result: ExperimentResult, config):
-    """The report's cross-dataset section again, now with CREMA-D's clips
-    (experiments/cross_dataset.py; ``cross_dataset.csv``); returns the table."""
-    import pandas as pd
-
-    from pathnet_fer.experiments.cross_dataset import cross_dataset_section
-
-    root = config.resolved_data_root()
-    clip_sets = {name: root / name for name in CLIP_SETS if (root / name).is_dir()}
-    section = cross_dataset_section(result.run_dir, config, clip_sets=clip_sets)
-    md = result.summary_md
-    text = md.read_text()
-    title = section.split("\n", 1)[0]
-    head, found, rest = text.partition(title)
-    if found:  # replace finalise's section (up to the next one)
-        after = rest.split("\n## ", 1)
-        text = head + section + ("\n## " + after[1] if len(after) > 1 else "")
-    else:
-        before, sep, tail = text.partition("\n## Figures")
-        text = f"{before.rstrip()}\n\n{section}{sep}{tail}"
-    md.write_text(text)
-    path = result.run_dir / "cross_dataset.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
 def deployed_model(run_dir: Path, table) -> Path | None:

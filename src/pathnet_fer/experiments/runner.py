@@ -228,14 +228,17 @@ def run_experiment(
     restart: bool = False,
     executor: Executor | None = None,
     quiet: bool = False,
+    clip_sets: dict[str, Path] | None = None,
 ) -> ExperimentResult:
     """Run every job of ``config`` into ``out`` (resuming what is there) and write the report.
+    ``clip_sets``: labelled clip folders no model trains on, added to the report's
+    cross-dataset table (the demo's CREMA-D sample).
 
     The run directory is locked while this runs: a second command on it is refused."""
     out = Path(out).expanduser().resolve()
     lock = RunLock(out)
     try:
-        return _run_experiment(config, out, restart, executor, quiet, lock)
+        return _run_experiment(config, out, restart, executor, quiet, lock, clip_sets)
     finally:
         lock.release()
 
@@ -247,6 +250,7 @@ def _run_experiment(
     executor: Executor | None,
     quiet: bool,
     lock: RunLock,
+    clip_sets: dict[str, Path] | None = None,
 ) -> ExperimentResult:
     from tqdm.auto import tqdm
 
@@ -413,7 +417,7 @@ def _run_experiment(
         raise RuntimeError(
             f"every job failed ({', '.join(failed)}); see {out / 'log.txt'} for the tracebacks"
         )
-    result = finalise(out, config, quiet=quiet)
+    result = finalise(out, config, quiet=quiet, clip_sets=clip_sets)
     result.failed = failed
     result.seconds = time.perf_counter() - start
     log(f"finished in {result.seconds:.0f} s; report: {result.summary_md}")
@@ -451,7 +455,10 @@ def add_metrics(run_dir: Path, metrics_csv: Path, part: str) -> pd.DataFrame:
 
 
 def finalise(
-    out: Path, config: ExperimentConfig | None = None, quiet: bool = True
+    out: Path,
+    config: ExperimentConfig | None = None,
+    quiet: bool = True,
+    clip_sets: dict[str, Path] | None = None,
 ) -> ExperimentResult:
     """Merge job outputs into metrics.csv / confusion.csv, write tables and figures."""
     import yaml
@@ -492,7 +499,7 @@ def finalise(
         by_member = member_scores(calibration["sets"], unions, calibration["table"])
         by_member.to_csv(out / "pooled_members.csv", index=False)
         members = members_markdown(by_member)
-    cross = cross_dataset_section(out, config) if calibration["finals"] else ""
+    cross = cross_dataset_section(out, config, clip_sets=clip_sets) if calibration["finals"] else ""
     for section in (calibration["markdown"], members, cross):
         if section:
             md = paths["summary_md"]
