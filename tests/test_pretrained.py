@@ -40,7 +40,9 @@ def test_shipped_file_loads_through_the_safe_loader(shipped):
     assert path == REPO_ROOT / "src" / "pathnet_fer" / "pretrained" / "default.pt"
     assert 0 < path.stat().st_size < MAX_BYTES
     payload = load_plain(path, "pathnet-fer model file")  # weights_only: runs no code
-    assert payload["format"] == "pathnet-fer-model" and payload["model_kind"] == "pathnet-block-path"
+    assert (
+        payload["format"] == "pathnet-fer-model" and payload["model_kind"] == "pathnet-block-path"
+    )
     assert list(shipped.class_names) == SIX
     assert shipped.input.describe() == "48x48 grey crops (2304 inputs)"
     assert shipped.metadata["arm"] == "source" and shipped.dataset == "fer2013"
