@@ -44,7 +44,8 @@ def heads_run(tmp_path_factory, require_data):
         "protocol.eval_every=2",
         "protocol.folds=3",
         "logging.progress=false",
-        f"cache_dir={tmp_path_factory.getbasetemp() / 'cache'}",
+        # its own source store: the chain tests train these sources themselves
+        f"cache_dir={base / 'cache'}",
     ]
     config = load_config("small", settings)
     run_experiment(config, base / "run", executor=InlineExecutor(), quiet=True)

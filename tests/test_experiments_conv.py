@@ -55,7 +55,9 @@ def test_tiny_conv_study_runs_every_arm_and_exports_conv_models(tmp_path, requir
     assert models
     for path in models:
         loaded = load_model(path)
-        assert loaded.config["format"] == "pathnet-fer-conv-path-model"
+        # a heads model (a chain's every link) holds conv paths too
+        configs = [h["config"] for h in loaded.config.get("heads", [])] or [loaded.config]
+        assert {c["format"] for c in configs} == {"pathnet-fer-conv-path-model"}, path.name
     summary = pd.read_csv(out / "summary.csv")
     assert {"transfer", "scratch"} <= set(summary.arm)
     _check_publication_outputs(out, len(config.sets))
