@@ -25,6 +25,7 @@ datasets with several frames per clip).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,46 @@ def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tup
     return _with_head(fold, cand.head), index, text
 
 
-def _score(model: Any, images, frames, class_names) -> dict[str, Any]:
+class _Probas:
+    """Each distinct head's calibrated probabilities on a dataset's faces, computed once:
+    a source file and the source head of a heads model are the same weights (and
+    temperature), a combination is its heads' mix. Keyed by the weights' digest."""
+
+    BATCH = 512
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, model: Any, images: np.ndarray, key: str) -> np.ndarray:
+        import torch
+
+        from pathnet_fer.predict.heads import HeadsModel
+
+        if isinstance(model.model, HeadsModel):
+            parts = [torch.from_numpy(self(model.with_head(n), images, key))
+                     for n in model.head_names]  # fmt: skip
+            return model.model.combine(parts).numpy()
+        ident = (_digest(model.model), model.temperature, key, len(images))
+        if ident not in self.memo:
+            self.memo[ident] = np.concatenate(
+                [model.predict_proba(images[i : i + self.BATCH])
+                 for i in range(0, len(images), self.BATCH)]
+            ) if len(images) else np.zeros((0, len(model.class_names)))  # fmt: skip
+        return self.memo[ident]
+
+
+def _digest(module: Any) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _score(model: Any, images, frames, class_names, proba=None) -> dict[str, Any]:
     from pathnet_fer.predict.evaluate import evaluate_faces
 
-    ev = evaluate_faces(model, images, frames, class_names)
+    ev = evaluate_faces(model, images, frames, class_names, proba=proba)
     row = {
         "n": len(ev.frames),
         "accuracy": ev.frame["accuracy"],
@@ -185,7 +222,7 @@ def cross_dataset_table(
     ``faces`` column says which). A candidate with no face of a dataset it never saw gets a
     row with no figures and the reason."""
     from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
-    from pathnet_fer.predict.evaluate import evaluate_heads
+    from pathnet_fer.predict.evaluate import check_crops, dataset_config
     from pathnet_fer.predict.model_file import ModelFileError, check_compatible, load_model
 
     run_dir = Path(run_dir)
@@ -194,6 +231,7 @@ def cross_dataset_table(
     names = list(dict.fromkeys(m for s in config.sets for link in s.links
                                for m in config.members(link)))  # fmt: skip
     cands = candidates(run_dir, config, Path(shipped) if shipped else None)
+    probas = _Probas()
     models = {c.name: _with_head(load_model(c.path), c.head) for c in cands}
     for name in names:
         settings = face_settings_for(config, name)
@@ -224,23 +262,30 @@ def cross_dataset_table(
                     faces = f"{len(common)} faces no candidate trained on ({faces})"
                 elif shared:
                     faces = f"{faces}; the same faces for every candidate"
+                images = d.faces.images[index]
+                key = f"{name}:{hashlib.sha256(np.asarray(index).tobytes()).hexdigest()}"
                 row.update(faces=faces, model=_shown(scorer.path or c.path, run_dir, c.head),
-                           **_score(scorer, d.faces.images[index], d.faces.frames.iloc[index],
-                                    d.class_names))  # fmt: skip
+                           **_score(scorer, images, d.faces.frames.iloc[index], d.class_names,
+                                    probas(scorer, images, key)))  # fmt: skip
             rows.append(row)
     for name, folder in (clip_sets or {}).items():
         if not Path(folder).is_dir():
             continue
+        loaded: dict[str, Any] = {}  # crops per face settings (usually one for all)
         for c in cands:
-            head = models[c.name].head_names[0] if c.head == LAST else c.head
-            ev = evaluate_heads(c.path, name, [head], root=folder)[head]
-            clips = f"{int(ev.clips['majority_correct'].sum())}/{len(ev.clips)}"
+            model = models[c.name]
+            cfg = dataset_config(name, model, None, (), folder, False)
+            settings = face_settings_for(cfg, name)
+            check_crops(model, settings, name)
+            if settings.key() not in loaded:
+                loaded[settings.key()] = load_dataset(cfg, name)
+            d = loaded[settings.key()]
+            images = d.faces.images
+            row = _score(model, images, d.faces.frames, d.class_names,
+                         probas(model, images, f"{name}:{settings.key()}"))  # fmt: skip
             rows.append({"candidate": c.name, "deploy": _deploy(c, run_dir),
                          "dataset": name, "faces": "every clip (never trained on)",
-                         "model": _shown(c.path, run_dir, c.head), "n": len(ev.frames),
-                         "accuracy": ev.frame["accuracy"], "top_share": ev.frame["top_share"],
-                         "confidence": float(ev.frames["p_max"].mean()),
-                         "clips": clips})  # fmt: skip
+                         "model": _shown(c.path, run_dir, c.head), **row})  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -269,14 +269,16 @@ def evaluate_faces(
     model_path: str = "",
     dataset: str = "",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    proba: np.ndarray | None = None,
 ) -> DatasetEvaluation:
     """Score a ``LoadedModel`` on face crops with their ``FaceDataset.frames`` rows
-    (``clip``, ``subject``, ``label``, optionally ``frame_index`` and ``fallback``)."""
+    (``clip``, ``subject``, ``label``, optionally ``frame_index`` and ``fallback``);
+    ``proba``: the model's probabilities on these crops when already computed."""
     if len(images) == 0:
         raise EvaluationError(f"dataset {dataset!r} has no face crops to score")
-    proba = np.concatenate(
-        [model.predict_proba(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    )
+    if proba is None:
+        proba = np.concatenate([model.predict_proba(images[i : i + batch_size])
+                                for i in range(0, len(images), batch_size)])  # fmt: skip
     labels = frames["label"].to_numpy(np.int64)
     present = [data_classes[i] for i in np.unique(labels)]
     mapping = ClassMapping.build(model.class_names, data_classes, present)

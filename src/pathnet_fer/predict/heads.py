@@ -100,12 +100,17 @@ class HeadsModel(nn.Module):
 
     def combined_proba(self, x: torch.Tensor) -> torch.Tensor:
         """The weighted mean of the calibrated heads over the union of their classes."""
+        return self.combine([self.head_proba(x, h) for h in range(len(self.heads))])
+
+    def combine(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The combination of the heads' calibrated probabilities ``parts[h]`` (n, C_h)
+        (float64), over the union of their classes (see module doc)."""
         total = None
         mass = None
-        for h in range(len(self.heads)):
-            place = getattr(self, f"_place{h}").to(x.device)
+        for h, p in enumerate(parts):
+            place = getattr(self, f"_place{h}").to(p.device)
             w = self.weights[h]
-            part = self.head_proba(x, h) @ place * w
+            part = p.double() @ place * w
             cover = place.sum(0) * w
             total = part if total is None else total + part
             mass = cover if mass is None else mass + cover
