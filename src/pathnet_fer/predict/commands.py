@@ -136,18 +136,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print what the model file holds (classes, input, settings, metadata) and exit; "
         "without --model: the shipped model's summary",
     )
+    add_head_option(p, "as both (all: the combination plus each head's columns)")
+    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.set_defaults(func=run_predict)
+    _register_evaluate(sub)
+
+
+def add_head_option(p: argparse.ArgumentParser, all_means: str) -> None:
+    """``--head NAME|combined|all`` (predict/heads.py); ``all_means``: what ``all`` does."""
     p.add_argument(
         "--head",
         default="combined",
         metavar="NAME",
         help="a chain's heads model (models/<set>/*_heads.pt) answers as one link (its "
         "dataset's name, e.g. fer2013), as the mean of its calibrated heads (combined, the "
-        "default) or as both (all: the combination plus each head's columns); a single-path "
-        "model has one head",
+        f"default) or {all_means}; a single-path model has one head",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
-    p.set_defaults(func=run_predict)
-    _register_evaluate(sub)
 
 
 def _model_or_shipped(model: str | None, quiet: bool = False) -> str | None:
@@ -236,15 +240,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="processes cropping faces (default: all cores)"
     )
-    p.add_argument(
-        "--head",
-        default="combined",
-        metavar="NAME",
-        help="a chain's heads model (models/<set>/*_heads.pt) answers as one link (its "
-        "dataset's name, e.g. fer2013), as the mean of its calibrated heads (combined, the "
-        "default) or each in turn (all: every head, then the combination); a single-path "
-        "model has one head",
-    )
+    add_head_option(p, "each in turn (all: every head, then the combination)")
     p.add_argument("--quiet", action="store_true", help="no progress bar while cropping")
     p.set_defaults(func=run_evaluate)
 
