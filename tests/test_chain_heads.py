@@ -23,8 +23,8 @@ from fixture_trees import fer_subset
 from pathnet_fer.experiments.config import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.runner import run_experiment
-from pathnet_fer.predict.heads import HeadsModel
-from pathnet_fer.predict.model_file import ModelFileError, load_model
+from pathnet_fer.formats.model_file import ModelFileError, load_model
+from pathnet_fer.pathnet.heads_model import HeadsModel
 
 SET = "fer2013-to-ckplus48-to-jaffe"
 

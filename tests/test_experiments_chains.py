@@ -70,7 +70,7 @@ def test_the_source_is_trained_once_per_iteration_for_every_fold(chain_run):
     records = _records(base / "run")
     assert all(records[j.job_id]["reused"] == "" for j in sources)  # trained here
     assert len({records[j.job_id]["key"] for j in sources}) == 2
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     for j in sources:  # each source is also a model of its own (the zero-shot model)
         model = load_model(base / "run" / "models" / "sources" / f"{j.job_id}.pt")

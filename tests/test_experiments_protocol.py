@@ -169,7 +169,7 @@ def test_folds_are_subject_independent_in_every_phase(tiny_run):
 
 
 def test_models_are_saved_for_prediction(tiny_run):
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     config, out, _ = tiny_run
     models = sorted((out / "models").glob("*/*.pt"))
@@ -184,7 +184,7 @@ def test_models_are_saved_for_prediction(tiny_run):
 
 def test_final_fit_model_saw_every_subject_and_says_so(tiny_run, capsys):
     from pathnet_fer.cli import main as cli_main
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     config, out, result = tiny_run
     assert "final" not in set(result.metrics.arm)  # no held-out figure: not in the tables
@@ -242,7 +242,7 @@ def test_final_model_carries_the_pooled_temperature_and_predict_applies_it(tiny_
     import torch
 
     from pathnet_fer.experiments.runner import finalise
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     config, out, _ = tiny_run
     path = out / "models" / "ckplus48-to-ckplus48" / "final.pt"

@@ -124,7 +124,7 @@ def test_union_destination_trains_and_deploys_with_every_member(tmp_path, requir
     """A whole study on a pooled destination: folds, the transfer arm, the final model."""
     from pathnet_fer.experiments.executor import InlineExecutor
     from pathnet_fer.experiments.runner import run_experiment
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     require_data("ckplus48")
     require_data("jaffe")

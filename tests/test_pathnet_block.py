@@ -309,8 +309,8 @@ def test_frozen_modules_and_their_statistics_stay_bit_identical_through_a_transf
 
 def test_forward_paths_the_exported_model_and_a_model_file_agree(tmp_path) -> None:
     from pathnet_fer.faces.settings import FaceSettings
+    from pathnet_fer.formats.model_file import BLOCK_MODEL_KIND, save_path_model
     from pathnet_fer.predict import ModelFileError, load_model
-    from pathnet_fer.predict.model_file import BLOCK_MODEL_KIND, save_path_model
 
     net = PathNet(_config(block_residual=True), runs=2, seed=1)
     gen = torch.Generator().manual_seed(1)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from pathnet_fer.formats.model_file import CONV_MODEL_KIND, FORMAT_VERSION, MODEL_KIND
 from pathnet_fer.predict import ModelFileError, Predictor, load_model
-from pathnet_fer.predict.model_file import CONV_MODEL_KIND, FORMAT_VERSION, MODEL_KIND
 from predict_support import trained_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,8 +12,8 @@ import torch
 
 from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.formats.model_file import FORMAT_VERSION
 from pathnet_fer.predict import ModelFileError, Predictor, load_model, save_path_model
-from pathnet_fer.predict.model_file import FORMAT_VERSION
 from predict_support import trained_model
 
 
@@ -150,7 +150,7 @@ def test_save_refuses_a_model_that_does_not_fit_its_description(trained, tmp_pat
 
 def _calibrated(trained, tmp_path, temperature=2.0):
     """A copy of the trained model file carrying a valid calibration (as a final model)."""
-    from pathnet_fer.predict.model_file import set_calibration
+    from pathnet_fer.formats.model_file import set_calibration
 
     path = tmp_path / "calibrated.pt"
     shutil.copyfile(trained.path, path)
@@ -208,7 +208,7 @@ def test_predict_refuses_a_model_with_a_bad_temperature_in_one_line(
 def test_an_unusable_calibration_temperature_is_refused_when_written(
     trained, tmp_path, value, shown
 ):
-    from pathnet_fer.predict.model_file import set_calibration
+    from pathnet_fer.formats.model_file import set_calibration
 
     path = tmp_path / "model.pt"
     shutil.copyfile(trained.path, path)
@@ -261,7 +261,7 @@ def test_integrity_check_covers_everything_that_changes_predictions(trained, tmp
 
 
 def test_descriptive_metadata_is_not_covered_and_old_files_still_load(trained, tmp_path):
-    from pathnet_fer.predict.model_file import FORMAT_VERSION
+    from pathnet_fer.formats.model_file import FORMAT_VERSION
 
     calibrated = _calibrated(trained, tmp_path)
     # Notes that do not change a prediction (scores, run dir) may be edited.

@@ -15,8 +15,8 @@ import pytest
 
 from pathnet_fer.cli import main
 from pathnet_fer.experiments.config import load_config
+from pathnet_fer.formats.model_file import load_model, save_path_model
 from pathnet_fer.paths import REPO_ROOT
-from pathnet_fer.predict.model_file import load_model, save_path_model
 from pathnet_fer.pretrained import (
     MODEL_ENV,
     pretrained_info,

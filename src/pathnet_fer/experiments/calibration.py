@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from pathnet_fer.experiments.evaluation import reliability_table
-from pathnet_fer.predict.model_file import TEMPERATURE_RANGE
+from pathnet_fer.formats.model_file import TEMPERATURE_RANGE
 
 KEY_COLUMNS = ("experiment", "arm", "task", "iteration", "fold")
 # T in [0.05, 20]: beyond either end the fit is degenerate. The same range a model file's
@@ -217,7 +217,7 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     from pathnet_fer.experiments.figures import calibration_figure
     from pathnet_fer.experiments.names import slug
     from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
-    from pathnet_fer.predict.model_file import load_model, set_calibration
+    from pathnet_fer.formats.model_file import load_model, set_calibration
 
     run_dir = Path(run_dir)
     sets = read_heldout(run_dir)  # final fits save none: they have no held-out faces
@@ -279,7 +279,7 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
     *other* folds (cross-fitted: never its own held-out faces). A head with nothing to fit
     on gets T = 1 (listed in the report with 0 faces)."""
     from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
-    from pathnet_fer.predict.model_file import load_model, set_head_temperatures
+    from pathnet_fer.formats.model_file import load_model, set_head_temperatures
 
     model = load_model(path)
     heads = model.model

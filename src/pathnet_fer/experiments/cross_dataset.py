@@ -58,7 +58,7 @@ def _with_head(loaded: Any, head: str) -> Any:
 
 def _held_subjects(fold: Any, dataset: str) -> set[str] | None:
     """The subjects of ``dataset`` a fold model (or heads model) held out, if recorded."""
-    from pathnet_fer.predict.heads import HeadsModel
+    from pathnet_fer.pathnet.heads_model import HeadsModel
 
     if isinstance(fold.model, HeadsModel):
         held: set[str] = set()
@@ -128,7 +128,7 @@ def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tup
     """``(scorer, row index, faces text)`` of the faces of ``name`` the candidate never
     trained on, or ``(None, None, reason)`` when it has none to offer."""
     from pathnet_fer.experiments.datasets import dataset_folds
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     fixed = config.datasets[name].folds == "fixed"
     every = dataset_folds(config, name, d)[0].test_index if fixed else np.arange(len(d.y))
@@ -167,7 +167,7 @@ class _Probas:
     def __call__(self, model: Any, images: np.ndarray, key: str) -> np.ndarray:
         import torch
 
-        from pathnet_fer.predict.heads import HeadsModel
+        from pathnet_fer.pathnet.heads_model import HeadsModel
 
         if isinstance(model.model, HeadsModel):
             parts = [torch.from_numpy(self(model.with_head(n), images, key))
@@ -222,8 +222,8 @@ def cross_dataset_table(
     ``faces`` column says which). A candidate with no face of a dataset it never saw gets a
     row with no figures and the reason."""
     from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
+    from pathnet_fer.formats.model_file import ModelFileError, check_compatible, load_model
     from pathnet_fer.predict.evaluate import check_crops, dataset_config
-    from pathnet_fer.predict.model_file import ModelFileError, check_compatible, load_model
 
     run_dir = Path(run_dir)
     rows: list[dict[str, Any]] = []
@@ -391,8 +391,8 @@ def cross_dataset_section(
     missing dataset must not cost the rest of the report)."""
     from pathnet_fer.experiments.config import ConfigError
     from pathnet_fer.experiments.datasets import DataMissingError
+    from pathnet_fer.formats.model_file import ModelFileError
     from pathnet_fer.predict.evaluate import EvaluationError
-    from pathnet_fer.predict.model_file import ModelFileError
 
     try:
         return write_cross_dataset(Path(run_dir), config, clip_sets=clip_sets)[1]

@@ -1,5 +1,5 @@
 """Export a phase's best path as a prediction model file (format owned by ``predict``),
-and a chain's every link as one heads model (``predict/heads.py``)."""
+and a chain's every link as one heads model (``pathnet/heads_model.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathnet_fer.experiments.phases import Phase, describe_rows
 def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str]:
     """Save the best path(s) of a finished phase (``save_models``: best | all); return
     their paths relative to the run directory."""
-    from pathnet_fer.predict.model_file import save_model
+    from pathnet_fer.formats.model_file import save_model
 
     fitness = task.best_fitness.cpu().numpy()
     out = []
@@ -86,8 +86,8 @@ def save_heads_models(
     the last one's (each a standalone path model, cut from the same net: the earlier links
     bit for bit as they were fixed). Temperatures are 1 here; the report's calibration sets
     each head's from held-out predictions (experiments/calibration.py)."""
-    from pathnet_fer.predict.heads import HeadsModel
-    from pathnet_fer.predict.model_file import save_path_model
+    from pathnet_fer.formats.model_file import save_path_model
+    from pathnet_fer.pathnet.heads_model import HeadsModel
 
     last = phases[-1]
     fixed = [ph for ph in phases if ph.fix_after]
@@ -138,7 +138,7 @@ def save_heads_models(
                 "fold": key.fold,
                 "heads": names,
                 "combination": "mean of the calibrated heads over the union of their "
-                "emotions (predict/heads.py)",
+                "emotions (pathnet/heads_model.py)",
                 **_common_metadata(config, job, last, r, float(task.best_fitness[r])),
                 "test_subjects_by_dataset": by_dataset,
             },

@@ -380,8 +380,8 @@ def _save_source_model(
     zero-shot model, e.g. FER-2013's for new people."""
     from pathnet_fer.experiments.datasets import face_settings_for
     from pathnet_fer.experiments.phases import describe_rows
+    from pathnet_fer.formats.model_file import save_model
     from pathnet_fer.pathnet import PathNet
-    from pathnet_fer.predict.model_file import save_model
 
     if config.save_models == "none":
         return []

@@ -1,6 +1,6 @@
 """Predict: model files, the streaming predictor, the ``pathnet-fer predict`` CLI.
 
-``save_model`` / ``load_model`` (model_file), ``Predictor`` (predictor), the documented
+``save_model`` / ``load_model`` (``pathnet_fer.formats.model_file``), ``Predictor`` (predictor), the documented
 table columns (columns) and per-file summaries (summary). Imported lazily so that the
 CLI starts fast and ``save_model`` does not pull in the video stack.
 """
@@ -11,14 +11,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "save_model": "model_file",
-    "save_path_model": "model_file",
-    "load_model": "model_file",
-    "LoadedModel": "model_file",
-    "ModelFileError": "model_file",
-    "Predictor": "predictor",
-    "PredictionResult": "predictor",
-    "summarise": "summary",
+    "save_model": "pathnet_fer.formats.model_file",
+    "save_path_model": "pathnet_fer.formats.model_file",
+    "load_model": "pathnet_fer.formats.model_file",
+    "LoadedModel": "pathnet_fer.formats.model_file",
+    "ModelFileError": "pathnet_fer.formats.model_file",
+    "Predictor": "pathnet_fer.predict.predictor",
+    "PredictionResult": "pathnet_fer.predict.predictor",
+    "summarise": "pathnet_fer.predict.summary",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -26,6 +26,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        module = importlib.import_module(f"pathnet_fer.predict.{_EXPORTS[name]}")
+        module = importlib.import_module(_EXPORTS[name])
         return getattr(module, name)
     raise AttributeError(f"module 'pathnet_fer.predict' has no attribute {name!r}")

@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_head_option(p: argparse.ArgumentParser, all_means: str) -> None:
-    """``--head NAME|combined|all`` (predict/heads.py); ``all_means``: what ``all`` does."""
+    """``--head NAME|combined|all`` (pathnet/heads_model.py); ``all_means``: what ``all`` does."""
     p.add_argument(
         "--head",
         default="combined",
@@ -250,8 +250,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.config import ConfigError
     from pathnet_fer.experiments.datasets import DataMissingError
     from pathnet_fer.experiments.names import slug
+    from pathnet_fer.formats.model_file import ModelFileError
     from pathnet_fer.predict.evaluate import EvaluationError, evaluate_heads
-    from pathnet_fer.predict.model_file import ModelFileError
     from pathnet_fer.predict.outputs import OutputError, check_writable
 
     if args.batch_size < 1:
@@ -331,7 +331,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pathnet_fer.faces.video import frame_count_hint, is_image
-    from pathnet_fer.predict.model_file import ModelFileError, load_model, read_header
+    from pathnet_fer.formats.model_file import ModelFileError, load_model, read_header
     from pathnet_fer.predict.outputs import OutputError
     from pathnet_fer.predict.predictor import Predictor
 

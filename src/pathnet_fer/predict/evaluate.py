@@ -415,7 +415,7 @@ def _adapter_for(name: str) -> Any:
 
 def check_crops(model: Any, settings: Any, dataset: str) -> None:
     """Refuse face settings whose crops the model's input layer cannot take."""
-    from pathnet_fer.predict.model_file import ModelFileError, check_compatible
+    from pathnet_fer.formats.model_file import ModelFileError, check_compatible
 
     try:
         check_compatible(model.input, settings)
@@ -492,7 +492,7 @@ def evaluate_heads(
     """``evaluate_model`` for several heads of one model file on the same crops (cropped
     once): ``{head: evaluation}``; ``heads=None``: every head, then ``combined``."""
     from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     loaded = load_model(model_path, device=device)
     names = list(heads) if heads is not None else [*loaded.head_names, "combined"]
@@ -518,7 +518,7 @@ def _evaluate_loaded(
     model: Any, head: str, data: Any, cfg: Any, settings: Any, model_path: str | Path,
     dataset: str, batch_size: int,
 ) -> DatasetEvaluation:  # fmt: skip
-    from pathnet_fer.predict.model_file import _kind_of
+    from pathnet_fer.formats.model_file import _kind_of
 
     result = evaluate_faces(
         model,

@@ -1,7 +1,7 @@
 """The model the package ships: ``pathnet_fer/pretrained/default.pt`` (package data).
 
 ``pathnet-fer predict`` and ``evaluate`` use it when no ``--model`` is given, and
-``Predictor.pretrained()`` loads it. It is an ordinary model file (predict/model_file.py)
+``Predictor.pretrained()`` loads it. It is an ordinary model file (formats/model_file.py)
 built by ``pathnet-fer pretrained build`` from the study ``configs/pretrained.yaml``
 (build.py); its ``metadata.pretrained`` holds what the card (docs/model-card.md in the
 source repository) says in short: the recipe's resolved config, the figures measured at
@@ -45,7 +45,7 @@ def pretrained_path() -> Path:
 
 def pretrained_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """``metadata.pretrained`` of the shipped model (or of ``path``); {} when absent."""
-    from pathnet_fer.predict.model_file import load_model
+    from pathnet_fer.formats.model_file import load_model
 
     model = load_model(path or pretrained_path())
     return dict(model.metadata.get("pretrained") or {})

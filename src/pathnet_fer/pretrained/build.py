@@ -112,8 +112,8 @@ def sample_accuracy(
     model: Any, config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
 ) -> float:
     """Frame accuracy of a model (a path or LoadedModel) on ``heldout_sample``."""
+    from pathnet_fer.formats.model_file import load_model
     from pathnet_fer.predict.evaluate import evaluate_faces
-    from pathnet_fer.predict.model_file import load_model
 
     model = load_model(model) if isinstance(model, str | Path) else model
     faces = heldout_sample(config, n, seed)
@@ -172,7 +172,7 @@ def build_pretrained(
     model file of the run (relative to ``run_dir``) to ship instead."""
     from pathnet_fer.experiments.config import find_config, load_config
     from pathnet_fer.experiments.runner import git_commit, run_experiment
-    from pathnet_fer.predict.model_file import load_model, save_path_model
+    from pathnet_fer.formats.model_file import load_model, save_path_model
 
     started = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -227,7 +227,7 @@ def build_pretrained(
 
 def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
     """What ``predict --info`` prints for the shipped model: the card in short."""
-    from pathnet_fer.predict.model_file import _kind_of
+    from pathnet_fer.formats.model_file import _kind_of
 
     c = model.config
     m = config.pathnet.get("modules", "?")

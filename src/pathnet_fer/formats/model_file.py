@@ -39,8 +39,15 @@ import torch
 from torch import nn
 
 from pathnet_fer import __version__
-from pathnet_fer.predict.heads import COMBINED, HeadsModel
-from pathnet_fer.predict.heads import FORMAT as HEADS_FORMAT
+from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.pathnet.block_path_model import FORMAT as BLOCK_FORMAT
+from pathnet_fer.pathnet.block_path_model import BlockPathModel
+from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
+from pathnet_fer.pathnet.conv_path_model import ConvPathModel
+from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
+from pathnet_fer.pathnet.heads_model import FORMAT as HEADS_FORMAT
+from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
+from pathnet_fer.pathnet.path_model import PathModel
 from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"
@@ -49,7 +56,7 @@ FORMAT_VERSION = 4
 v2 added conv paths (``model_kind`` ``pathnet-conv-path``); v3 added ``content_sha256``
 (required from v3 on), and block paths (``pathnet-block-path``, v3 files only: a reader
 older than block modules refuses such a file, naming its kind); v4 added heads models
-(``pathnet-heads``: every link of a chain, ``predict/heads.py``). A file is written in
+(``pathnet-heads``: every link of a chain, ``pathnet/heads_model.py``). A file is written in
 the oldest version that holds its kind (a single path: v3, so older readers still read
 it). v1 and v2 files still load: their weights are checked against ``weights_sha256``
 and their temperature for range, but nothing else was checksummed when they were
@@ -489,8 +496,6 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     if _weights_digest(state) != payload["weights_sha256"]:
         raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
 
-    from pathnet_fer.faces.settings import FaceSettings
-
     try:
         face_settings = FaceSettings.from_dict(payload["face_settings"])
     except Exception as exc:
@@ -596,9 +601,6 @@ _CONTENT_KEYS = ("model_kind", "model_config", "weights_sha256", "class_names",
 
 def _kind_of(config: dict[str, Any]) -> str:
     """The model kind a path model's ``config_dict()`` describes."""
-    from pathnet_fer.pathnet.block_path_model import FORMAT as BLOCK_FORMAT
-    from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
-    from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
 
     formats = {
         LINEAR_FORMAT: MODEL_KIND,
@@ -612,9 +614,6 @@ def _kind_of(config: dict[str, Any]) -> str:
 def _rebuild(config: dict[str, Any], path: Path) -> nn.Module:
     """A fresh PathModel, ConvPathModel or BlockPathModel from its ``config_dict()``,
     weights loaded by the caller."""
-    from pathnet_fer.pathnet import PathModel
-    from pathnet_fer.pathnet.block_path_model import BlockPathModel
-    from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 
     classes = {CONV_MODEL_KIND: ConvPathModel, BLOCK_MODEL_KIND: BlockPathModel}
     kind = _kind_of(config)
