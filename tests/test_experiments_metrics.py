@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pathnet_fer.experiments.evaluation import classification_metrics, clip_vote, evaluate_proba
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
 from pathnet_fer.experiments.folds import exclude_subjects, fixed_split_fold, subject_folds
 from pathnet_fer.experiments.metrics_log import (
@@ -18,6 +17,7 @@ from pathnet_fer.experiments.metrics_log import (
     summarise,
 )
 from pathnet_fer.experiments.report import paired_comparison, write_report
+from pathnet_fer.scoring.metrics import classification_metrics, clip_vote, evaluate_proba
 
 
 def _synthetic_run(path, gap: float, n_folds=4, iterations=2, generations=20, seed=0):
@@ -282,7 +282,7 @@ def test_loggers_fan_out_to_csv_console_and_tensorboard(tmp_path, capsys):
 def test_collapse_and_calibration_figures_are_reported():
     """A model that answers one emotion for every face is flagged by top_share = 1, and
     its confidence (mean max-probability) sits beside its accuracy."""
-    from pathnet_fer.experiments.evaluation import evaluate_proba
+    from pathnet_fer.scoring.metrics import evaluate_proba
 
     labels = np.array([0, 1, 2, 3, 4, 5] * 4)
     clips = np.array([f"c{i // 2}" for i in range(len(labels))])

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pathnet_fer.experiments.evaluation import evaluate_proba
-from pathnet_fer.experiments.figures import PNG_DPI, confusion_figures, confusion_levels
+from pathnet_fer.experiments.figures import confusion_figures, confusion_levels
 from pathnet_fer.experiments.metrics_log import MetricsWriter, merge_metric_files, read_metrics
 from pathnet_fer.experiments.report import write_report
+from pathnet_fer.scoring.metrics import evaluate_proba
+from pathnet_fer.scoring.reliability_figure import PNG_DPI
 
 GENERATIONS = 5
 MINIBATCHES, BATCH = 10, 16  # the run's evolution settings: 2 x 10 x 16 = 320 per generation

@@ -238,7 +238,7 @@ def test_class_mapping_matches_emotions_by_name():
 
 
 def test_reliability_table_bins_and_expected_calibration_error():
-    from pathnet_fer.experiments.evaluation import reliability_table
+    from pathnet_fer.scoring.metrics import reliability_table
 
     confidence = np.array([0.95, 0.95, 0.55, 0.55, 0.55, 0.55])
     correct = np.array([True, True, True, False, False, False])

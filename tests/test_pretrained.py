@@ -21,9 +21,9 @@ from pathnet_fer.pretrained import (
     MODEL_ENV,
     pretrained_info,
     pretrained_path,
-    recipe_differences,
 )
 from pathnet_fer.pretrained.build import MAX_BYTES, sample_accuracy
+from pathnet_fer.pretrained.recipe import recipe_differences
 from pathnet_fer.safe_load import load_plain
 
 CARD = REPO_ROOT / "docs" / "model-card.md"

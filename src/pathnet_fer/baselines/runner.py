@@ -502,10 +502,10 @@ def run_baselines(
     already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
     """
     from pathnet_fer.experiments.datasets import check_link_leaks, dataset_folds, load_dataset
-    from pathnet_fer.experiments.evaluation import evaluate_proba
     from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
     from pathnet_fer.experiments.report import write_report
     from pathnet_fer.experiments.union_checks import check_union_files
+    from pathnet_fer.scoring.metrics import evaluate_proba
 
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)

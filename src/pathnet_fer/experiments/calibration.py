@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from pathnet_fer.experiments.evaluation import reliability_table
 from pathnet_fer.formats.model_file import TEMPERATURE_RANGE
+from pathnet_fer.scoring.metrics import reliability_table
 
 KEY_COLUMNS = ("experiment", "arm", "task", "iteration", "fold")
 # T in [0.05, 20]: beyond either end the fit is degenerate. The same range a model file's
@@ -214,10 +214,10 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     Returns ``{"table", "markdown", "figures", "finals", "sets"}`` (``sets``: the
     held-out sets read); an empty table when the run
     saved no held-out predictions (older runs)."""
-    from pathnet_fer.experiments.figures import calibration_figure
     from pathnet_fer.experiments.names import slug
     from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
     from pathnet_fer.formats.model_file import load_model, set_calibration
+    from pathnet_fer.scoring.reliability_figure import calibration_figure
 
     run_dir = Path(run_dir)
     sets = read_heldout(run_dir)  # final fits save none: they have no held-out faces

@@ -191,7 +191,7 @@ def _digest(module: Any) -> str:
 
 
 def _score(model: Any, images, frames, class_names, proba=None) -> dict[str, Any]:
-    from pathnet_fer.predict.evaluate import evaluate_faces
+    from pathnet_fer.scoring.on_faces import evaluate_faces
 
     ev = evaluate_faces(model, images, frames, class_names, proba=proba)
     row = {
@@ -221,9 +221,10 @@ def cross_dataset_table(
     trained on, when there are at least ``MIN_COMMON``; otherwise each on its own (the
     ``faces`` column says which). A candidate with no face of a dataset it never saw gets a
     row with no figures and the reason."""
+    from pathnet_fer.experiments.dataset_config import dataset_config
     from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
     from pathnet_fer.formats.model_file import ModelFileError, check_compatible, load_model
-    from pathnet_fer.predict.evaluate import check_crops, dataset_config
+    from pathnet_fer.scoring.on_faces import check_crops
 
     run_dir = Path(run_dir)
     rows: list[dict[str, Any]] = []
@@ -392,7 +393,7 @@ def cross_dataset_section(
     from pathnet_fer.experiments.config import ConfigError
     from pathnet_fer.experiments.datasets import DataMissingError
     from pathnet_fer.formats.model_file import ModelFileError
-    from pathnet_fer.predict.evaluate import EvaluationError
+    from pathnet_fer.scoring.on_faces import EvaluationError
 
     try:
         return write_cross_dataset(Path(run_dir), config, clip_sets=clip_sets)[1]

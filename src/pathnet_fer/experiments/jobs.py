@@ -18,7 +18,6 @@ import pandas as pd
 from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig, build_config
 from pathnet_fer.experiments.datasets import load_dataset, net_config_for
-from pathnet_fer.experiments.evaluation import Evaluation, evaluate_proba
 from pathnet_fer.experiments.export import save_heads_models, save_models
 from pathnet_fer.experiments.loggers import (
     ConsoleLogger,
@@ -30,6 +29,7 @@ from pathnet_fer.experiments.metrics_log import COLUMNS
 from pathnet_fer.experiments.phases import Phase, build_phases, run_slots
 from pathnet_fer.experiments.plan import JobSpec, set_named, source_job
 from pathnet_fer.experiments.progress import JobProgress
+from pathnet_fer.scoring.metrics import Evaluation, evaluate_proba
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:

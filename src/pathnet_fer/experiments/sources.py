@@ -44,13 +44,13 @@ from pathnet_fer.experiments.datasets import (
     load_dataset,
     net_config_for,
 )
-from pathnet_fer.experiments.evaluation import evaluate_proba
 from pathnet_fer.experiments.loggers import CSVLogger, RunKey
 from pathnet_fer.experiments.phases import Phase, source_phase, source_rows
 from pathnet_fer.experiments.plan import JobSpec, users_of
 from pathnet_fer.experiments.progress import JobProgress
 from pathnet_fer.paths import cache_root
 from pathnet_fer.safe_load import load_plain
+from pathnet_fer.scoring.metrics import evaluate_proba
 
 FORMAT = "pathnet-fer-source"
 VERSION = 2

@@ -7,12 +7,9 @@ built by ``pathnet-fer pretrained build`` from the study ``configs/pretrained.ya
 source repository) says in short: the recipe's resolved config, the figures measured at
 build time with their commands, and a summary ``predict --info`` prints.
 
-The recipe rule (``recipe_differences``): the file is current when the config it records,
-read with today's defaults, equals ``configs/pretrained.yaml`` resolved today. A key the
-config schema gains later with its default value therefore needs no rebuild (the recorded
-config lacks it and reads as the default); a changed value, or a new key set to something
-else than its default, does. Settings that change no result (logging, executor workers,
-data root, cache) are ignored, as for a resumed run.
+The recipe rule is ``pretrained.recipe.recipe_differences``. This module is below the
+stages that use the shipped model (experiments' cross-dataset table, predict): it knows
+only where the file is and what it says about itself.
 """
 
 from __future__ import annotations
@@ -20,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+from pathnet_fer.formats.model_file import load_model
 
 MODEL_FILE = "default.pt"
 RECIPE = "pretrained"  # configs/pretrained.yaml
@@ -45,8 +44,6 @@ def pretrained_path() -> Path:
 
 def pretrained_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """``metadata.pretrained`` of the shipped model (or of ``path``); {} when absent."""
-    from pathnet_fer.formats.model_file import load_model
-
     model = load_model(path or pretrained_path())
     return dict(model.metadata.get("pretrained") or {})
 
@@ -56,24 +53,3 @@ def summary(path: str | os.PathLike | None = None) -> str | None:
     for a model file without one."""
     text = pretrained_info(path).get("summary")
     return str(text) if text else None
-
-
-def recipe_differences(
-    path: str | os.PathLike | None = None,
-    config: str | os.PathLike = RECIPE,
-    overrides: list[str] | None = None,
-) -> list[str]:
-    """Where the model file's recorded recipe differs from ``config`` resolved now
-    (``key: recorded != now``); [] when the file is current (see the module doc)."""
-    from pathnet_fer.experiments.config import build_config, load_config
-    from pathnet_fer.experiments.runner import _differences
-
-    recorded = pretrained_info(path).get("config")
-    if not isinstance(recorded, dict):
-        return ["the model file records no recipe config (metadata.pretrained.config)"]
-    try:
-        then = build_config(recorded).to_dict()  # keys it lacks read as today's defaults
-    except ValueError as err:  # a key the schema no longer knows: the recipe changed
-        return [f"the recorded recipe does not read with this version: {err}"]
-    now = load_config(config, overrides).to_dict()
-    return [d.replace("(run dir)", "(model file)") for d in _differences(then, now)]

@@ -113,7 +113,7 @@ def sample_accuracy(
 ) -> float:
     """Frame accuracy of a model (a path or LoadedModel) on ``heldout_sample``."""
     from pathnet_fer.formats.model_file import load_model
-    from pathnet_fer.predict.evaluate import evaluate_faces
+    from pathnet_fer.scoring.on_faces import evaluate_faces
 
     model = load_model(model) if isinstance(model, str | Path) else model
     faces = heldout_sample(config, n, seed)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "info":
             print(f"{summary(path) or 'no summary in the file'}\n\nfile: {path}")
             return 0
-        from pathnet_fer.pretrained import recipe_differences
+        from pathnet_fer.pretrained.recipe import recipe_differences
 
         diff = recipe_differences(path, args.config, args.overrides)
     except (NoShippedModelError, ValueError) as err:
