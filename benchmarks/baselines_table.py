@@ -44,8 +44,8 @@ PER_SET = ("head",)
 def export(out: Path, overrides: list[str]) -> None:
     """Save the configured datasets' crops and the offline weights under ``out``."""
     from pathnet_fer.baselines.weights import offline_package_file
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.datasets import load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.config_loading import load_config
 
     config = load_config(CONFIG, overrides)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def export(out: Path, overrides: list[str]) -> None:
 
 
 def load_exported(folder: Path) -> dict:
-    from pathnet_fer.experiments.datasets import LoadedDataset
+    from pathnet_fer.datasets.loading import LoadedDataset
 
     out = {}
     for name in DATASETS:
@@ -78,7 +78,7 @@ def job(args: tuple) -> str:
     import torch
 
     from pathnet_fer.baselines.runner import BaselineSettings, run_baselines
-    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.config_loading import load_config
 
     torch.set_num_threads(1)
     device = "cpu" if group == "vector" else opts["device"]

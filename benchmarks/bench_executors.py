@@ -39,7 +39,7 @@ def run_once(
     kind: str, args, root: Path, index: int, cut: str | None = None
 ) -> tuple[float, float, Path]:
     """One study on ``kind``; returns (wall s, executor start s, run dir)."""
-    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.config_loading import load_config
     from pathnet_fer.experiments.executor import LocalExecutor
     from pathnet_fer.experiments.runner import run_experiment
 
@@ -112,10 +112,10 @@ def main() -> None:
 
     import pandas as pd
 
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.datasets import load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.config_loading import load_config
+    from pathnet_fer.experiments.job_plan import plan_jobs
     from pathnet_fer.experiments.metrics_log import read_metrics
-    from pathnet_fer.experiments.plan import plan_jobs
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-executors-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathnet_fer.experiments.config import build_config, find_config, load_raw
-from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.experiments.config import find_config, load_raw
+from pathnet_fer.experiments.config_loading import build_config
+from pathnet_fer.experiments.datasets import dataset_folds
 
 MIXES = ("fer", "fer-blurred", "posed", "fer+ck", "fer+jaffe", "joint", "fer,posed", "fer,joint")
 

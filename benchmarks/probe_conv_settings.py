@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
+from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
-from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.datasets import load_dataset
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.pathnet import PathNet, PathNetConfig
 
 SETTINGS = (  # (readout_features, input_norm, lr)

@@ -46,7 +46,7 @@ def _fer_slice(config):
     """800 training and 100 test faces of FER-2013 (its fixed split), preprocessed like
     the rest; its classes listed in REVERSED order, so only a by-name mapping is right."""
     from pathnet_fer.data.registry import get_adapter
-    from pathnet_fer.experiments.datasets import LoadedDataset, face_settings_for
+    from pathnet_fer.datasets.loading import LoadedDataset, face_settings_for
     from pathnet_fer.faces.preprocess import preprocess_samples
 
     adapter = get_adapter("fer2013")
@@ -97,8 +97,8 @@ def _run(config, data, out, models, counter=None, captured=None, sets=None):
 def study(tmp_path_factory, require_data):
     require_data("fer2013")
     require_data("jaffe")
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.datasets import load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.config_loading import load_config
 
     config = load_config("fer2013-transfer", OVERRIDES)
     data = {"fer2013": _fer_slice(config), "jaffe": load_dataset(config, "jaffe", workers=1)}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from pathnet_fer.baselines.runner import budget_samples, pathnet_source_seed, source_task
-from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.phases import source_phase
 from pathnet_fer.experiments.plan import RunSlot, source_job
 

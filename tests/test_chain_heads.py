@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from fixture_trees import fer_subset
-from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.formats.model_file import ModelFileError, load_model
@@ -85,7 +85,7 @@ def test_the_middle_head_is_the_fixed_ckplus48_link(heads_run):
     """The fold heads model's CK+48 head scores its fold's held-out CK+48 subjects with
     exactly the accuracy the chain recorded for that link when it was fixed."""
     from pathnet_fer.baselines.sgd_training import torch_threads
-    from pathnet_fer.experiments.datasets import load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
     from pathnet_fer.experiments.phases import link_rows
 
     config, run = heads_run

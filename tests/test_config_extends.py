@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pathnet_fer.experiments.config import ConfigError, load_config
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 
 
 @pytest.mark.parametrize("parent", ["demo", "demo.yaml"])

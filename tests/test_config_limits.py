@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from pathnet_fer.experiments.config import ConfigError, load_config
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 
 
 def _alias_bomb(levels: int) -> str:

@@ -98,7 +98,8 @@ def test_scheduler_without_workers_is_one_line_after_the_bound(
 
 
 def test_wait_bounds_are_validated(tmp_path):
-    from pathnet_fer.experiments.config import ConfigError, load_config
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.config_loading import load_config
 
     for bad in ("0", "-1", "abc", "1.0e+30", ".inf"):
         with pytest.raises(ConfigError, match=r"executor\.connect_timeout"):

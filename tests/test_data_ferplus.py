@@ -11,10 +11,11 @@ import torch
 from fixture_trees import ferplus_subset
 from pathnet_fer.data.ferplus import VoteFileError, read_votes
 from pathnet_fer.data.registry import get_adapter
+from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
 from pathnet_fer.evolution.data import prepare_data
-from pathnet_fer.experiments.config import ConfigError, load_config
-from pathnet_fer.experiments.datasets import load_dataset
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.pathnet import PathNet, PathNetConfig
 
 ORDER = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathnet_fer.cli import main
-from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.datasets import load_dataset
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.experiments.config_loading import load_config
 
 
 def test_dry_run_never_builds_the_face_cache(require_data, tmp_path, capsys) -> None:

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from fixture_trees import fer_subset
-from pathnet_fer.experiments.config import ConfigError, load_config
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
+from pathnet_fer.experiments.job_plan import plan_jobs
 from pathnet_fer.experiments.metrics_log import read_metrics
-from pathnet_fer.experiments.plan import plan_jobs
 from pathnet_fer.experiments.runner import run_experiment
 
 
@@ -109,8 +110,8 @@ def test_every_link_has_transfer_scratch_and_zero_shot_rows(chain_run):
 
 def test_earlier_links_are_not_forgotten_bit_for_bit(chain_run):
     from pathnet_fer.baselines.sgd_training import torch_threads
+    from pathnet_fer.datasets.loading import load_dataset
     from pathnet_fer.evolution import load_checkpoint
-    from pathnet_fer.experiments.datasets import load_dataset
     from pathnet_fer.experiments.phases import link_rows, source_rows
     from pathnet_fer.experiments.plan import set_named, source_job
     from pathnet_fer.experiments.sources import FinishedTask, load_artifact

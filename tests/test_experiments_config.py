@@ -9,11 +9,10 @@ from pathnet_fer.experiments.config import (
     CONFIG_DIR,
     ConfigError,
     apply_overrides,
-    build_config,
     find_config,
-    load_config,
     load_raw,
 )
+from pathnet_fer.experiments.config_loading import build_config, load_config
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.metrics_log import read_metrics
 from pathnet_fer.experiments.runner import run_experiment

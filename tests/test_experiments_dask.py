@@ -12,11 +12,11 @@ import time
 import pandas as pd
 import pytest
 
-from pathnet_fer.experiments.config import ConfigError, load_config
-from pathnet_fer.experiments.cuts import units_of
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
+from pathnet_fer.experiments.job_plan import plan_jobs, units_of
 from pathnet_fer.experiments.metrics_log import read_metrics
-from pathnet_fer.experiments.plan import plan_jobs
 from pathnet_fer.experiments.runner import prepare_run_dir, run_experiment
 
 pytest.importorskip("distributed")
@@ -272,8 +272,8 @@ def test_face_extraction_fans_out_over_the_cluster(tmp_path, require_data):
     import numpy as np
     from distributed import LocalCluster
 
+    from pathnet_fer.datasets.loading import load_dataset
     from pathnet_fer.experiments.dask_faces import clips_to_extract, fan_out_on_cluster
-    from pathnet_fer.experiments.datasets import load_dataset
 
     require_data("jaffe")
     with LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=40) as cluster:

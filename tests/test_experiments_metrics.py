@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathnet_fer.datasets.folds import exclude_subjects, fixed_split_fold, subject_folds
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
-from pathnet_fer.experiments.folds import exclude_subjects, fixed_split_fold, subject_folds
 from pathnet_fer.experiments.metrics_log import (
     COLUMNS,
     MetricsWriter,

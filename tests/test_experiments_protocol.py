@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathnet_fer.datasets.loading import DataMissingError, check_data, load_dataset
 from pathnet_fer.experiments.calibration import apply_temperature, fit_temperature, read_heldout
-from pathnet_fer.experiments.config import load_config
-from pathnet_fer.experiments.datasets import DataMissingError, check_data, load_dataset
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
+from pathnet_fer.experiments.job_plan import plan_jobs
 from pathnet_fer.experiments.metrics_log import COLUMNS, read_metrics
 from pathnet_fer.experiments.phases import build_phases, source_phase
-from pathnet_fer.experiments.plan import plan_jobs, source_job
+from pathnet_fer.experiments.plan import source_job
 from pathnet_fer.experiments.runner import RunDirError, run_experiment
 
 # Small but real: the paper's network, fewer minibatches per path and generations.

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fixture_trees import fer_subset
-from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.runner import run_experiment
 
@@ -158,7 +158,7 @@ def test_a_truncated_store_entry_is_reported_in_one_line_and_rebuilt(first_study
 def test_a_damaged_run_copy_is_named_and_its_source_job_reset(first_study, tmp_path):
     """A transfer job reading a damaged copy in its run directory names the file, and
     re-running the command then rebuilds it (the advice it gives holds)."""
-    from pathnet_fer.experiments.plan import plan_jobs
+    from pathnet_fer.experiments.job_plan import plan_jobs
     from pathnet_fer.experiments.sources import load_sources
 
     base, fer, _, keys, _ = first_study

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from fixture_trees import fer_subset
-from pathnet_fer.experiments.config import ConfigError, load_config
-from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from fixture_trees import fer_subset
-from pathnet_fer.experiments.config import ConfigError, load_config
-from pathnet_fer.experiments.datasets import dataset_folds, face_settings_for, load_dataset
+from pathnet_fer.datasets.loading import face_settings_for, load_dataset
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
 
 
 @pytest.fixture(scope="module")

@@ -152,8 +152,9 @@ def test_invalid_blur_is_refused(bad):
 
 
 def test_config_carries_blur_per_dataset():
-    from pathnet_fer.experiments.config import ConfigError, build_config
-    from pathnet_fer.experiments.datasets import face_settings_for
+    from pathnet_fer.datasets.loading import face_settings_for
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.config_loading import build_config
 
     raw = {
         "name": "blur",

@@ -30,11 +30,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pathnet_fer"
 # itself: only its __init__). A module belongs to the group of its longest matching name.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pathnet_fer", "pathnet_fer.paths", "pathnet_fer.safe_load",
-     "pathnet_fer.settings_dict", "pathnet_fer.parent_watch"),
-    ("pathnet_fer.data",),
+     "pathnet_fer.settings_dict", "pathnet_fer.parent_watch", "pathnet_fer.names"),
+    ("pathnet_fer.data", "pathnet_fer.yaml_config"),
     ("pathnet_fer.faces", "pathnet_fer.pathnet"),
     ("pathnet_fer.evolution",),
-    ("pathnet_fer.formats",),
+    ("pathnet_fer.formats", "pathnet_fer.datasets"),
     # the shipped model's location (pretrained/__init__.py), not its build
     ("pathnet_fer.scoring", "pathnet_fer.pretrained"),
     ("pathnet_fer.experiments", "pathnet_fer.predict"),

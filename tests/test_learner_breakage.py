@@ -127,9 +127,9 @@ def test_fixed_source_path_is_unchanged_by_the_destination_task(faces) -> None:
 def test_repeat_protocol_fixes_the_source_path_before_the_destination(
     tmp_path, require_data
 ) -> None:
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.jobs import execute_job
-    from pathnet_fer.experiments.plan import plan_jobs
+    from pathnet_fer.experiments.config_loading import load_config
+    from pathnet_fer.experiments.execute import execute_job
+    from pathnet_fer.experiments.job_plan import plan_jobs
 
     require_data("ckplus48")
     config = load_config(

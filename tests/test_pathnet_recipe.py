@@ -279,7 +279,8 @@ def test_a_scheduled_task_cannot_be_extended() -> None:
 
 
 def test_recipe_settings_flow_from_a_study_config_and_bad_ones_are_refused(tmp_path) -> None:
-    from pathnet_fer.experiments.config import ConfigError, load_config
+    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.experiments.config_loading import load_config
 
     config = load_config(
         "demo",
@@ -314,7 +315,7 @@ def test_a_study_config_at_the_defaults_holds_no_recipe_keys(tmp_path) -> None:
     """Run directories written before the recipe (and block) settings existed hold no such
     keys; the resolved config of today must not add them at their defaults, or every
     such run would be refused on resume as 'a different configuration'."""
-    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.config_loading import load_config
 
     config = load_config("demo", [f"cache_dir={tmp_path}"])
     assert not {"momentum", "augment_flip", "lr_schedule"} & set(config.evolution)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pathnet_fer.cli import main
-from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.model_file import load_model, save_path_model
 from pathnet_fer.paths import REPO_ROOT
 from pathnet_fer.pretrained import (
@@ -226,12 +226,13 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
 def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_builds):
     """The report's deployment table (experiments/cross_dataset.py): each of the run's
     candidates and the shipped model, on faces of people the candidate never trained on."""
+    from pathnet_fer.datasets.loading import load_dataset
     from pathnet_fer.experiments.cross_dataset import (
         cross_dataset_markdown,
         cross_dataset_table,
         recommended,
     )
-    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+    from pathnet_fer.experiments.datasets import dataset_folds
     from pathnet_fer.predict.evaluate import evaluate_faces
 
     overrides, (a, b) = tiny_builds
@@ -285,8 +286,9 @@ def test_cross_dataset_never_scores_faces_a_candidate_trained_on(tiny_builds):
     (a final fit saw every row) only through its fold model; a pooled link not at all."""
     from dataclasses import replace
 
+    from pathnet_fer.datasets.loading import load_dataset
     from pathnet_fer.experiments.cross_dataset import Candidate, _allowed
-    from pathnet_fer.experiments.datasets import dataset_folds, load_dataset
+    from pathnet_fer.experiments.datasets import dataset_folds
 
     overrides, (a, _) = tiny_builds
     config = load_config("pretrained", overrides)

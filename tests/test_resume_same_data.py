@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from pathnet_fer.experiments.config import load_config
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.runner import RunDirError, run_experiment
 

@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from pathnet_fer.experiments.config import ConfigError, load_config
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.run_dir import LOCK, MARKER, RunLock, read_marker
 from pathnet_fer.experiments.runner import RunDirError, RunDirInUseError, prepare_run_dir
 

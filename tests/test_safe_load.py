@@ -106,9 +106,9 @@ def test_empty_file_and_folder_as_model_get_one_clear_line(tmp_path, capsys) -> 
 
 def test_resuming_a_job_from_a_poisoned_checkpoint_runs_no_code(tmp_path, require_data) -> None:
     """The README's resume path: a run directory received from someone else."""
-    from pathnet_fer.experiments.config import load_config
-    from pathnet_fer.experiments.jobs import execute_job
-    from pathnet_fer.experiments.plan import plan_jobs
+    from pathnet_fer.experiments.config_loading import load_config
+    from pathnet_fer.experiments.execute import execute_job
+    from pathnet_fer.experiments.job_plan import plan_jobs
 
     require_data("ckplus48")
     config = load_config(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pathnet_fer.cli import main
-from pathnet_fer.experiments.config import ConfigError, load_config
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.config_loading import load_config
 
 BAD = [
     ("evolution.population=1", "population must be >= 2"),

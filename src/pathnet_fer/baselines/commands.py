@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pathnet_fer.baselines.names import CNN_MODELS
-from pathnet_fer.experiments.commands import add_set_option
+from pathnet_fer.yaml_config.options import add_set_option
 
 HELP = """\
 Train the baselines on an experiment config's data, subject folds and budget, and write
@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_with_baselines(config: str, overrides: list[str]):
     """(ExperimentConfig, raw ``baselines:`` mapping): the section is read here, so the
     experiment config stays valid for ``pathnet-fer`` commands that do not know it."""
-    from pathnet_fer.experiments.config import apply_overrides, build_config, load_raw
+    from pathnet_fer.experiments.config import apply_overrides, load_raw
+    from pathnet_fer.experiments.config_loading import build_config
 
     raw = apply_overrides(load_raw(config), overrides)
     section = raw.pop("baselines", None) or {}
@@ -85,7 +86,7 @@ def load_with_baselines(config: str, overrides: list[str]):
 def run_command(args: argparse.Namespace) -> int:
     from pathnet_fer.baselines.runner import BaselineConfigError, BaselineSettings, run_baselines
     from pathnet_fer.baselines.weights import WeightsNotFoundError
-    from pathnet_fer.experiments.config import ConfigError
+    from pathnet_fer.yaml_config.errors import ConfigError
 
     try:
         config, section = load_with_baselines(args.config, args.overrides)

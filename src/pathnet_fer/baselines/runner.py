@@ -348,7 +348,7 @@ def path_cnn_config(config: Any, dataset: str, data: Any) -> PathCNNConfig:
     """The CNN the size of one conv path of the experiment's ``pathnet`` settings, for a
     dataset's crops (image shape from its face settings). A linear-module experiment
     gets the conv defaults (channels 8, 16, 32 for 3 layers)."""
-    from pathnet_fer.experiments.datasets import face_settings_for
+    from pathnet_fer.datasets.loading import face_settings_for
     from pathnet_fer.pathnet import PathNetConfig
 
     faces = face_settings_for(config, dataset)
@@ -501,7 +501,8 @@ def run_baselines(
     the experiment's own ``load_dataset``; folds come from its ``dataset_folds``). Runs
     already in ``out_dir/metrics.csv`` are skipped, so a killed run resumes.
     """
-    from pathnet_fer.experiments.datasets import check_link_leaks, dataset_folds, load_dataset
+    from pathnet_fer.datasets.loading import load_dataset
+    from pathnet_fer.experiments.datasets import check_link_leaks, dataset_folds
     from pathnet_fer.experiments.metrics_log import MetricsWriter, read_metrics
     from pathnet_fer.experiments.report import write_report
     from pathnet_fer.experiments.union_checks import check_union_files
@@ -747,7 +748,7 @@ def source_task(
     Cross-dataset: fold k of the source's own subject folds (training side). The
     protocol's ``max_source_frames`` cap applies (a seeded subsample).
     """
-    from pathnet_fer.experiments.folds import exclude_subjects
+    from pathnet_fer.datasets.folds import exclude_subjects
 
     if src_folds is None:
         index = exclude_subjects(source.subjects, fold.test_subjects)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from pathnet_fer.baselines.sgd_training import TrainingLog, train_sgd
+from pathnet_fer.safe_load import load_plain
 
 FORMAT = "pathnet-fer-baseline-source-model"
 VERSION = 1  # bump when a source model's training changes meaning
@@ -159,7 +160,6 @@ def _save(
 
 
 def _load(path: Path, key: str) -> dict[str, Any]:
-    from pathnet_fer.safe_load import load_plain
 
     saved = load_plain(path, "baseline source model")
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("key") != key:

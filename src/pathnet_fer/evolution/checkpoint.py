@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+import pathnet_fer
 from pathnet_fer.evolution.config import EvolutionConfig
 from pathnet_fer.evolution.events import GenerationEvent
 from pathnet_fer.evolution.task import Task
@@ -26,7 +27,6 @@ def save_checkpoint(
 ) -> Path:
     """Write net (+ task) state atomically (temp file then rename: a kill never leaves a
     half-written checkpoint). ``extra``: any picklable metadata (e.g. the run config)."""
-    import pathnet_fer
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pathnet_fer.evolution.config import EvolutionConfig
+from pathnet_fer.evolution.evaluate import evaluate_population
 from pathnet_fer.evolution.sampling import MinibatchStreams
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ class Task:
         return self.population[torch.arange(self.runs), score.argmax(1)].clone()
 
     def _reevaluate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        from pathnet_fer.evolution.evaluate import evaluate_population
 
         if self._net is None or self._data is None:
             raise RuntimeError(

@@ -25,8 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from pathnet_fer.formats.model_file import TEMPERATURE_RANGE
+from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
+from pathnet_fer.formats.model_file import (
+    TEMPERATURE_RANGE,
+    load_model,
+    set_calibration,
+    set_head_temperatures,
+)
+from pathnet_fer.names import slug
 from pathnet_fer.scoring.metrics import reliability_table
+from pathnet_fer.scoring.reliability_figure import calibration_figure
 
 KEY_COLUMNS = ("experiment", "arm", "task", "iteration", "fold")
 # T in [0.05, 20]: beyond either end the fit is degenerate. The same range a model file's
@@ -214,10 +222,6 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     Returns ``{"table", "markdown", "figures", "finals", "sets"}`` (``sets``: the
     held-out sets read); an empty table when the run
     saved no held-out predictions (older runs)."""
-    from pathnet_fer.experiments.names import slug
-    from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
-    from pathnet_fer.formats.model_file import load_model, set_calibration
-    from pathnet_fer.scoring.reliability_figure import calibration_figure
 
     run_dir = Path(run_dir)
     sets = read_heldout(run_dir)  # final fits save none: they have no held-out faces
@@ -278,8 +282,6 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
     all folds of the transfer arm for its link, a link head of a fold model the fit on the
     *other* folds (cross-fitted: never its own held-out faces). A head with nothing to fit
     on gets T = 1 (listed in the report with 0 faces)."""
-    from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
-    from pathnet_fer.formats.model_file import load_model, set_head_temperatures
 
     model = load_model(path)
     heads = model.model

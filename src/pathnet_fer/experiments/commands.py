@@ -8,23 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from pathnet_fer.yaml_config.options import add_set_option
+
 EPILOG = """\
 Re-running the same command continues an interrupted run from its checkpoints (finished
 work is kept). Errors print one line; PATHNET_FER_DEBUG=1 shows the traceback.
 Settings: see docs/experiments.md; override any with --set key.sub=value,
 e.g. --set evolution.generations=200 --set protocol.folds=3."""
-
-
-def add_set_option(p: argparse.ArgumentParser, example: str = "evolution.generations=200") -> None:
-    """``--set KEY=VALUE`` (repeatable): config overrides, shared by every config command."""
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config value (repeatable), e.g. {example}",
-    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -132,8 +122,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _errors():
+    from pathnet_fer.datasets.loading import DataMissingError
     from pathnet_fer.experiments.config import ConfigError
-    from pathnet_fer.experiments.datasets import DataMissingError
     from pathnet_fer.experiments.runner import RunDirError
 
     # RuntimeError: failed jobs (already logged with tracebacks in the run's log.txt);
@@ -144,7 +134,7 @@ def _errors():
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from pathnet_fer.experiments.config import load_config
+    from pathnet_fer.experiments.config_loading import load_config
 
     try:
         config = load_config(args.config, _overrides(args))
@@ -163,7 +153,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _dry_run(config, out: Path) -> int:
     from pathnet_fer.experiments.datasets import check_link_leaks, fold_plan
-    from pathnet_fer.experiments.plan import ITERATION_READINGS, plan_jobs
+    from pathnet_fer.experiments.job_plan import plan_jobs
+    from pathnet_fer.experiments.plan import ITERATION_READINGS
     from pathnet_fer.experiments.union_checks import check_union_files
 
     print(config.to_yaml())

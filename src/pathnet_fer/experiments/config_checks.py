@@ -8,6 +8,8 @@ import dataclasses
 import re
 from typing import Any
 
+from pathnet_fer.data.registry import ADAPTERS
+from pathnet_fer.evolution.config import EvolutionConfig
 from pathnet_fer.experiments.config import (
     CLIP_VOTES,
     CUTS,
@@ -19,6 +21,9 @@ from pathnet_fer.experiments.config import (
 )
 from pathnet_fer.experiments.limits import check_limits, check_memory, short_repr
 from pathnet_fer.experiments.union_checks import check_shared_people, check_union
+from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.names import slug
+from pathnet_fer.pathnet.config import PathNetConfig
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -96,7 +101,6 @@ def validate(config: ExperimentConfig) -> None:
         if s.name in names:
             raise ConfigError(f"two experiment sets are named {s.name!r}")
         names.add(s.name)
-    from pathnet_fer.data.registry import ADAPTERS
 
     for name, spec in config.datasets.items():
         if spec.union:
@@ -116,7 +120,6 @@ def validate(config: ExperimentConfig) -> None:
 def _check_soft_labels(config: ExperimentConfig, name: str) -> None:
     """Soft labels need an adapter that ships votes, conv modules (their SGD takes
     targets) and no union around them (a union pools crops, not votes)."""
-    from pathnet_fer.data.registry import ADAPTERS
 
     spec = config.datasets[name]
     if spec.union:
@@ -170,9 +173,6 @@ def _check_stages(config: ExperimentConfig) -> dict[str, tuple[int, Any]]:
     (in a worker, after the run directory exists) is refused now, before anything is
     written: evolution, PathNet and face settings, executor counts, input sizes of sets.
     Returns each dataset's input (width, image shape or None) for the memory estimate."""
-    from pathnet_fer.evolution.config import EvolutionConfig
-    from pathnet_fer.faces.settings import FaceSettings
-    from pathnet_fer.pathnet.config import PathNetConfig
 
     def build(what: str, make: Any) -> Any:
         try:
@@ -255,7 +255,6 @@ def _check_names(config: ExperimentConfig) -> None:
             f"name {short_repr(config.name)} must be a simple folder name: letters, digits, '_', '.', "
             "'-', starting with a letter or digit (it names the run directory runs/<name>)"
         )
-    from pathnet_fer.experiments.names import slug
 
     seen: dict[str, str] = {}
     for s in config.sets:

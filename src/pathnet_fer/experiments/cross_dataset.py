@@ -33,6 +33,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pathnet_fer.datasets.loading import DataMissingError, face_settings_for, load_dataset
+from pathnet_fer.datasets.one_dataset import dataset_catalog
+from pathnet_fer.experiments.config import ConfigError
+from pathnet_fer.experiments.datasets import dataset_folds
+from pathnet_fer.formats.model_file import ModelFileError, check_compatible, load_model
+from pathnet_fer.names import slug
+from pathnet_fer.pathnet.heads_model import HeadsModel
+from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+from pathnet_fer.scoring.on_faces import EvaluationError, check_crops, evaluate_faces
+
 COLUMNS = ["candidate", "deploy", "dataset", "faces", "model", "n", "accuracy", "top_share",
            "confidence", "clips"]  # fmt: skip
 
@@ -58,7 +68,6 @@ def _with_head(loaded: Any, head: str) -> Any:
 
 def _held_subjects(fold: Any, dataset: str) -> set[str] | None:
     """The subjects of ``dataset`` a fold model (or heads model) held out, if recorded."""
-    from pathnet_fer.pathnet.heads_model import HeadsModel
 
     if isinstance(fold.model, HeadsModel):
         held: set[str] = set()
@@ -73,7 +82,6 @@ def _held_subjects(fold: Any, dataset: str) -> set[str] | None:
 
 def candidates(run_dir: Path, config: Any, shipped: Path | None = None) -> list[Candidate]:
     """The run's deployable models (see module doc), then the shipped one."""
-    from pathnet_fer.experiments.names import slug
 
     out = []
     for path in sorted((run_dir / "models" / "sources").glob("*__fold1__it1.pt")):
@@ -127,8 +135,6 @@ def _sharing(model: Any, adapter: str) -> list[tuple[int, dict[str, Any]]]:
 def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tuple:
     """``(scorer, row index, faces text)`` of the faces of ``name`` the candidate never
     trained on, or ``(None, None, reason)`` when it has none to offer."""
-    from pathnet_fer.experiments.datasets import dataset_folds
-    from pathnet_fer.formats.model_file import load_model
 
     fixed = config.datasets[name].folds == "fixed"
     every = dataset_folds(config, name, d)[0].test_index if fixed else np.arange(len(d.y))
@@ -167,8 +173,6 @@ class _Probas:
     def __call__(self, model: Any, images: np.ndarray, key: str) -> np.ndarray:
         import torch
 
-        from pathnet_fer.pathnet.heads_model import HeadsModel
-
         if isinstance(model.model, HeadsModel):
             parts = [torch.from_numpy(self(model.with_head(n), images, key))
                      for n in model.head_names]  # fmt: skip
@@ -191,7 +195,6 @@ def _digest(module: Any) -> str:
 
 
 def _score(model: Any, images, frames, class_names, proba=None) -> dict[str, Any]:
-    from pathnet_fer.scoring.on_faces import evaluate_faces
 
     ev = evaluate_faces(model, images, frames, class_names, proba=proba)
     row = {
@@ -221,10 +224,6 @@ def cross_dataset_table(
     trained on, when there are at least ``MIN_COMMON``; otherwise each on its own (the
     ``faces`` column says which). A candidate with no face of a dataset it never saw gets a
     row with no figures and the reason."""
-    from pathnet_fer.experiments.dataset_config import dataset_config
-    from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
-    from pathnet_fer.formats.model_file import ModelFileError, check_compatible, load_model
-    from pathnet_fer.scoring.on_faces import check_crops
 
     run_dir = Path(run_dir)
     rows: list[dict[str, Any]] = []
@@ -275,7 +274,7 @@ def cross_dataset_table(
         loaded: dict[str, Any] = {}  # crops per face settings (usually one for all)
         for c in cands:
             model = models[c.name]
-            cfg = dataset_config(name, model, None, (), folder, False)
+            cfg = dataset_catalog(name, model.face_settings, root=folder)
             settings = face_settings_for(cfg, name)
             check_crops(model, settings, name)
             if settings.key() not in loaded:
@@ -365,7 +364,6 @@ def write_cross_dataset(
 ) -> tuple[pd.DataFrame, str]:
     """``cross_dataset.csv`` and the report's section (with the recommendation), the
     shipped model included when there is one and it takes the study's crops."""
-    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
 
     try:
         shipped: Path | None = pretrained_path()
@@ -390,10 +388,6 @@ def cross_dataset_section(
 ) -> str:
     """``write_cross_dataset``'s section, or one line saying why it could not be made (a
     missing dataset must not cost the rest of the report)."""
-    from pathnet_fer.experiments.config import ConfigError
-    from pathnet_fer.experiments.datasets import DataMissingError
-    from pathnet_fer.formats.model_file import ModelFileError
-    from pathnet_fer.scoring.on_faces import EvaluationError
 
     try:
         return write_cross_dataset(Path(run_dir), config, clip_sets=clip_sets)[1]

@@ -36,8 +36,8 @@ from pathnet_fer.experiments.dask_connect import (
     DEFAULT_WORKER_TIMEOUT_S,
     connect,
 )
+from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.executor import Executor
-from pathnet_fer.experiments.jobs import execute_job
 from pathnet_fer.experiments.plan import JobSpec
 
 MARKER = "cluster-marker.json"

@@ -22,7 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pathnet_fer.data.emotions import class_names
+from pathnet_fer.data.registry import get_adapter
+from pathnet_fer.datasets.loading import face_settings_for
 from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.dask_connect import connect
+from pathnet_fer.experiments.dask_executor import restore_malloc_speed
+from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
+from pathnet_fer.faces.detector import FaceDetector
+from pathnet_fer.faces.extract import extract_faces, skipped_faces
 
 CACHE_MARKER = "cluster-marker.txt"
 
@@ -43,10 +51,6 @@ def _extract_batch(
     """Extract ``(path, key)`` clips into the cache; returns how many were written."""
     import cv2
 
-    from pathnet_fer.faces.cache import FaceCache
-    from pathnet_fer.faces.detector import FaceDetector
-    from pathnet_fer.faces.extract import extract_faces, skipped_faces
-
     marker = Path(cache_directory) / CACHE_MARKER
     seen = marker.read_text() if marker.exists() else None
     if not Path(root).is_dir() or seen != token:
@@ -57,7 +61,6 @@ def _extract_batch(
             "at the same path"
         )
     cv2.setNumThreads(threads)
-    from pathnet_fer.experiments.dask_executor import restore_malloc_speed
 
     restore_malloc_speed()
     cache = FaceCache(Path(cache_directory), settings, name)
@@ -76,10 +79,6 @@ def _extract_batch(
 def clips_to_extract(config: ExperimentConfig, name: str):
     """``(settings, cache, root, [(path, key), ...])``: the clips of dataset ``name`` not
     cached yet, largest first (as the local preprocessing orders them)."""
-    from pathnet_fer.data.emotions import class_names
-    from pathnet_fer.data.registry import get_adapter
-    from pathnet_fer.experiments.datasets import face_settings_for
-    from pathnet_fer.faces.cache import FaceCache, dataset_cache_dir, file_key
 
     spec = config.datasets[name]
     adapter = get_adapter(spec.adapter)
@@ -160,7 +159,6 @@ def fan_out_on_cluster(
     config: ExperimentConfig, names: list[str], log: Callable[[str], None] = print
 ) -> dict[str, int]:
     """``fan_out_faces`` on the running scheduler ``config.executor`` names."""
-    from pathnet_fer.experiments.dask_connect import connect
 
     e = config.executor
     client = connect(  # bounded waits, one line per mistake (DaskConnectError)

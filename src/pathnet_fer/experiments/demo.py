@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pathnet_fer.experiments.config import CONFIG_DIR, load_config
+from pathnet_fer.experiments.config import CONFIG_DIR
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.cross_dataset import recommended
 from pathnet_fer.experiments.runner import (
     ExperimentResult,
     RunDirError,
@@ -88,7 +90,6 @@ every candidate on them too (majority vote per clip)."""
 
 def _shipped_note(table) -> str:
     """Says so when the shipped model beats every model of this run on new people."""
-    from pathnet_fer.experiments.cross_dataset import recommended
 
     best = recommended(table)
     if best is None or not str(best["candidate"]).startswith("shipped"):
@@ -103,7 +104,6 @@ def deployed_model(run_dir: Path, table) -> Path | None:
     """The model a user runs: the run's candidate with the highest mean accuracy on people
     it never saw (``cross_dataset.recommended``), the shipped model excluded (it is
     already ``predict``'s default)."""
-    from pathnet_fer.experiments.cross_dataset import recommended
 
     if table is None or table.empty:
         return None

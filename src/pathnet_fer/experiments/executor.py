@@ -20,8 +20,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from typing import Any
 
-from pathnet_fer.experiments.jobs import execute_job
+from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.plan import JobSpec
+from pathnet_fer.parent_watch import exit_with_parent
 
 
 class Executor(ABC):
@@ -84,8 +85,6 @@ class InlineExecutor(Executor):
 def _init_worker(threads: int) -> None:
     import torch
 
-    from pathnet_fer.parent_watch import exit_with_parent
-
     exit_with_parent()  # an orphan never writes into a run a resumed command owns
 
     torch.set_num_threads(threads)
@@ -135,23 +134,3 @@ class LocalExecutor(Executor):
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def make_executor(
-    kind: str, workers: int = 0, threads: int = 1, n_jobs: int | None = None
-) -> Executor:
-    """The executor a config names (``executor.kind``)."""
-    if kind == "inline":
-        return InlineExecutor()
-    if kind == "local":
-        if n_jobs is not None:
-            wanted = workers if workers > 0 else len(os.sched_getaffinity(0))
-            if min(wanted, n_jobs) <= 1:
-                return InlineExecutor()  # one job: no process start-up cost
-            workers = min(wanted, n_jobs)
-        return LocalExecutor(workers, threads)
-    if kind == "dask":
-        from pathnet_fer.experiments.dask_executor import DaskExecutor
-
-        return DaskExecutor(workers=workers, threads=threads, n_jobs=n_jobs)
-    raise ValueError(f"unknown executor kind {kind!r} (available: local, inline, dask)")

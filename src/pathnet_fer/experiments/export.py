@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pathnet_fer.experiments.datasets import face_settings_for
-from pathnet_fer.experiments.names import slug
+from pathnet_fer.datasets.loading import face_settings_for
 from pathnet_fer.experiments.phases import Phase, describe_rows
+from pathnet_fer.formats.model_file import save_model, save_path_model
+from pathnet_fer.names import slug
+from pathnet_fer.pathnet.heads_model import HeadsModel
 
 
 def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str]:
     """Save the best path(s) of a finished phase (``save_models``: best | all); return
     their paths relative to the run directory."""
-    from pathnet_fer.formats.model_file import save_model
 
     fitness = task.best_fitness.cpu().numpy()
     out = []
@@ -86,8 +87,6 @@ def save_heads_models(
     the last one's (each a standalone path model, cut from the same net: the earlier links
     bit for bit as they were fixed). Temperatures are 1 here; the report's calibration sets
     each head's from held-out predictions (experiments/calibration.py)."""
-    from pathnet_fer.formats.model_file import save_path_model
-    from pathnet_fer.pathnet.heads_model import HeadsModel
 
     last = phases[-1]
     fixed = [ph for ph in phases if ph.fix_after]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import matplotlib
 
-from pathnet_fer.experiments.names import slug
+from pathnet_fer.names import slug
 from pathnet_fer.scoring.reliability_figure import save_figure
 
 matplotlib.use("Agg")

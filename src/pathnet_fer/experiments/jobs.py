@@ -1,7 +1,8 @@
-"""Running one job: its phases through ``evolve``, metrics, checkpoints, exported models.
+"""Running one link job (transfer, final, scratch): its phases through ``run_phase``,
+checkpoints between them, the chain's heads model and after-chain rows.
 
-A job is a pure function of (config, job, run directory): any executor (local processes,
-Dask) can run it, and it resumes from its own checkpoint. It writes only under the run
+A job is a pure function of (config, job, run directory) (``execute.execute_job`` routes
+to it), and it resumes from its own checkpoint. It writes only under the run
 directory: ``parts/<job>/`` metrics and confusions, ``checkpoints/<job>/state.pt``,
 ``models/``, ``progress/<job>.json`` and finally ``jobs/<job>.json``.
 """
@@ -12,81 +13,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from pathnet_fer.experiments.calibration import save_heldout
-from pathnet_fer.experiments.config import ExperimentConfig, build_config
-from pathnet_fer.experiments.datasets import load_dataset, net_config_for
-from pathnet_fer.experiments.export import save_heads_models, save_models
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.evolution import load_checkpoint, save_checkpoint
+from pathnet_fer.experiments import sources
+from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.datasets import net_config_for
+from pathnet_fer.experiments.export import save_heads_models
 from pathnet_fer.experiments.loggers import (
-    ConsoleLogger,
     CSVLogger,
-    LoggerGroup,
-    TensorBoardLogger,
 )
-from pathnet_fer.experiments.metrics_log import COLUMNS
-from pathnet_fer.experiments.phases import Phase, build_phases, run_slots
+from pathnet_fer.experiments.phase_runner import run_phase, write_json
+from pathnet_fer.experiments.phases import build_phases, run_slots
 from pathnet_fer.experiments.plan import JobSpec, set_named, source_job
 from pathnet_fer.experiments.progress import JobProgress
-from pathnet_fer.scoring.metrics import Evaluation, evaluate_proba
+from pathnet_fer.pathnet import PathNet
 
 
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Atomically (temp file, then rename): a reader never sees half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
-
-
-def truncate_part(path: Path, generation: int, final_generation: int) -> None:
-    """Drop rows written after the checkpoint a phase resumes from (they are redone)."""
-    if not path.exists():
-        return
-    frame = pd.read_csv(path, dtype={"experiment": str, "task": str, "arm": str})
-    gen = frame["generation"]
-    per_generation = (frame["split"] == "train") & frame["metric"].isin(["accuracy", "loss"])
-    # The final evaluation (test rows, train_seconds, parameters at the last generation)
-    # is redone after a resume; periodic checks before the checkpoint are kept.
-    keep = (gen < generation) | (
-        (gen == generation) & (per_generation | (generation < final_generation))
-    )
-    frame[keep].to_csv(path, index=False, columns=list(COLUMNS))
-
-
-def evaluate_phase(net, task, phase: Phase, paths, vote: str) -> list[Evaluation]:
-    """Held-out scores of each run's path (``paths``) with the task's readout."""
-    out = []
-    for r, rd in enumerate(phase.data):
-        proba = net.predict_proba(rd.test_x, task, run=r, path=paths[r]).cpu().numpy()
-        out.append(evaluate_proba(proba, rd.test_y, rd.test_clips, phase.n_classes, vote))
-    return out
-
-
-def execute_job(
-    job: JobSpec, config_dict: dict[str, Any], run_dir: str | Path, position: int = 0
-) -> dict[str, Any]:
-    """Run (or resume) one job; return its record (``jobs/<job>.json``)."""
-    config = build_config(config_dict)
-    if job.arm == "source":
-        from pathnet_fer.experiments.sources import execute_source_job
-
-        return execute_source_job(job, config, run_dir, position)
-    if config.executor.cut is not None:
-        from pathnet_fer.experiments.cuts import execute_cut_job
-
-        return execute_cut_job(job, config, config_dict, run_dir, position)
-    return _execute_link_job(job, config, Path(run_dir), position)
-
-
-def _execute_link_job(
+def execute_link_job(
     job: JobSpec, config: ExperimentConfig, run_dir: Path, position: int
 ) -> dict[str, Any]:
-    from pathnet_fer.evolution import load_checkpoint, save_checkpoint
-    from pathnet_fer.experiments import sources
-    from pathnet_fer.pathnet import PathNet
-
+    """Run (or resume) a transfer, final or scratch job (not cut); return its record."""
     done_path = run_dir / "jobs" / f"{job.job_id}.json"
     if done_path.exists():
         return json.loads(done_path.read_text())
@@ -168,127 +114,3 @@ def _execute_link_job(
         log.close()
     write_json(done_path, record)
     return record
-
-
-def run_phase(
-    config: ExperimentConfig,
-    job: JobSpec,
-    index: int,
-    phase: Phase,
-    net,
-    task,
-    parts: Path,
-    state_path: Path,
-    progress: JobProgress,
-    offset: int,
-    run_dir: Path,
-    finished: list[dict[str, Any]] | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Evolve one phase (resuming ``task`` when given), log its metrics and confusions,
-    export its models, fix it when the plan says so; return its summary and the task."""
-    from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve, save_checkpoint
-
-    part = parts / f"{index:02d}_{phase.label}.csv"
-    G = phase.generations
-    if task is not None:
-        truncate_part(part, task.generation, G)
-    elif part.exists():
-        part.unlink()
-    loggers: list = [CSVLogger(part)]
-    if config.logging.console_every > 0:
-        loggers.append(ConsoleLogger(config.logging.console_every))
-    if config.logging.tensorboard:
-        loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
-    log = LoggerGroup(loggers)
-    K = config.protocol.eval_every
-    vote = config.protocol.clip_vote
-    # the earlier links' tasks travel in every checkpoint: a job resumed inside link 3 still
-    # knows link 2 (its heads model and after-chain rows need it)
-    extra = {"job": job.job_id, "phase": index, "finished": list(finished or [])}
-    every = config.executor.checkpoint_every
-    rows = np.arange(len(phase.keys))
-
-    def on_generation(event) -> None:
-        g = event.generation
-        acc = event.train_accuracy[rows, event.winner].tolist()
-        loss = event.loss[rows, event.winner].tolist()
-        for r, key in enumerate(phase.keys):
-            log.log_values(key, g, "train", "minibatch", {"accuracy": acc[r], "loss": loss[r]})
-        if g % K == 0 and g < G:
-            paths = event.task.current_best_paths()
-            evaluations = evaluate_phase(event.net, event.task, phase, paths, vote)
-            for key, ev in zip(phase.keys, evaluations, strict=True):
-                for level, values in ev.by_level().items():
-                    log.log_values(key, g, "test", level, values)
-        if g % every == 0 or g == G:
-            log.flush()  # metrics first: a checkpoint never runs ahead of its rows
-            save_checkpoint(state_path, event.net, event.task, extra)
-        progress.set(offset + g)
-
-    evo = EvolutionConfig.from_dict({**config.evolution, "generations": G})
-    data = [TaskData(rd.x, rd.y, name=phase.task, targets=rd.targets) for rd in phase.data]
-    task = evolve(
-        net,
-        data,
-        phase.n_classes,
-        config=evo,
-        seed=phase.seed,
-        callbacks=[on_generation],
-        name=phase.label,
-        task=task,
-    )
-    evaluations = evaluate_phase(net, task, phase, task.best_paths, vote)
-    confusion_rows = []
-    seconds = task.elapsed_seconds / len(phase.keys)
-    for r, (key, ev) in enumerate(zip(phase.keys, evaluations, strict=True)):
-        for level, values in ev.by_level().items():
-            log.log_values(key, task.generation, "test", level, values)
-        params = sum(p.numel() for p in net.path_model(task, run=r).parameters())
-        log.log_values(
-            key,
-            task.generation,
-            "train",
-            "minibatch",
-            {"train_seconds": seconds, "parameters": float(params)},
-        )
-        for level, matrix in (("frame", ev.frame_confusion), ("clip", ev.clip_confusion)):
-            for t, p in zip(*np.nonzero(matrix >= 0), strict=True):
-                confusion_rows.append(
-                    dict(
-                        experiment=key.experiment,
-                        arm=key.arm,
-                        task=key.task,
-                        iteration=key.iteration,
-                        fold=key.fold,
-                        level=level,
-                        true=phase.class_names[t],
-                        pred=phase.class_names[p],
-                        count=int(matrix[t, p]),
-                    )
-                )
-    log.close()
-    pd.DataFrame(confusion_rows).to_csv(
-        parts / f"{index:02d}_{phase.label}_confusion.csv", index=False
-    )
-    if phase.arm != "final":  # held-out probabilities, for the cross-fitted calibration
-        save_heldout(
-            parts / f"{index:02d}_{phase.label}_heldout.npz",
-            phase.keys,
-            [ev.proba for ev in evaluations],
-            [rd.test_y for rd in phase.data],
-            [rd.test_subjects for rd in phase.data],
-        )
-    models = save_models(config, job, phase, net, task, run_dir) if phase.save_models else []
-    if phase.fix_after:
-        net.fix(task)
-    summary = {
-        "phase": phase.label,
-        "arm": phase.arm,
-        "task": phase.task,
-        "generations": task.generation,
-        "seconds": task.elapsed_seconds,
-        "best_fitness": [float(v) for v in task.best_fitness],
-        "test_accuracy": [ev.frame["accuracy"] for ev in evaluations],
-        "models": models,
-    }
-    return summary, task

@@ -8,27 +8,20 @@ ended in a MemoryError traceback after the run directory existed, and
 ``evolution.population: 1000000000`` in jobs failing to allocate 240 GB. Within the
 bounds, the memory of the largest job is estimated and compared with this machine's.
 
-The YAML itself is bounded too: a config file is at most ``MAX_CONFIG_BYTES`` and
-expands to at most ``MAX_CONFIG_VALUES`` values (``count_values``), so a "billion laughs"
-of aliases is refused at once, under any key, instead of being expanded by the type
-checks. Messages quote values through ``short_repr``: never an unbounded repr.
+The YAML itself is bounded too, before this runs (``yaml_config.bounds``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import reprlib
 from typing import Any
 
-MAX_CONFIG_BYTES = 1 << 20
-"""A config file is a few KB; a megabyte is no config."""
-MAX_CONFIG_VALUES = 100_000
-"""Values (mappings, lists, scalars) a config may hold once YAML aliases are expanded."""
-MAX_CONFIG_DEPTH = 100
-"""Nesting of mappings and lists (deeper would also overflow recursive checks)."""
-MAX_EXTENDS_DEPTH = 32
-"""Configs in one ``extends:`` chain (the shipped ones are at most 4 deep)."""
+from pathnet_fer.experiments.plan import plan_batch_jobs
+from pathnet_fer.pathnet.config import PathNetConfig
+from pathnet_fer.pathnet.module_kinds import module_type_for
+from pathnet_fer.yaml_config.bounds import short_repr
+from pathnet_fer.yaml_config.errors import ConfigError
 
 LIMITS: dict[str, int] = {
     "protocol.iterations": 1_000,  # the paper: 4
@@ -54,50 +47,9 @@ LIMITS: dict[str, int] = {
     "executor.checkpoint_every": 1_000_000,
 }
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
-_REPR.maxlevel = 2
-
-
-def short_repr(value: Any) -> str:
-    """A repr of bounded length (nested and long values elided with ``...``)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
 
 def _error(message: str) -> ValueError:
-    """A ``ConfigError`` (imported here: config.py imports this module)."""
-    from pathnet_fer.experiments.config import ConfigError
-
     return ConfigError(message)
-
-
-def count_values(data: Any, where: str) -> int:
-    """How many values ``data`` holds with aliases expanded, as every check will walk it;
-    ``ConfigError`` as soon as that passes ``MAX_CONFIG_VALUES`` or nesting passes
-    ``MAX_CONFIG_DEPTH`` (so a billion laughs costs ``MAX_CONFIG_VALUES`` steps)."""
-    count = 0
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > MAX_CONFIG_VALUES:
-            raise _error(
-                f"{where}: the config holds more than {MAX_CONFIG_VALUES:,} values once its "
-                "YAML aliases (*name) are expanded; a config has a few hundred, so this is "
-                "refused unread (an alias bomb?)"
-            )
-        if depth > MAX_CONFIG_DEPTH:
-            raise _error(f"{where}: values nested more than {MAX_CONFIG_DEPTH} deep")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-            stack.extend((k, depth + 1) for k in node)
-        elif isinstance(node, list | tuple):
-            stack.extend((v, depth + 1) for v in node)
-        elif isinstance(node, str) and len(node) > 10_000:
-            raise _error(f"{where}: a string of {len(node):,} characters ({short_repr(node)})")
-    return count
 
 
 def _over(key: str, value: Any, limit: int) -> ValueError:
@@ -151,8 +103,6 @@ def job_memory(config: Any, input_dim: int, image_shape: Any, runs: int) -> dict
     """Bytes a job of ``runs`` batched runs holds, by part (an estimate from the settings:
     genotypes as drawn, network parameters with their gradients and update copies, the
     per-generation history); the data comes on top."""
-    from pathnet_fer.pathnet.config import PathNetConfig
-    from pathnet_fer.pathnet.module_type import module_type_for
 
     shape = {"image_shape": image_shape} if image_shape else {}
     net = PathNetConfig(input_dim=input_dim, **shape, **config.pathnet)
@@ -175,13 +125,13 @@ def check_memory(config: Any, inputs: dict[str, tuple[int, Any]]) -> None:
     """Refuse (``ConfigError``) settings whose largest job would not fit in this machine's
     memory. ``inputs``: dataset -> (input width, image shape or None). Skipped when the
     jobs run on a cluster's workers (their memory is not this machine's)."""
-    from pathnet_fer.experiments.plan import plan_jobs
-
     e = config.executor
     total = machine_memory()
     if total is None or (e.kind == "dask" and (e.address or e.scheduler_file)):
         return
-    runs = max((len(job.slots) for job in plan_jobs(config)), default=1)
+    # runs batched in one PathNet: a job's slots; under executor.cut every unit runs alone
+    batched = plan_batch_jobs(config) if e.cut is None else []
+    runs = max((len(job.slots) for job in batched), default=1)
     widest = max(inputs.values(), key=lambda item: item[0], default=None)
     if widest is None:
         return

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from pathnet_fer.datasets.folds import exclude_subjects
+from pathnet_fer.datasets.loading import LoadedDataset, member_rows
 from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
-from pathnet_fer.experiments.datasets import LoadedDataset, dataset_folds, member_rows
-from pathnet_fer.experiments.folds import exclude_subjects
+from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.loggers import RunKey
 from pathnet_fer.experiments.plan import JobSpec, RunSlot, link_fold, set_named, source_job
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
-from pathnet_fer.experiments.names import slug
+from pathnet_fer.names import slug
 
 ITERATION_READINGS = {
     "repeat": (
@@ -165,13 +165,9 @@ def _suffix(groups: list[tuple[RunSlot, ...]], group: tuple[RunSlot, ...]) -> st
     return f"_fold{group[0].fold}"
 
 
-def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:
-    """Jobs for a config, longest first (sources before the transfers that need them).
-    ``executor.cut``: see cuts.py."""
-    if config.executor.cut is not None:
-        from pathnet_fer.experiments.cuts import plan_cut_jobs
-
-        return plan_cut_jobs(config)
+def plan_batch_jobs(config: ExperimentConfig) -> list[JobSpec]:
+    """Jobs for a config without a cut, longest first (sources before the transfers that
+    need them); ``job_plan.plan_jobs`` adds ``executor.cut``."""
     p = config.protocol
     chained = p.iteration_mode == "chained"
     g_dst = config.generations("destination")
@@ -267,12 +263,8 @@ def order_jobs(jobs: list[JobSpec]) -> list[JobSpec]:
     return out
 
 
-def job_generations(config: ExperimentConfig, job: JobSpec) -> int:
-    """Generations one run of a job evolves (for progress bars)."""
-    if config.executor.cut not in (None, "run") and job.arm != "source":
-        from pathnet_fer.experiments.cuts import cut_job_total
-
-        return cut_job_total(config, job)
+def batch_job_generations(config: ExperimentConfig, job: JobSpec) -> int:
+    """Generations one run of a job that is not a cut group evolves (progress bars)."""
     if job.arm == "source":
         return config.generations("source")
     g_dst = config.generations("destination")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pathnet_fer.datasets.loading import member_rows
 from pathnet_fer.experiments.calibration import KEY_COLUMNS, apply_temperature, mean_std
-from pathnet_fer.experiments.datasets import member_rows
 
 COLUMNS = [*KEY_COLUMNS, "member", "n", "accuracy", "top_share", "confidence",
            "confidence_calibrated"]  # fmt: skip

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pathnet_fer.experiments.metrics_log import final_values, read_metrics, summarise
+from pathnet_fer.evolution.config import EvolutionConfig
+from pathnet_fer.experiments.metrics_log import PATHNET_ARMS, final_values, read_metrics, summarise
 
 PAIRED_TEST = (
     "Wilcoxon signed-rank test (two-sided) on per-fold differences, each fold's value being "
@@ -125,7 +126,6 @@ def comparisons(metrics: pd.DataFrame) -> pd.DataFrame:
 def samples_per_generation(run_dir: str | Path | None = None) -> int:
     """Samples one PathNet generation trains on: 2 paths x ``minibatches`` x
     ``batch_size`` of the run's ``config.yaml`` evolution settings (defaults: 50 x 16)."""
-    from pathnet_fer.evolution.config import EvolutionConfig
 
     evolution: dict = {}
     path = Path(run_dir) / "config.yaml" if run_dir is not None else None
@@ -144,7 +144,6 @@ def with_budgets(summary: pd.DataFrame, metrics: pd.DataFrame, per_generation: i
     one: its final generation x ``per_generation`` samples, per run. Arms whose rows
     carry no budget (e.g. ``logreg``, or baselines written before budgets were recorded)
     get none."""
-    from pathnet_fer.experiments.metrics_log import PATHNET_ARMS
 
     split, level, metric = BUDGET
     final = final_values(metrics)

@@ -20,19 +20,20 @@ from typing import Any
 
 import pandas as pd
 
+from pathnet_fer.datasets.loading import check_data, load_dataset
 from pathnet_fer.experiments.calibration import calibrate_run
-from pathnet_fer.experiments.config import ExperimentConfig, build_config
+from pathnet_fer.experiments.config import ExperimentConfig
+from pathnet_fer.experiments.config_loading import build_config
 from pathnet_fer.experiments.cross_dataset import cross_dataset_section
-from pathnet_fer.experiments.datasets import (
-    check_data,
-    check_link_leaks,
-    fold_plan,
-    load_dataset,
-)
-from pathnet_fer.experiments.executor import Executor, make_executor
+from pathnet_fer.experiments.dask_executor import DaskExecutor
+from pathnet_fer.experiments.dask_faces import fan_out_on_cluster
+from pathnet_fer.experiments.datasets import check_link_leaks, fold_plan
+from pathnet_fer.experiments.executor import Executor
+from pathnet_fer.experiments.executor_kinds import make_executor
 from pathnet_fer.experiments.figures import all_learning_curves, confusion_figures
-from pathnet_fer.experiments.metrics_log import merge_metric_files
-from pathnet_fer.experiments.plan import ITERATION_READINGS, job_generations, plan_jobs
+from pathnet_fer.experiments.job_plan import job_generations, plan_jobs
+from pathnet_fer.experiments.metrics_log import merge_metric_files, read_metrics
+from pathnet_fer.experiments.plan import ITERATION_READINGS
 from pathnet_fer.experiments.pooled import member_scores, members_markdown
 from pathnet_fer.experiments.report import PAIRED_TEST, latex_tables, write_report
 from pathnet_fer.experiments.run_dir import (
@@ -269,8 +270,6 @@ def _run_experiment(
     if config.executor.kind == "dask" and (
         config.executor.address or config.executor.scheduler_file
     ):
-        from pathnet_fer.experiments.dask_faces import fan_out_on_cluster
-
         # Face extraction as cluster tasks too; the shared cache is their result.
         fan_out_on_cluster(
             config, names, log=lambda m: None if quiet else print(m, file=sys.stderr, flush=True)
@@ -339,8 +338,6 @@ def _run_experiment(
     failed: list[str] = []
     own_executor = executor is None
     if executor is None and config.executor.kind == "dask":
-        from pathnet_fer.experiments.dask_executor import DaskExecutor
-
         executor = DaskExecutor.from_config(config, n_jobs=len(todo), log=log)
     if executor is None:
         executor = make_executor(
@@ -437,7 +434,6 @@ def add_metrics(run_dir: Path, metrics_csv: Path, part: str) -> pd.DataFrame:
     those are kept first as ``parts/original/``. Rows of arms that ``metrics_csv`` brings
     replace the old rows of the same arms. Returns the rows added.
     """
-    from pathnet_fer.experiments.metrics_log import read_metrics
 
     run_dir = Path(run_dir)
     added = read_metrics(metrics_csv)  # validates the contract before anything is written

@@ -37,17 +37,18 @@ import pandas as pd
 import torch
 
 import pathnet_fer
+from pathnet_fer.datasets.loading import LoadedDataset, face_settings_for, load_dataset
+from pathnet_fer.evolution import EvolutionConfig, load_checkpoint
+from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig
-from pathnet_fer.experiments.datasets import (
-    LoadedDataset,
-    data_fingerprint,
-    load_dataset,
-    net_config_for,
-)
+from pathnet_fer.experiments.datasets import data_fingerprint, net_config_for
 from pathnet_fer.experiments.loggers import CSVLogger, RunKey
-from pathnet_fer.experiments.phases import Phase, source_phase, source_rows
+from pathnet_fer.experiments.phase_runner import run_phase, write_json
+from pathnet_fer.experiments.phases import Phase, describe_rows, source_phase, source_rows
 from pathnet_fer.experiments.plan import JobSpec, users_of
 from pathnet_fer.experiments.progress import JobProgress
+from pathnet_fer.formats.model_file import save_model
+from pathnet_fer.pathnet import PathNet
 from pathnet_fer.paths import cache_root
 from pathnet_fer.safe_load import load_plain
 from pathnet_fer.scoring.metrics import evaluate_proba
@@ -140,7 +141,6 @@ def source_key(
     config: ExperimentConfig, job: JobSpec, data: LoadedDataset, phase: Phase, net_config: Any
 ) -> tuple[str, dict[str, Any]]:
     """The artifact key of a source unit and the identity it hashes."""
-    from pathnet_fer.evolution import EvolutionConfig
 
     rd = phase.data[0]
     device = "cuda" if str(config.device).startswith("cuda") else str(config.device)
@@ -279,9 +279,6 @@ def execute_source_job(
 ) -> dict[str, Any]:
     """Evolve a source unit, or reuse its artifact when one with the same key exists;
     write its rows into the run for every set that uses it; return its record."""
-    from pathnet_fer.evolution import load_checkpoint
-    from pathnet_fer.experiments.jobs import run_phase, write_json
-    from pathnet_fer.pathnet import PathNet
 
     run_dir = Path(run_dir)
     done_path = run_dir / "jobs" / f"{job.job_id}.json"
@@ -378,10 +375,6 @@ def _save_source_model(
 ) -> list[str]:
     """The source path alone as a model file (``models/sources/<unit>.pt``): the
     zero-shot model, e.g. FER-2013's for new people."""
-    from pathnet_fer.experiments.datasets import face_settings_for
-    from pathnet_fer.experiments.phases import describe_rows
-    from pathnet_fer.formats.model_file import save_model
-    from pathnet_fer.pathnet import PathNet
 
     if config.save_models == "none":
         return []
@@ -419,8 +412,6 @@ def _write_heldout(job: JobSpec, run_dir: Path, artifact: dict[str, Any], phase:
     """The unit's held-out probabilities (``parts/<job>/00_source_heldout.npz``), from
     which the report calibrates its model file (calibration.py); none for a unit without
     a held-out side (fold 0: every subject trains)."""
-    from pathnet_fer.experiments.calibration import save_heldout
-    from pathnet_fer.pathnet import PathNet
 
     if job.slots[0].fold == 0:
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+from pathnet_fer.data.registry import get_adapter
 from pathnet_fer.experiments.config import ConfigError, ExperimentConfig, SetSpec
 
 
@@ -101,8 +102,6 @@ def check_union_files(config: ExperimentConfig) -> None:
 def _listed_files(config: ExperimentConfig, name: str) -> dict[str, str]:
     """A plain dataset's files as its adapter lists them: resolved path -> path."""
     import os
-
-    from pathnet_fer.data.registry import get_adapter
 
     spec = config.datasets[name]
     root = config.dataset_root(name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pathnet_fer.faces.cache import _atomic_write
 from pathnet_fer.faces.settings import FaceSettings
 
 FRAME_COLUMNS = ("clip", "subject", "emotion", "label", "frame_index", "fallback")
@@ -160,7 +161,6 @@ class FaceDataset:
     # ---- persistence ---------------------------------------------------------------------
     def save(self, images_path: Path, manifest_path: Path) -> None:
         """Write the consolidated crops (npz) and the manifest (CSV), each atomically."""
-        from pathnet_fer.faces.cache import _atomic_write
 
         clip_codes, clip_names = pd.factorize(self.frames["clip"], sort=False)
         meta = pd.DataFrame({"clip": clip_names})

@@ -18,11 +18,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pathnet_fer.data.emotions import class_names as emotion_class_names
+from pathnet_fer.data.registry import get_adapter
 from pathnet_fer.faces.cache import UNREADABLE, FaceCache, dataset_cache_dir, file_key
 from pathnet_fer.faces.dataset import BOX_COLUMNS, MANIFEST_COLUMNS, BuildReport, FaceDataset
 from pathnet_fer.faces.detector import FaceDetector
 from pathnet_fer.faces.extract import ClipFaces, extract_faces, skipped_faces
 from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.parent_watch import exit_with_parent
 
 _worker_state: dict = {}
 
@@ -53,7 +55,6 @@ def _init_pool_worker(
     settings: FaceSettings, cache_directory: str, name: str, threads: int | None = 1
 ) -> None:
     """Initializer of a pool worker process (not of the in-process path)."""
-    from pathnet_fer.parent_watch import exit_with_parent
 
     exit_with_parent()  # an orphan never keeps extracting (or idles) after a kill -9
     _init_worker(settings, cache_directory, name, threads)
@@ -260,7 +261,6 @@ def preprocess_dataset(
     only new or changed files are decoded. ``settings.detect=None`` takes the dataset's
     default (no detection for pre-cropped datasets). ``workers`` defaults to all cores.
     """
-    from pathnet_fer.data.registry import get_adapter
 
     adapter = get_adapter(name)
     root = Path(root).expanduser()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from pathnet_fer.data.adapter import ALWAYS_EXCLUDED, NEUTRAL_EXCLUDED
 from pathnet_fer.faces.dataset import FaceDataset
 
 
@@ -119,7 +120,6 @@ def format_summary(dataset: FaceDataset, max_listed: int = 20) -> str:
 
 
 def _expected_exclusion(reasons: pd.Series) -> pd.Series:
-    from pathnet_fer.data.adapter import ALWAYS_EXCLUDED, NEUTRAL_EXCLUDED
 
     reasons = reasons.astype(str)
     return reasons.str.endswith(NEUTRAL_EXCLUDED) | reasons.str.endswith(ALWAYS_EXCLUDED)

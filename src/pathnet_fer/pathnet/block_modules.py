@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from pathnet_fer.pathnet.block_ops import BlockLayout, block_layer
+from pathnet_fer.pathnet.block_path_model import BlockPathModel
 from pathnet_fer.pathnet.block_sgd import train_block_paths
 from pathnet_fer.pathnet.conv_ops import (
     as_images,
@@ -109,7 +110,6 @@ class BlockModules(ModuleType):
     train_paths = staticmethod(train_block_paths)
 
     def path_model(self, net, genotype, readout_weight, readout_bias, run, task_name):
-        from pathnet_fer.pathnet.block_path_model import BlockPathModel
 
         return BlockPathModel.from_pathnet(
             net, genotype, readout_weight, readout_bias, run=run, task_name=task_name

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pathnet_fer.pathnet.conv_ops import layer_stride_pool
+
 BN_EPS = 1e-5
 
 Norm = Callable[[torch.Tensor, int, dict, dict, int], torch.Tensor]
@@ -56,7 +58,6 @@ class BlockLayout:
 
     @classmethod
     def for_layer(cls, config, layer: int) -> BlockLayout:
-        from pathnet_fer.pathnet.conv_ops import layer_stride_pool
 
         stride, _ = layer_stride_pool(layer, config.layers, config.downsample)
         return cls(

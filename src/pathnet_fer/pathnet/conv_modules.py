@@ -20,6 +20,7 @@ from pathnet_fer.pathnet.conv_ops import (
     layer_stride_pool,
     readout_features,
 )
+from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 from pathnet_fer.pathnet.conv_sgd import train_conv_paths
 from pathnet_fer.pathnet.genotype import slot_weights
 from pathnet_fer.pathnet.module_type import ModuleType
@@ -119,7 +120,6 @@ class ConvModules(ModuleType):
     train_paths = staticmethod(train_conv_paths)
 
     def path_model(self, net, genotype, readout_weight, readout_bias, run, task_name):
-        from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 
         return ConvPathModel.from_pathnet(
             net, genotype, readout_weight, readout_bias, run=run, task_name=task_name

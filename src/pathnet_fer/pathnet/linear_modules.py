@@ -13,6 +13,7 @@ import torch
 
 from pathnet_fer.pathnet.genotype import slot_weights
 from pathnet_fer.pathnet.module_type import ModuleType
+from pathnet_fer.pathnet.path_model import PathModel
 from pathnet_fer.pathnet.path_sgd import train_paths as train_linear_paths
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ class LinearModules(ModuleType):
     train_paths = staticmethod(train_linear_paths)
 
     def path_model(self, net, genotype, readout_weight, readout_bias, run, task_name) -> PathModel:
-        from pathnet_fer.pathnet.path_model import PathModel
 
         return PathModel.from_pathnet(
             net, genotype, readout_weight, readout_bias, run=run, task_name=task_name

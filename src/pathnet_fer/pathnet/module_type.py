@@ -82,18 +82,3 @@ class ModuleType:
     ) -> nn.Module:
         """The path as a standalone module taking flattened inputs ``(n, D)``."""
         raise NotImplementedError
-
-
-def module_type_for(config: PathNetConfig) -> ModuleType:
-    """The module type named by ``config.module``."""
-    if config.module == "conv":
-        from pathnet_fer.pathnet.conv_modules import ConvModules
-
-        return ConvModules(config)
-    if config.module == "block":
-        from pathnet_fer.pathnet.block_modules import BlockModules
-
-        return BlockModules(config)
-    from pathnet_fer.pathnet.linear_modules import LinearModules
-
-    return LinearModules(config)

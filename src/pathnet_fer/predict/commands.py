@@ -198,7 +198,7 @@ def _device(name: str) -> str:
 
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
-    from pathnet_fer.experiments.commands import add_set_option
+    from pathnet_fer.yaml_config.options import add_set_option
 
     p = sub.add_parser(
         "evaluate",
@@ -247,12 +247,12 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pathnet_fer.data.registry import UnknownDatasetError
-    from pathnet_fer.experiments.config import ConfigError
-    from pathnet_fer.experiments.datasets import DataMissingError
-    from pathnet_fer.experiments.names import slug
+    from pathnet_fer.datasets.loading import DataMissingError
     from pathnet_fer.formats.model_file import ModelFileError
+    from pathnet_fer.names import slug
     from pathnet_fer.predict.evaluate import EvaluationError, evaluate_heads
     from pathnet_fer.predict.outputs import OutputError, check_writable
+    from pathnet_fer.yaml_config.errors import ConfigError
 
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pathnet_fer.experiments.dataset_config import dataset_config
+from pathnet_fer.datasets.loading import face_settings_for, load_dataset
+from pathnet_fer.datasets.one_dataset import dataset_catalog
+from pathnet_fer.formats.model_file import _kind_of, load_model
 from pathnet_fer.scoring.on_faces import (
     DEFAULT_BATCH_SIZE,
     ClassMapping,
@@ -31,7 +33,7 @@ __all__ = [
     "DatasetEvaluation",
     "EvaluationError",
     "check_crops",
-    "dataset_config",
+    "dataset_catalog",
     "emotion_key",
     "evaluate_faces",
     "evaluate_heads",
@@ -84,8 +86,6 @@ def evaluate_heads(
 ) -> dict[str, DatasetEvaluation]:
     """``evaluate_model`` for several heads of one model file on the same crops (cropped
     once): ``{head: evaluation}``; ``heads=None``: every head, then ``combined``."""
-    from pathnet_fer.experiments.datasets import face_settings_for, load_dataset
-    from pathnet_fer.formats.model_file import load_model
 
     loaded = load_model(model_path, device=device)
     names = list(heads) if heads is not None else [*loaded.head_names, "combined"]
@@ -93,7 +93,7 @@ def evaluate_heads(
         names = list(dict.fromkeys("combined" if n == loaded.head_names[0] else n
                                    for n in names))  # fmt: skip
     selected = {n: loaded.with_head(n) for n in names}  # an unknown head: before cropping
-    cfg = dataset_config(dataset, loaded, config, overrides, root, keep_neutral)
+    cfg = dataset_catalog(dataset, loaded.face_settings, config, overrides, root, keep_neutral)
     settings = face_settings_for(cfg, dataset)
     check_crops(loaded, settings, dataset)  # before any face is cropped
     data = load_dataset(cfg, dataset, progress=progress, workers=workers)
@@ -111,8 +111,6 @@ def _evaluate_loaded(
     model: Any, head: str, data: Any, cfg: Any, settings: Any, model_path: str | Path,
     dataset: str, batch_size: int,
 ) -> DatasetEvaluation:  # fmt: skip
-    from pathnet_fer.formats.model_file import _kind_of
-
     result = evaluate_faces(
         model,
         data.faces.images,

@@ -33,6 +33,7 @@ from pathnet_fer.predict.columns import add_head_columns, build_frame, empty_fra
 from pathnet_fer.predict.inputs import expand_inputs
 from pathnet_fer.predict.outputs import annotation_targets, check_outputs
 from pathnet_fer.predict.summary import summarise
+from pathnet_fer.pretrained import pretrained_path
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_FALLBACK_S = 1.0
@@ -136,7 +137,6 @@ class Predictor:
     def pretrained(cls, device: str = "cpu", **kwargs: Any) -> Predictor:
         """The model the package ships (``pathnet_fer.pretrained``, docs/model-card.md):
         ``Predictor.pretrained().predict_video("clip.mp4")``."""
-        from pathnet_fer.pretrained import pretrained_path
 
         return cls.from_file(pretrained_path(), device=device, **kwargs)
 

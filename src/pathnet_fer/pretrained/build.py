@@ -30,7 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from pathnet_fer.data.emotions import class_names
+from pathnet_fer.data.registry import get_adapter
+from pathnet_fer.datasets.loading import DataMissingError, face_settings_for
+from pathnet_fer.experiments.config import find_config
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.plan import RunSlot, source_job
+from pathnet_fer.experiments.runner import git_commit, run_experiment
+from pathnet_fer.faces.preprocess import preprocess_samples
+from pathnet_fer.formats.model_file import _kind_of, load_model, save_path_model
+from pathnet_fer.predict.evaluate import evaluate_model
 from pathnet_fer.pretrained import MODEL_FILE, RECIPE
+from pathnet_fer.scoring.on_faces import evaluate_faces
 
 DEFAULT_RUN = Path("runs") / "pretrained"
 SAMPLE_SIZE, SAMPLE_SEED = 600, 0
@@ -77,7 +88,6 @@ def deployed_model(run_dir: Path, config: Any) -> Path:
     """The model file of a pretrained study the package ships: the source unit the first
     set's final fit uses (on a fixed split like FER-2013's: the unit trained on its whole
     training split, held out on its test split)."""
-    from pathnet_fer.experiments.plan import RunSlot, source_job
 
     unit = source_job(config, config.sets[0], RunSlot(1, 0))
     return Path(run_dir) / "models" / "sources" / f"{unit.job_id}.pt"
@@ -88,10 +98,6 @@ def heldout_sample(
 ) -> Any:
     """A seeded sample of ``n`` faces of ``dataset``'s shipped test split (its classes
     only, e.g. FER-2013 without neutral), cropped as the config crops it (FaceDataset)."""
-    from pathnet_fer.data.emotions import class_names
-    from pathnet_fer.data.registry import get_adapter
-    from pathnet_fer.experiments.datasets import face_settings_for
-    from pathnet_fer.faces.preprocess import preprocess_samples
 
     spec = config.datasets[dataset]
     adapter = get_adapter(spec.adapter)
@@ -112,8 +118,6 @@ def sample_accuracy(
     model: Any, config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
 ) -> float:
     """Frame accuracy of a model (a path or LoadedModel) on ``heldout_sample``."""
-    from pathnet_fer.formats.model_file import load_model
-    from pathnet_fer.scoring.on_faces import evaluate_faces
 
     model = load_model(model) if isinstance(model, str | Path) else model
     faces = heldout_sample(config, n, seed)
@@ -126,8 +130,6 @@ def measure(
 ) -> dict[str, dict[str, Any]]:
     """Score the model file on each dataset of ``specs`` present under the data root
     (``evaluate_model``, exactly what each spec's command runs)."""
-    from pathnet_fer.experiments.datasets import DataMissingError
-    from pathnet_fer.predict.evaluate import evaluate_model
 
     out = {}
     for spec in specs:
@@ -170,9 +172,6 @@ def build_pretrained(
     """Run the recipe (resuming), measure its deployed model and write it into the
     package (``dest``, default ``pathnet_fer/pretrained/default.pt``). ``model``: another
     model file of the run (relative to ``run_dir``) to ship instead."""
-    from pathnet_fer.experiments.config import find_config, load_config
-    from pathnet_fer.experiments.runner import git_commit, run_experiment
-    from pathnet_fer.formats.model_file import load_model, save_path_model
 
     started = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -227,7 +226,6 @@ def build_pretrained(
 
 def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
     """What ``predict --info`` prints for the shipped model: the card in short."""
-    from pathnet_fer.formats.model_file import _kind_of
 
     c = model.config
     m = config.pathnet.get("modules", "?")

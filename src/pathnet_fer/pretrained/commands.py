@@ -17,7 +17,7 @@ check: exit 1 when configs/pretrained.yaml no longer gives the recipe the file r
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pathnet_fer.experiments.commands import add_set_option
+    from pathnet_fer.yaml_config.options import add_set_option
 
     p = sub.add_parser(
         "pretrained",

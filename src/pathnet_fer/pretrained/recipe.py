@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from pathnet_fer.experiments.config import build_config, load_config
+from pathnet_fer.experiments.config_loading import build_config, load_config
 from pathnet_fer.experiments.runner import _differences
 from pathnet_fer.pretrained import RECIPE, pretrained_info
 
