@@ -23,7 +23,8 @@ from fixture_trees import fer_subset
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.runner import run_experiment
-from pathnet_fer.formats.model_file import ModelFileError, load_model
+from pathnet_fer.formats.loaded_model import ModelFileError
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pathnet.heads_model import HeadsModel
 
 SET = "fer2013-to-ckplus48-to-jaffe"

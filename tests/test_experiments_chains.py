@@ -114,7 +114,8 @@ def test_earlier_links_are_not_forgotten_bit_for_bit(chain_run):
     from pathnet_fer.evolution import load_checkpoint
     from pathnet_fer.experiments.phases import link_rows, source_rows
     from pathnet_fer.experiments.plan import set_named, source_job
-    from pathnet_fer.experiments.sources import FinishedTask, load_artifact
+    from pathnet_fer.experiments.source_store import load_artifact
+    from pathnet_fer.experiments.sources import FinishedTask
     from pathnet_fer.pathnet import PathNet
 
     config, base, *_ = chain_run
@@ -167,7 +168,7 @@ def test_earlier_links_are_not_forgotten_bit_for_bit(chain_run):
 
 
 def test_zero_shot_maps_source_classes_by_emotion_name():
-    from pathnet_fer.experiments.sources import mapped_proba
+    from pathnet_fer.experiments.after_chain import mapped_proba
 
     proba = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
     out = mapped_proba(proba, ("anger", "happy", "neutral"), ("happy", "anger", "contempt"))

@@ -17,7 +17,8 @@ from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.job_plan import plan_jobs, units_of
 from pathnet_fer.experiments.metrics_log import read_metrics
-from pathnet_fer.experiments.runner import prepare_run_dir, run_experiment
+from pathnet_fer.experiments.run_compat import prepare_run_dir
+from pathnet_fer.experiments.runner import run_experiment
 
 pytest.importorskip("distributed")
 

@@ -23,7 +23,8 @@ from pathnet_fer.experiments.job_plan import plan_jobs
 from pathnet_fer.experiments.metrics_log import COLUMNS, read_metrics
 from pathnet_fer.experiments.phases import build_phases, source_phase
 from pathnet_fer.experiments.plan import source_job
-from pathnet_fer.experiments.runner import RunDirError, run_experiment
+from pathnet_fer.experiments.run_compat import RunDirError
+from pathnet_fer.experiments.runner import run_experiment
 
 # Small but real: the paper's network, fewer minibatches per path and generations.
 TINY = [
@@ -242,7 +243,7 @@ def test_report_calibration_is_cross_fitted(tiny_run):
 def test_final_model_carries_the_pooled_temperature_and_predict_applies_it(tiny_run):
     import torch
 
-    from pathnet_fer.experiments.runner import finalise
+    from pathnet_fer.experiments.finalise import finalise
     from pathnet_fer.formats.model_file import load_model
 
     config, out, _ = tiny_run

@@ -150,7 +150,7 @@ def test_a_truncated_store_entry_is_reported_in_one_line_and_rebuilt(first_study
     assert "is damaged (unreadable" in line and "trained again" in line
     assert "Traceback" not in (out / "log.txt").read_text()
     _same_figures(result, again)
-    from pathnet_fer.experiments.sources import load_artifact
+    from pathnet_fer.experiments.source_store import load_artifact
 
     assert load_artifact(entry)["key"] == entry.stem  # rewritten whole
 

@@ -8,7 +8,8 @@ import pytest
 
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.executor import InlineExecutor
-from pathnet_fer.experiments.runner import RunDirError, run_experiment
+from pathnet_fer.experiments.run_compat import RunDirError
+from pathnet_fer.experiments.runner import run_experiment
 
 TINY = [
     "sets=[{source: ckplus48, destination: ckplus48}]",

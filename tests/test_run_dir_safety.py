@@ -12,8 +12,8 @@ import pytest
 
 from pathnet_fer.experiments.config import ConfigError
 from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.run_compat import RunDirError, RunDirInUseError, prepare_run_dir
 from pathnet_fer.experiments.run_dir import LOCK, MARKER, RunLock, read_marker
-from pathnet_fer.experiments.runner import RunDirError, RunDirInUseError, prepare_run_dir
 
 
 def _prepare(config, out, restart=False):

@@ -129,8 +129,8 @@ def add_to_pathnet_run(run_dir: Path, metrics_csv: Path) -> Path:
 
     A copy under ``parts/baselines/`` keeps their arms in every later ``pathnet-fer report``.
     """
+    from pathnet_fer.experiments.finalise import add_metrics, finalise
     from pathnet_fer.experiments.run_dir import RunLock
-    from pathnet_fer.experiments.runner import add_metrics, finalise
 
     with RunLock(run_dir):  # never while an experiment command writes the run
         add_metrics(run_dir, metrics_csv, part="baselines")

@@ -26,12 +26,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
-from pathnet_fer.formats.model_file import (
-    TEMPERATURE_RANGE,
-    load_model,
-    set_calibration,
-    set_head_temperatures,
-)
+from pathnet_fer.formats.loaded_model import TEMPERATURE_RANGE
+from pathnet_fer.formats.model_file import load_model, set_calibration, set_head_temperatures
 from pathnet_fer.names import slug
 from pathnet_fer.scoring.metrics import reliability_table
 from pathnet_fer.scoring.reliability_figure import calibration_figure

@@ -124,7 +124,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _errors():
     from pathnet_fer.datasets.loading import DataMissingError
     from pathnet_fer.experiments.config import ConfigError
-    from pathnet_fer.experiments.runner import RunDirError
+    from pathnet_fer.experiments.run_compat import RunDirError
 
     # RuntimeError: failed jobs (already logged with tracebacks in the run's log.txt);
     # ValueError: bad settings found while planning (e.g. more folds than subjects).
@@ -222,7 +222,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _report_locked(args: argparse.Namespace, run_dir: Path) -> int:
-    from pathnet_fer.experiments.runner import add_metrics, finalise
+    from pathnet_fer.experiments.finalise import add_metrics, finalise
 
     for extra in args.add:
         src = Path(extra)

@@ -37,7 +37,8 @@ from pathnet_fer.datasets.loading import DataMissingError, face_settings_for, lo
 from pathnet_fer.datasets.one_dataset import dataset_catalog
 from pathnet_fer.experiments.config import ConfigError
 from pathnet_fer.experiments.datasets import dataset_folds
-from pathnet_fer.formats.model_file import ModelFileError, check_compatible, load_model
+from pathnet_fer.formats.loaded_model import ModelFileError, check_compatible
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.heads_model import HeadsModel
 from pathnet_fer.pretrained import NoShippedModelError, pretrained_path

@@ -18,12 +18,9 @@ import pandas as pd
 from pathnet_fer.experiments.config import CONFIG_DIR
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.cross_dataset import recommended
-from pathnet_fer.experiments.runner import (
-    ExperimentResult,
-    RunDirError,
-    RunDirInUseError,
-    run_experiment,
-)
+from pathnet_fer.experiments.finalise import ExperimentResult
+from pathnet_fer.experiments.run_compat import RunDirError, RunDirInUseError
+from pathnet_fer.experiments.runner import run_experiment
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 

@@ -16,6 +16,7 @@ from typing import Any
 from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.evolution import load_checkpoint, save_checkpoint
 from pathnet_fer.experiments import sources
+from pathnet_fer.experiments.after_chain import after_chain_rows
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.datasets import net_config_for
 from pathnet_fer.experiments.export import save_heads_models
@@ -110,7 +111,7 @@ def execute_link_job(
         after = parts / "99_after_chain.csv"
         after.unlink(missing_ok=True)  # redone whole if a kill came after it was written
         log = CSVLogger(after)
-        sources.after_chain_rows(config, net, source, finished, phases, datasets, log)
+        after_chain_rows(config, net, source, finished, phases, datasets, log)
         log.close()
     write_json(done_path, record)
     return record

@@ -15,52 +15,44 @@ own key, and match the sha256 of its content stored inside it. One that does not
 reported in one line naming the file and trained again (the store's entry rewritten),
 as the face cache rebuilds a damaged entry.
 
-After a chain, :func:`after_chain_rows` measures what the later links did to the earlier
-ones (``forgetting``: held-out accuracy at the link's end minus after the chain; frozen
-paths make it exactly 0) and the source applied with no destination training
-(``zero-shot``: classes mapped by emotion name).
+The store itself is ``source_store.py``; what a chain's later links did to its source is
+``after_chain.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-import pathnet_fer
 from pathnet_fer.datasets.loading import LoadedDataset, face_settings_for, load_dataset
-from pathnet_fer.evolution import EvolutionConfig, load_checkpoint
+from pathnet_fer.evolution import load_checkpoint
 from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig
-from pathnet_fer.experiments.datasets import data_fingerprint, net_config_for
-from pathnet_fer.experiments.loggers import CSVLogger, RunKey
+from pathnet_fer.experiments.datasets import net_config_for
 from pathnet_fer.experiments.phase_runner import run_phase, write_json
-from pathnet_fer.experiments.phases import Phase, describe_rows, source_phase, source_rows
+from pathnet_fer.experiments.phases import Phase, describe_rows, source_phase
 from pathnet_fer.experiments.plan import JobSpec, users_of
 from pathnet_fer.experiments.progress import JobProgress
+from pathnet_fer.experiments.source_store import (
+    FORMAT,
+    VERSION,
+    ArtifactError,
+    content_digest,
+    load_artifact,
+    reuse_run_copy,
+    reuse_store_entry,
+    save_artifact,
+    source_key,
+    store_dir,
+)
 from pathnet_fer.formats.model_file import save_model
 from pathnet_fer.pathnet import PathNet
-from pathnet_fer.paths import cache_root
-from pathnet_fer.safe_load import load_plain
-from pathnet_fer.scoring.metrics import evaluate_proba
-
-FORMAT = "pathnet-fer-source"
-VERSION = 2
-"""v2: an artifact carries ``content_sha256``. The version is part of every key, so v1
-entries of a store are never looked up again (they may be deleted)."""
-
-
-class ArtifactError(ValueError):
-    """A source artifact that cannot be trusted: unreadable, of another key, or edited."""
 
 
 @dataclass
@@ -136,143 +128,6 @@ class FinishedTask:
         )
 
 
-# --------------------------------------------------------------------------- identity
-def source_key(
-    config: ExperimentConfig, job: JobSpec, data: LoadedDataset, phase: Phase, net_config: Any
-) -> tuple[str, dict[str, Any]]:
-    """The artifact key of a source unit and the identity it hashes."""
-
-    rd = phase.data[0]
-    device = "cuda" if str(config.device).startswith("cuda") else str(config.device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    identity = {
-        "format": [FORMAT, VERSION, pathnet_fer.__version__],
-        "data": data_fingerprint(data),
-        "train_rows": hashlib.blake2b(rd.train_index.astype(np.int64).tobytes()).hexdigest(),
-        "test_rows": hashlib.blake2b(rd.test_index.astype(np.int64).tobytes()).hexdigest(),
-        "pathnet": net_config.to_dict(),
-        "evolution": EvolutionConfig.from_dict(
-            {**config.evolution, "generations": phase.generations}
-        ).to_dict(),
-        "seed": [job.seed, phase.seed],
-        "device": device,
-        "evaluation": [config.protocol.eval_every, config.protocol.clip_vote],
-    }
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24], identity
-
-
-def store_dir(config: ExperimentConfig) -> Path:
-    """The shared store of source artifacts (beside the face-crop cache)."""
-    base = Path(config.cache_dir).expanduser() if config.cache_dir else cache_root()
-    return base / "sources"
-
-
-def _save(path: Path, artifact: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(artifact, tmp)
-    os.replace(tmp, path)
-
-
-def content_digest(artifact: dict[str, Any]) -> str:
-    """sha256 over everything an artifact holds but its digest: names, plain values and
-    tensor bytes, in a fixed order (independent of how torch laid the file out)."""
-    h = hashlib.sha256()
-    _feed(h, {k: v for k, v in artifact.items() if k != "content_sha256"})
-    return h.hexdigest()
-
-
-def _feed(h: Any, value: Any) -> None:
-    if isinstance(value, dict):
-        h.update(f"dict{len(value)}:".encode())
-        for k in sorted(value, key=str):
-            _feed(h, str(k))
-            _feed(h, value[k])
-    elif isinstance(value, list | tuple):
-        h.update(f"list{len(value)}:".encode())
-        for v in value:
-            _feed(h, v)
-    elif isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        h.update(f"tensor{t.dtype}{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    else:  # str, int, float, bool, None (all an artifact holds besides the above)
-        text = repr(value).encode()
-        h.update(f"{type(value).__name__}{len(text)}:".encode())
-        h.update(text)
-
-
-def load_artifact(path: Path, key: str | None = None) -> dict[str, Any]:
-    """Read a source artifact and verify it is the one ``key`` (default: the file's
-    name) names; ``ArtifactError`` in one line naming the file otherwise."""
-    path = Path(path)
-    key = path.stem if key is None else key
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing")
-    try:
-        artifact = load_plain(path, "pathnet-fer source artifact")
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        reason = (str(exc).splitlines() or [""])[0].split(". ")[0][:160]
-        raise ArtifactError(
-            f"{path} is damaged (unreadable: {type(exc).__name__}: {reason})"
-        ) from None
-    if not isinstance(artifact, dict) or artifact.get("format") != FORMAT:
-        raise ArtifactError(f"{path} is not a pathnet-fer source artifact")
-    if artifact.get("version") != VERSION:
-        raise ArtifactError(
-            f"{path} has artifact version {str(artifact.get('version'))[:20]}; this code "
-            f"reads {VERSION}"
-        )
-    if artifact.get("key") != key:
-        raise ArtifactError(
-            f"{path} holds the artifact of key {str(artifact.get('key'))[:40]}, not {key} "
-            "(copied or moved over it)"
-        )
-    if artifact.get("content_sha256") != content_digest(artifact):
-        raise ArtifactError(
-            f"{path} does not match its content checksum (edited or damaged after it was written)"
-        )
-    return artifact
-
-
-def _reuse_run_copy(local: Path, key: str, problems: list[str]) -> dict[str, Any] | None:
-    """This run's verified copy of the artifact, or None (a damaged one noted)."""
-    if not local.exists():
-        return None
-    try:
-        return load_artifact(local, key)
-    except ArtifactError as exc:
-        problems.append(f"this run's copy {exc}")
-        return None
-
-
-def _reuse_store_entry(
-    shared: Path, local: Path, key: str, problems: list[str]
-) -> dict[str, Any] | None:
-    """The store's verified artifact, copied into the run (the copy is what is verified,
-    so the run holds exactly what was checked), or None (a damaged entry noted)."""
-    if not shared.exists():
-        return None
-    local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f"{local.name}.{os.getpid()}.copy")
-    try:
-        shutil.copyfile(shared, tmp)
-        artifact = load_artifact(tmp, key)
-    except (ArtifactError, OSError) as exc:
-        reason = (
-            str(exc).removeprefix(str(tmp))
-            if isinstance(exc, ArtifactError)
-            else f" could not be copied into the run ({exc.strerror or exc})"
-        )
-        problems.append(f"source store entry {shared}{reason}")
-        tmp.unlink(missing_ok=True)
-        return None
-    os.replace(tmp, local)
-    return artifact
-
-
 # --------------------------------------------------------------------------- source jobs
 def execute_source_job(
     job: JobSpec, config: ExperimentConfig, run_dir: str | Path, position: int = 0
@@ -292,9 +147,9 @@ def execute_source_job(
     shared = store_dir(config) / f"{key}.pt"
     problems: list[str] = []  # artifacts found but not trusted, one line each
     reused = "run"
-    artifact = _reuse_run_copy(local, key, problems)
+    artifact = reuse_run_copy(local, key, problems)
     if artifact is None and config.protocol.reuse_sources:
-        artifact = _reuse_store_entry(shared, local, key, problems)
+        artifact = reuse_store_entry(shared, local, key, problems)
         reused = "store"
     if artifact is None:
         reused = ""
@@ -339,9 +194,9 @@ def execute_source_job(
             "confusion": (work / "00_source_confusion.csv").read_text(),
         }
         artifact["content_sha256"] = content_digest(artifact)
-        _save(local, artifact)
+        save_artifact(local, artifact)
         if config.protocol.reuse_sources:
-            _save(shared, artifact)
+            save_artifact(shared, artifact)
     _write_rows(config, job, run_dir, artifact)
     _write_heldout(job, run_dir, artifact, phase)
     models = _save_source_model(config, job, run_dir, artifact, data, phase)
@@ -476,67 +331,3 @@ def load_sources(config: ExperimentConfig, run_dir: Path, units: list[JobSpec]) 
     artifacts = [cache[u.job_id] for u in units]
     task = FinishedTask.stack([FinishedTask.from_state(a["task"]) for a in artifacts])
     return LoadedSources(units=units, artifacts=artifacts, task=task)
-
-
-# --------------------------------------------------------------------------- after a chain
-def mapped_proba(proba: np.ndarray, source: tuple[str, ...], dest: tuple[str, ...]) -> np.ndarray:
-    """Source-class probabilities as destination-class ones, matched by emotion name and
-    renormalised over the shared classes; a destination class the source lacks gets 0
-    (it is never predicted, so its samples count as wrong)."""
-    index = {name: i for i, name in enumerate(source)}
-    out = np.zeros((proba.shape[0], len(dest)), dtype=np.float64)
-    for j, name in enumerate(dest):
-        if name in index:
-            out[:, j] = proba[:, index[name]]
-    total = out.sum(1, keepdims=True)
-    if not np.all(total > 0):
-        raise ValueError(f"source classes {source} share no emotion with {dest}")
-    return out / total
-
-
-def after_chain_rows(
-    config: ExperimentConfig,
-    net,
-    source: LoadedSources,
-    finished: list[FinishedTask],
-    phases: list[Phase],
-    datasets: dict[str, LoadedDataset],
-    log: CSVLogger,
-) -> None:
-    """Rows (to ``log``) measured once the whole chain is done: ``forgetting`` of every earlier link
-    (in that link's own row: ``source`` for link 1, ``transfer`` for later ones, keyed
-    by the transfer run), and arm ``zero-shot``: the source path and readout alone on
-    each later link's held-out faces."""
-    vote = config.protocol.clip_vote
-
-    src = source.task.to(net.device)
-    unit_rows = {u.job_id: source_rows(config, u, datasets[u.task]) for u in source.units}
-    judged: list[tuple[FinishedTask, list[RunKey], list[Any]]] = [
-        (
-            src,
-            [RunKey(k.experiment, k.iteration, k.fold, u.task, "source")
-             for k, u in zip(phases[0].keys, source.units, strict=True)],
-            [unit_rows[u.job_id] for u in source.units],
-        )
-    ]  # fmt: skip
-    fixed_phases = [ph for ph in phases if ph.fix_after]
-    for f, ph in zip(finished, fixed_phases, strict=True):
-        judged.append((f.to(net.device), ph.keys, ph.data))
-    generation = phases[-1].generations
-    for f, keys, data in judged:
-        for r, (key, rd) in enumerate(zip(keys, data, strict=True)):
-            proba = net.predict_proba(rd.test_x, f, run=r).cpu().numpy()
-            acc = float(np.mean(proba.argmax(1) == rd.test_y))
-            log.log_values(
-                key, generation, "test", "frame", {"forgetting": f.test_accuracy[r] - acc}
-            )
-    zero_shot = phases if config.protocol.iteration_mode == "repeat" else phases[:1]
-    for ph in zero_shot:
-        for r, (key, rd) in enumerate(zip(ph.keys, ph.data, strict=True)):
-            proba = net.predict_proba(rd.test_x, src, run=r).cpu().numpy()
-            mapped = mapped_proba(proba, src.class_names, ph.class_names)
-            ev = evaluate_proba(mapped, rd.test_y, rd.test_clips, ph.n_classes, vote)
-            k = RunKey(key.experiment, key.iteration, key.fold, key.task, "zero-shot")
-            for level, values in ev.by_level().items():
-                log.log_values(k, 0, "test", level, values)
-    log.flush()

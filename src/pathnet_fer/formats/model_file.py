@@ -26,11 +26,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +38,21 @@ from torch import nn
 
 from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.formats.loaded_model import (
+    INPUT_SCALING,
+    InputSpec,
+    LoadedModel,
+    ModelFileError,
+    calibration_temperature,
+    check_compatible,
+    input_spec_for,
+)
 from pathnet_fer.pathnet.block_path_model import FORMAT as BLOCK_FORMAT
 from pathnet_fer.pathnet.block_path_model import BlockPathModel
 from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
 from pathnet_fer.pathnet.conv_path_model import ConvPathModel
-from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
 from pathnet_fer.pathnet.heads_model import FORMAT as HEADS_FORMAT
+from pathnet_fer.pathnet.heads_model import HeadsModel
 from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
 from pathnet_fer.pathnet.path_model import PathModel
 from pathnet_fer.safe_load import UnsafeFileError, load_plain
@@ -81,15 +88,6 @@ def written_version(kind: str) -> int:
     return min(v for v, kinds in MODEL_KINDS.items() if v >= 3 and kind in kinds)
 
 
-TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
-"""The calibration temperatures a model file may carry: exactly the range
-``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
-soft-max is degenerate: nan or 0 give NaN probabilities, a negative T inverts them (the
-least likely emotion wins), a huge T makes them uniform (the first class always wins)."""
-INPUT_SCALING = "uint8/255"
-"""How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
-exactly as ``FaceDataset.features()`` builds training inputs."""
-
 _REQUIRED_KEYS = (
     "format",
     "format_version",
@@ -104,167 +102,6 @@ _REQUIRED_KEYS = (
 )
 _REQUIRED_FROM = {"content_sha256": 3}
 """Keys required from a format version on (older files were written without them)."""
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used: unreadable, corrupt, incompatible or inconsistent."""
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the network expects: a ``size`` x ``size`` crop in ``colour``, flattened."""
-
-    size: int
-    colour: str
-    input_dim: int
-    scaling: str = INPUT_SCALING
-
-    @property
-    def channels(self) -> int:
-        return 3 if self.colour == "rgb" else 1
-
-    def describe(self) -> str:
-        return f"{self.size}x{self.size} {self.colour} crops ({self.input_dim} inputs)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "colour": self.colour,
-            "channels": self.channels,
-            "input_dim": self.input_dim,
-            "scaling": self.scaling,
-        }
-
-
-def input_spec_for(face_settings: Any) -> InputSpec:
-    """The input a network trained on crops made with these face settings receives."""
-    size, colour = int(face_settings.size), str(face_settings.colour)
-    if colour not in ("grey", "rgb"):
-        raise ModelFileError(f"unknown crop colour {colour!r} in face settings (grey | rgb)")
-    channels = 3 if colour == "rgb" else 1
-    return InputSpec(size=size, colour=colour, input_dim=size * size * channels)
-
-
-def check_compatible(expected: InputSpec, face_settings: Any, *, what: str = "model") -> None:
-    """Refuse face settings whose crops do not fit the network's input layer."""
-    got = input_spec_for(face_settings)
-    if (got.size, got.colour) != (expected.size, expected.colour):
-        raise ModelFileError(
-            f"the {what} expects {expected.describe()}, but the face settings give "
-            f"{got.describe()}; predict with the model's own face settings "
-            f"(size={expected.size}, colour={expected.colour}) or use a model trained on "
-            f"{got.size}x{got.size} {got.colour} crops"
-        )
-
-
-@dataclass
-class LoadedModel:
-    """A checked model file, ready to classify face crops."""
-
-    model: nn.Module
-    class_names: tuple[str, ...]
-    face_settings: Any
-    input: InputSpec
-    dataset: str
-    metadata: dict[str, Any]
-    package_version: str
-    format_version: int
-    path: Path | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.model.eval()
-
-    @property
-    def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:  # pragma: no cover - a model always has a readout
-            return torch.device("cpu")
-
-    def to(self, device: str | torch.device) -> LoadedModel:
-        self.model.to(device)
-        return self
-
-    @property
-    def head_names(self) -> list[str]:
-        """The heads a ``--head`` can name: each link of a heads model, or (any other
-        model) its one dataset."""
-        if isinstance(self.model, HeadsModel):
-            return list(self.model.names)
-        return [self.dataset or "model"]
-
-    def with_head(self, name: str) -> LoadedModel:
-        """This model answering as one head (its own classes and calibration), or as the
-        combination of every head (``combined``: the model itself). A single-path
-        model has one head, its dataset: ``combined`` or that name give it back."""
-        if not isinstance(self.model, HeadsModel):
-            if name in (COMBINED, *self.head_names):
-                return self
-            raise ModelFileError(
-                f"{self.path or 'the model'} is a single path trained on "
-                f"{self.dataset or '?'}: it has no head {name!r} (only a chain's heads model, "
-                f"e.g. models/<set>/final_heads.pt, has several)"
-            )
-        if name == COMBINED:
-            return self
-        try:
-            h = self.model.index(name)
-        except KeyError as exc:
-            raise ModelFileError(f"{self.path or 'model'}: {exc.args[0]}") from None
-        head = self.model.heads[h]
-        meta = {
-            **self.metadata,
-            **self.model.descriptions[h],
-            "head": name,
-            "calibration": {"temperature": self.model.temperatures[h]},
-        }
-        return replace(
-            self,
-            model=head,
-            class_names=self.model.head_classes[h],
-            dataset=str(self.model.descriptions[h].get("dataset", name)),
-            metadata=meta,
-            config=head.config_dict(),
-        )
-
-    @torch.inference_mode()
-    def predict_heads(self, crops: np.ndarray) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-        """Every head's calibrated probabilities ``{name: (class_names, (n, C_h))}``."""
-        return {
-            name: (m.class_names, m.predict_proba(crops))
-            for name in self.head_names
-            for m in [self.with_head(name)]
-        }
-
-    def features(self, crops: np.ndarray) -> torch.Tensor:
-        """uint8 crops ``(n, size, size[, 3])`` -> float inputs ``(n, input_dim)`` in [0, 1]."""
-        crops = np.asarray(crops)
-        if crops.dtype != np.uint8:
-            raise ValueError(f"crops must be uint8, got {crops.dtype}")
-        n = crops.shape[0]
-        if crops[0:1].size and crops.reshape(n, -1).shape[1] != self.input.input_dim:
-            raise ModelFileError(
-                f"crops of shape {crops.shape[1:]} do not fit a model that expects "
-                f"{self.input.describe()}"
-            )
-        x = torch.from_numpy(crops.reshape(n, -1)).to(self.device, torch.float32)
-        return x.div_(255.0)
-
-    @property
-    def temperature(self) -> float:
-        """The soft-max temperature the file carries (``metadata.calibration``; 1 = none),
-        checked again here: ``metadata`` is a plain dict a caller may have changed."""
-        return calibration_temperature(self.metadata, self.path or "model")
-
-    @torch.inference_mode()
-    def predict_proba(self, crops: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, C)`` (float64) for uint8 face crops, calibrated by
-        the file's temperature (which never changes the arg-max)."""
-        if len(crops) == 0:
-            return np.zeros((0, len(self.class_names)))
-        logits = self.model(self.features(crops))
-        return torch.softmax(logits.double() / self.temperature, dim=1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- saving
@@ -548,42 +385,6 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
 
 
 _EDITED = "the file is damaged or was edited after it was written; use the file as exported"
-
-
-def calibration_temperature(
-    metadata: Mapping[str, Any], where: str | os.PathLike, *, hint: str = ""
-) -> float:
-    """The temperature ``metadata["calibration"]`` holds (1.0 without calibration), or
-    ``ModelFileError`` in one line naming ``where`` and the value: an unusable
-    temperature silently gives NaN, inverted or uniform probabilities."""
-    calibration = metadata.get("calibration")
-    if calibration is None:
-        return 1.0
-    value = calibration.get("temperature") if isinstance(calibration, Mapping) else None
-    usable = isinstance(value, int | float) and not isinstance(value, bool)
-    t = float(value) if usable else math.nan
-    lo, hi = TEMPERATURE_RANGE
-    if usable and math.isfinite(t) and lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9):
-        return t
-    if not isinstance(calibration, Mapping):
-        shown = f"({_shown(calibration)} instead of a calibration mapping)"
-    elif "temperature" not in calibration:
-        shown = "(missing)"
-    else:
-        shown = _shown(value)
-    raise ModelFileError(
-        f"{where}: calibration temperature {shown} is not usable: it must be a finite "
-        f"number in [{lo:.4g}, {hi:.4g}], the range the calibration fit searches"
-        + (f"; {hint}" if hint else "")
-    )
-
-
-def _shown(value: Any) -> str:
-    """A short, bounded rendering of a stored value for a message."""
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        text = repr(value)
-        return text if len(text) <= 40 else f"{text[:37]}..."
-    return f"a {type(value).__name__}"
 
 
 def _content_digest(payload: Mapping[str, Any]) -> str:

@@ -248,7 +248,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from pathnet_fer.data.registry import UnknownDatasetError
     from pathnet_fer.datasets.loading import DataMissingError
-    from pathnet_fer.formats.model_file import ModelFileError
+    from pathnet_fer.formats.loaded_model import ModelFileError
     from pathnet_fer.names import slug
     from pathnet_fer.predict.evaluate import EvaluationError, evaluate_heads
     from pathnet_fer.predict.outputs import OutputError, check_writable
@@ -331,7 +331,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pathnet_fer.faces.video import frame_count_hint, is_image
-    from pathnet_fer.formats.model_file import ModelFileError, load_model, read_header
+    from pathnet_fer.formats.loaded_model import ModelFileError
+    from pathnet_fer.formats.model_file import load_model, read_header
     from pathnet_fer.predict.outputs import OutputError
     from pathnet_fer.predict.predictor import Predictor
 

@@ -26,7 +26,8 @@ from pathnet_fer.faces.detector import CASCADE_FILE, FaceDetector
 from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.faces.tracking import FaceTracker
 from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
-from pathnet_fer.formats.model_file import LoadedModel, check_compatible, load_model
+from pathnet_fer.formats.loaded_model import LoadedModel, check_compatible
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pathnet.heads_model import ALL, COMBINED
 from pathnet_fer.predict.annotate import VideoAnnotator, annotation_label, draw_face
 from pathnet_fer.predict.columns import add_head_columns, build_frame, empty_frame

@@ -36,7 +36,8 @@ from pathnet_fer.datasets.loading import DataMissingError, face_settings_for
 from pathnet_fer.experiments.config import find_config
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.plan import RunSlot, source_job
-from pathnet_fer.experiments.runner import git_commit, run_experiment
+from pathnet_fer.experiments.provenance import git_commit
+from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.faces.preprocess import preprocess_samples
 from pathnet_fer.formats.model_file import _kind_of, load_model, save_path_model
 from pathnet_fer.predict.evaluate import evaluate_model

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from pathnet_fer.experiments.config_loading import build_config, load_config
-from pathnet_fer.experiments.runner import _differences
+from pathnet_fer.experiments.run_compat import config_differences
 from pathnet_fer.pretrained import RECIPE, pretrained_info
 
 
@@ -32,4 +32,4 @@ def recipe_differences(
     except ValueError as err:  # a key the schema no longer knows: the recipe changed
         return [f"the recorded recipe does not read with this version: {err}"]
     now = load_config(config, overrides).to_dict()
-    return [d.replace("(run dir)", "(model file)") for d in _differences(then, now)]
+    return [d.replace("(run dir)", "(model file)") for d in config_differences(then, now)]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pathnet_fer.data.emotions import canonical_emotion
-from pathnet_fer.formats.model_file import ModelFileError, check_compatible
+from pathnet_fer.formats.loaded_model import ModelFileError, check_compatible
 from pathnet_fer.scoring.metrics import Evaluation, clip_vote, evaluate_proba, reliability_table
 from pathnet_fer.scoring.reliability_figure import calibration_figure
 
