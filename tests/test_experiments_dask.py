@@ -315,7 +315,7 @@ def test_cuda_studies_ask_each_job_for_a_gpu(tmp_path, tmp_path_factory):
         seen = {}
         executor.client.submit = lambda *args, **kwargs: seen.update(kwargs)  # no GPU here
         job = plan_jobs(config)[0]
-        executor.submit(job, config.to_dict(), str(tmp_path))
+        executor.submit(job, config, str(tmp_path))
         assert seen["resources"] == {"GPU": 1} and seen["retries"] == 0
         assert seen["key"] == job_key(config.to_dict(), tmp_path, job.job_id)
         executor._futures.clear()

@@ -148,9 +148,9 @@ def test_repeat_protocol_fixes_the_source_path_before_the_destination(
         ],
     )
     for source in (j for j in plan_jobs(config) if j.arm == "source"):
-        assert execute_job(source, config.to_dict(), tmp_path)["phases"][0]["phase"] == "source"
+        assert execute_job(source, config, tmp_path)["phases"][0]["phase"] == "source"
     job = next(j for j in plan_jobs(config) if j.arm == "transfer")
-    record = execute_job(job, config.to_dict(), tmp_path)
+    record = execute_job(job, config, tmp_path)
     assert [p["phase"] for p in record["phases"]] == ["transfer"]
     net, _, _ = load_checkpoint(tmp_path / "checkpoints" / job.job_id / "state.pt", "cpu")
     assert net.fixed_tasks == ["source"], "the source task's path must be fixed"

@@ -131,7 +131,7 @@ def test_resuming_a_job_from_a_poisoned_checkpoint_runs_no_code(tmp_path, requir
     extra = {"job": job.job_id, "phase": 1}
     _poisoned(state, marker, {"format": FORMAT, "version": VERSION, "task": None, "extra": extra})
     with pytest.raises(ValueError, match="not a pathnet-fer checkpoint"):
-        execute_job(job, config.to_dict(), tmp_path)
+        execute_job(job, config, tmp_path)
     assert not marker.exists()
     assert not (tmp_path / "jobs" / f"{job.job_id}.json").exists()
 

@@ -12,7 +12,7 @@ units run one after another:
 - ``fold``: one job per set, arm and fold,
 - ``set``: one job per set and arm.
 
-Here only the plan: the units (the ``batch_runs: false`` jobs of ``unit_config_dict``)
+Here only the plan: the units (the ``batch_runs: false`` jobs of ``unit_config``)
 grouped into a cut's jobs, a pure JobSpec -> JobSpec transform (``job_plan.py`` plans the
 units, ``execute.py`` runs a cut job unit by unit). Every unit writes its own ``parts/``, ``checkpoints/`` and ``jobs/<unit>.json`` exactly as
 its ``run`` job would, so ``metrics.csv`` is the same whatever the cut (bit for bit: the
@@ -22,24 +22,25 @@ same one-run kernels), a killed group resumes unit by unit, and finished units a
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from dataclasses import replace
 
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.plan import JobSpec, order_jobs, set_named
 from pathnet_fer.names import slug
 
 
-def unit_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
+def unit_config(config: ExperimentConfig) -> ExperimentConfig:
     """The config a unit runs with: one run per job (``batch_runs: false``), no cut.
 
     ``save_models: best`` picks the best run of a batch; a unit holds one run, so every
     unit keeps its own model under an iteration/fold name (``all`` naming) instead.
+    Derived from a checked config, so not checked again.
     """
-    out = {**config_dict, "executor": {**config_dict["executor"], "cut": None}}
-    out["executor"]["batch_runs"] = False
-    if out.get("save_models") == "best":
-        out["save_models"] = "all"
-    return out
+    return replace(
+        config,
+        executor=replace(config.executor, cut=None, batch_runs=False),
+        save_models="all" if config.save_models == "best" else config.save_models,
+    )
 
 
 def cut_jobs(units: list[JobSpec], cut: str, config: ExperimentConfig) -> list[JobSpec]:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.dask_connect import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_WORKER_TIMEOUT_S,
@@ -116,7 +117,7 @@ def restore_malloc_speed() -> bool:
 
 
 def run_on_worker(
-    job: JobSpec, config_dict: dict[str, Any], run_dir: str, token: str, threads: int
+    job: JobSpec, config: ExperimentConfig, run_dir: str, token: str, threads: int
 ) -> dict[str, Any]:
     """The task a Dask worker runs: check the marker, then the job (resumable)."""
     import torch
@@ -125,7 +126,7 @@ def run_on_worker(
     restore_malloc_speed()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return execute_job(job, config_dict, run_dir, position=1)
+    return execute_job(job, config, run_dir, position=1)
 
 
 def wants_gpu(device: str) -> bool:
@@ -234,17 +235,17 @@ class DaskExecutor(Executor):
         """Worker address -> process id (tests, diagnostics)."""
         return self.client.run(os.getpid)
 
-    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
+    def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None:
         if run_dir not in self._tokens:
             self._tokens[run_dir] = write_marker(run_dir)
         future = self.client.submit(
             run_on_worker,
             job,
-            config_dict,
+            config,
             run_dir,
             self._tokens[run_dir],
             self.threads,
-            key=job_key(config_dict, run_dir, job.job_id),
+            key=job_key(config.to_dict(), run_dir, job.job_id),
             retries=0,  # the job's own errors are not retried; lost workers: results()
             resources={"GPU": 1} if self.gpu else None,
             priority=int(job.cost),  # longest first, as on the local executor

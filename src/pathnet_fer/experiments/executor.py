@@ -1,6 +1,6 @@
 """Executors: where protocol jobs run. The protocol only submits jobs and collects results.
 
-A job is ``execute_job(job, config_dict, run_dir)``: picklable inputs, results on disk
+A job is ``execute_job(job, config, run_dir)``: picklable inputs, results on disk
 under the run directory, resumable from its own checkpoint. Any backend that can call a
 function somewhere with access to the run directory can run it:
 
@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from typing import Any
 
+from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.plan import JobSpec
 from pathnet_fer.parent_watch import exit_with_parent
@@ -29,7 +30,7 @@ class Executor(ABC):
     """Submit jobs, then collect ``(job, record | exception)`` as they finish."""
 
     @abstractmethod
-    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None: ...
+    def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None: ...
 
     @abstractmethod
     def results(self, timeout: float | None = None) -> Iterator[tuple[JobSpec, Any]]:
@@ -59,8 +60,8 @@ class InlineExecutor(Executor):
     def __init__(self) -> None:
         self._queue: list[tuple[JobSpec, dict[str, Any], str]] = []
 
-    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
-        self._queue.append((job, config_dict, run_dir))
+    def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None:
+        self._queue.append((job, config, run_dir))
 
     @property
     def pending(self) -> int:
@@ -70,12 +71,12 @@ class InlineExecutor(Executor):
         import torch
 
         while self._queue:
-            job, config_dict, run_dir = self._queue.pop(0)
+            job, config, run_dir = self._queue.pop(0)
             threads = torch.get_num_threads()
             # Small batched matmuls: one thread is faster than two fighting for cores.
-            torch.set_num_threads(int(config_dict.get("executor", {}).get("threads", 1)))
+            torch.set_num_threads(int(config.executor.threads))
             try:
-                yield job, execute_job(job, config_dict, run_dir, position=1)
+                yield job, execute_job(job, config, run_dir, position=1)
             except Exception as err:  # noqa: BLE001 - reported by the coordinator
                 yield job, err
             finally:
@@ -91,12 +92,12 @@ def _init_worker(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def _run(job: JobSpec, config_dict: dict[str, Any], run_dir: str, slots: int) -> dict[str, Any]:
+def _run(job: JobSpec, config: ExperimentConfig, run_dir: str, slots: int) -> dict[str, Any]:
     from multiprocessing import current_process
 
     identity = current_process()._identity
     position = 1 + ((identity[0] - 1) % slots if identity else 0)
-    return execute_job(job, config_dict, run_dir, position=position)
+    return execute_job(job, config, run_dir, position=position)
 
 
 class LocalExecutor(Executor):
@@ -112,8 +113,8 @@ class LocalExecutor(Executor):
         )
         self._futures: dict[Future, JobSpec] = {}
 
-    def submit(self, job: JobSpec, config_dict: dict[str, Any], run_dir: str) -> None:
-        self._futures[self._pool.submit(_run, job, config_dict, run_dir, self.workers)] = job
+    def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None:
+        self._futures[self._pool.submit(_run, job, config, run_dir, self.workers)] = job
 
     @property
     def pending(self) -> int:

@@ -2,20 +2,14 @@
 jobs and the config checks ask.
 
 Without a cut: ``plan.plan_batch_jobs``. With one: the units (the study planned with
-``cuts.unit_config_dict``: one run per job) grouped by ``cuts.cut_jobs``.
+``cuts.unit_config``: one run per job) grouped by ``cuts.cut_jobs``.
 """
 
 from __future__ import annotations
 
 from pathnet_fer.experiments.config import ExperimentConfig
-from pathnet_fer.experiments.config_loading import build_config
-from pathnet_fer.experiments.cuts import cut_jobs, unit_config_dict, units_in
+from pathnet_fer.experiments.cuts import cut_jobs, unit_config, units_in
 from pathnet_fer.experiments.plan import JobSpec, batch_job_generations, plan_batch_jobs
-
-
-def unit_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config a cut study's units run with (``cuts.unit_config_dict``)."""
-    return build_config(unit_config_dict(config.to_dict()))
 
 
 def plan_jobs(config: ExperimentConfig) -> list[JobSpec]:

@@ -145,7 +145,6 @@ def _run_experiment(
         f"{config.generations('source')} source / {config.generations('destination')} "
         f"destination generations per task"
     )
-    config_dict = config.to_dict()
     failed: list[str] = []
     own_executor = executor is None
     if executor is None and config.executor.kind == "dask":
@@ -192,7 +191,7 @@ def _run_experiment(
                 log(f"job {job.job_id} NOT RUN: it needs {need}, which failed")
             elif all(a in done_ids for a in job.after):
                 waiting.remove(job)
-                executor.submit(job, config_dict, str(out))
+                executor.submit(job, config, str(out))
 
     try:
         submit_ready()
