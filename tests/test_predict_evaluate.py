@@ -207,6 +207,17 @@ def test_evaluate_runs_a_conv_model_file(require_data, tmp_path_factory, capsys,
         (["--dataset", "no-such-data"], "unknown dataset 'no-such-data'"),
         (["--dataset", "crema-d-sample", "--set", "faces.size=64"], "the model expects 48x48"),
         (["--dataset", "nope", "--config", "small"], "not defined under datasets"),
+        # evaluate reads a dataset catalog, not a study: a key it does not read is refused,
+        # a config's own study sections are skipped, its dataset entries still checked
+        (["--dataset", "crema-d-sample", "--set", "seed=3"], "unknown key(s) seed"),
+        (
+            ["--dataset", "jaffe", "--config", "small", "--set", "faces.marginn=0.1"],
+            "unknown key(s) faces.marginn",
+        ),
+        (
+            ["--dataset", "jaffe", "--config", "small", "--set", "datasets.jaffe.folds=odd"],
+            "datasets.jaffe.folds must be one of",
+        ),
     ],
 )
 def test_evaluate_refuses_bad_input_in_one_line(linear_model, capsys, tmp_path, extra, message):
