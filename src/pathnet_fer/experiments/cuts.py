@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.plan import JobSpec, order_jobs, set_named
 from pathnet_fer.names import slug
@@ -49,9 +50,9 @@ def cut_jobs(units: list[JobSpec], cut: str, config: ExperimentConfig) -> list[J
     if cut == "run":
         return units
     groups: dict[tuple, list] = defaultdict(list)
-    jobs = [u for u in units if u.arm == "source"]  # one unit each, shared by sets
+    jobs = [u for u in units if arm_of(u.arm).shared_unit]  # one unit each, shared by sets
     for unit in units:
-        if unit.arm == "source":
+        if arm_of(unit.arm).shared_unit:
             continue
         fold = unit.slots[0].fold if cut == "fold" else None
         groups[(unit.experiment, unit.arm, unit.task, fold)].append(unit)
@@ -60,7 +61,7 @@ def cut_jobs(units: list[JobSpec], cut: str, config: ExperimentConfig) -> list[J
         suffix = "" if fold is None else f"_fold{fold}"
         # a chain's scratch jobs are one per link: name them by the link's dataset
         two_links = len(set_named(config, experiment).links) == 2
-        link = arm if arm != "scratch" or two_links else f"scratch_{slug(task)}"
+        link = arm if not arm_of(arm).one_link or two_links else f"{arm}_{slug(task)}"
         jobs.append(
             JobSpec(
                 job_id=f"{slug(experiment)}__{link}{suffix}__{cut}",

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.cuts import unit_config
 from pathnet_fer.experiments.job_plan import units_of
@@ -25,7 +26,7 @@ def execute_job(
     """Run (or resume) one job; return its record (``jobs/<job>.json``). ``config`` was
     built and checked once, by the coordinator (``config_loading``): a job never checks
     it again."""
-    if job.arm == "source":
+    if arm_of(job.arm).shared_unit:
         return execute_source_job(job, config, run_dir, position)
     if config.executor.cut is not None:
         return _execute_cut_job(job, config, run_dir, position)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pathnet_fer.datasets.loading import face_settings_for
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.phases import Phase, describe_rows
 from pathnet_fer.formats.model_file import save_model, save_path_model
 from pathnet_fer.names import slug
@@ -54,7 +55,7 @@ def model_path(config, phase: Phase, r: int, run_dir: Path, suffix: str = "") ->
     key = phase.keys[r]
     name = (
         "final"
-        if phase.arm == "final"
+        if not arm_of(phase.arm).holds_out
         else f"{phase.arm}_it{key.iteration}_fold{key.fold}"
         if config.save_models == "all"
         else f"{phase.arm}_best"
@@ -71,11 +72,13 @@ def _common_metadata(config, job, phase: Phase, r: int, fitness: float) -> dict[
         "train_selection_accuracy": fitness,
         "job": job.job_id,
         "config": config.name,
-        "final_fit": phase.arm == "final",
+        "final_fit": not arm_of(phase.arm).holds_out,
         # What the model saw: every link (fold models: the fold's training side).
         "trained_on": phase.extra.get("trained_on", {}).get(r)
         or [describe_rows(config, phase.task, phase.data[r].train_subjects)],
-        "test_subjects": [] if phase.arm == "final" else sorted(set(phase.data[r].test_subjects)),
+        "test_subjects": sorted(set(phase.data[r].test_subjects))
+        if arm_of(phase.arm).holds_out
+        else [],
     }
 
 
@@ -158,7 +161,7 @@ def _held_out(config, unit, fixed: list[Phase], r: int, last: Phase) -> list[dic
         source["held_out_splits"] = [s for s in spec.splits if s != "train"] or ["test"]
     out = [source]
     for ph in [*fixed, last]:
-        final = ph.arm == "final"
+        final = not arm_of(ph.arm).holds_out
         test = [] if final else sorted(set(ph.data[r].test_subjects))
         out.append({"final_fit": final, "test_subjects": test})
     return out

@@ -7,6 +7,7 @@ Without a cut: ``plan.plan_batch_jobs``. With one: the units (the study planned 
 
 from __future__ import annotations
 
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.cuts import cut_jobs, unit_config, units_in
 from pathnet_fer.experiments.plan import JobSpec, batch_job_generations, plan_batch_jobs
@@ -27,7 +28,7 @@ def units_of(job: JobSpec, config: ExperimentConfig) -> list[JobSpec]:
 def job_generations(config: ExperimentConfig, job: JobSpec) -> int:
     """Generations one run of a job evolves (for progress bars); a cut group: its units'
     one after another."""
-    if config.executor.cut not in (None, "run") and job.arm != "source":
+    if config.executor.cut not in (None, "run") and not arm_of(job.arm).shared_unit:
         units = unit_config(config)
         return sum(batch_job_generations(units, u) for u in units_in(job, plan_batch_jobs(units)))
     return batch_job_generations(config, job)

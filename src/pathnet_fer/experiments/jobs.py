@@ -17,6 +17,7 @@ from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.evolution import load_checkpoint, save_checkpoint
 from pathnet_fer.experiments import sources
 from pathnet_fer.experiments.after_chain import after_chain_rows
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.datasets import net_config_for
 from pathnet_fer.experiments.export import save_heads_models
@@ -37,20 +38,20 @@ def execute_link_job(
     done_path = run_dir / "jobs" / f"{job.job_id}.json"
     if done_path.exists():
         return json.loads(done_path.read_text())
+    arm = arm_of(job.arm)
     # The final fit has no held-out data: its rows stay out of metrics.csv (final/).
-    parts = run_dir / ("final" if job.arm == "final" else "parts") / job.job_id
+    parts = run_dir / arm.output_dir / job.job_id
     parts.mkdir(parents=True, exist_ok=True)
     (run_dir / "progress").mkdir(exist_ok=True)
     state_path = run_dir / "checkpoints" / job.job_id / "state.pt"
     s = set_named(config, job.experiment)
-    transfer = job.arm in ("transfer", "final")
-    names = s.links if transfer else [job.task]
+    names = s.links if arm.from_source else [job.task]
     datasets = {n: load_dataset(config, n) for n in dict.fromkeys(names)}
     phases = build_phases(config, job, datasets)
     runs = len(phases[0].keys)
     net_config = net_config_for(config, names[-1], datasets[names[-1]])  # one size per chain
     source = None
-    if transfer:
+    if arm.from_source:
         units = [source_job(config, s, sl) for sl in run_slots(config, job)]
         source = sources.load_sources(config, run_dir, units)
     start_phase, resume_task, finished = 0, None, []
@@ -107,7 +108,7 @@ def execute_link_job(
             save_checkpoint(state_path, net, None, extra)
     finally:
         progress.close()
-    if source is not None and job.arm == "transfer":
+    if source is not None and arm.chains_folds:
         after = parts / "99_after_chain.csv"
         after.unlink(missing_ok=True)  # redone whole if a kill came after it was written
         log = CSVLogger(after)

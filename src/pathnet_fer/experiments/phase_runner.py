@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve, save_checkpoint
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.export import save_models
@@ -161,7 +162,7 @@ def run_phase(
     pd.DataFrame(confusion_rows).to_csv(
         parts / f"{index:02d}_{phase.label}_confusion.csv", index=False
     )
-    if phase.arm != "final":  # held-out probabilities, for the cross-fitted calibration
+    if arm_of(phase.arm).holds_out:  # held-out probabilities, for the cross-fitted calibration
         save_heldout(
             parts / f"{index:02d}_{phase.label}_heldout.npz",
             phase.keys,

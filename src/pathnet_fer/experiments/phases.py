@@ -15,6 +15,7 @@ import numpy as np
 
 from pathnet_fer.datasets.folds import exclude_subjects
 from pathnet_fer.datasets.loading import LoadedDataset, member_rows
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
 from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.loggers import RunKey
@@ -149,12 +150,13 @@ def build_phases(
             save_models=save and task == s.destination,
         )
 
-    if job.arm == "scratch":
-        return [link_phase(job.task, "scratch", job.slots, "scratch", job.seed + 2, False)]
-    if job.arm not in ("transfer", "final"):
+    arm = arm_of(job.arm)
+    if arm.one_link:
+        return [link_phase(job.task, arm.name, job.slots, arm.name, job.seed + 2, False)]
+    if not arm.from_source:
         raise ValueError(f"job {job.job_id}: no phases for arm {job.arm!r}")
     links = s.links
-    if job.arm == "final":
+    if not arm.holds_out:
         phases = [
             link_phase(links[j], "final", job.slots, f"final_link{j + 1}", job.seed + 1 + j,
                        j < len(links) - 1)

@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.config import ExperimentConfig, SetSpec
 from pathnet_fer.names import slug
 
@@ -147,7 +148,7 @@ def set_slots(config: ExperimentConfig, s: SetSpec) -> list[RunSlot]:
 
 def _groups(config: ExperimentConfig, slots: list[RunSlot], arm: str) -> list[tuple[RunSlot, ...]]:
     chained = config.protocol.iteration_mode == "chained"
-    if arm == "transfer" and chained:
+    if arm_of(arm).chains_folds and chained:
         if config.executor.batch_runs:
             return [tuple(slots)]  # a chain needs every iteration of a fold in order
         folds = sorted({sl.fold for sl in slots})
@@ -265,10 +266,11 @@ def order_jobs(jobs: list[JobSpec]) -> list[JobSpec]:
 
 def batch_job_generations(config: ExperimentConfig, job: JobSpec) -> int:
     """Generations one run of a job that is not a cut group evolves (progress bars)."""
-    if job.arm == "source":
+    arm = arm_of(job.arm)
+    if arm.shared_unit:
         return config.generations("source")
     g_dst = config.generations("destination")
-    if job.arm == "scratch":
+    if arm.one_link:
         return g_dst
     if config.protocol.iteration_mode == "chained":
         return g_dst * config.protocol.iterations
