@@ -18,6 +18,8 @@ tightened as it is paid off and cannot hide a new one behind an old one).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +221,15 @@ def test_the_checks_see_a_circle_an_upward_import_and_a_hidden_import() -> None:
     assert any(inner for _, inner in found["pathnet_fer.experiments.runner"]) == bool(
         import_debt.FUNCTION_IMPORTS.get("experiments.runner")
     )
+
+
+def test_the_cli_builds_its_parser_without_torch() -> None:
+    """Why the command modules may import their stage inside functions: ``pathnet-fer
+    --help`` and an argument error answer without loading torch or Dask (seconds on a
+    cold disk)."""
+    code = (
+        "import sys; from pathnet_fer.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

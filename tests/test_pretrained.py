@@ -17,12 +17,9 @@ from pathnet_fer.cli import main
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.model_file import load_model, save_path_model
 from pathnet_fer.paths import REPO_ROOT
-from pathnet_fer.pretrained import (
-    MODEL_ENV,
-    pretrained_info,
-    pretrained_path,
-)
+from pathnet_fer.pretrained import MODEL_ENV, pretrained_path
 from pathnet_fer.pretrained.build import MAX_BYTES, sample_accuracy
+from pathnet_fer.pretrained.info import pretrained_info
 from pathnet_fer.pretrained.recipe import recipe_differences
 from pathnet_fer.safe_load import load_plain
 

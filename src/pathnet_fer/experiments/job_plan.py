@@ -25,10 +25,16 @@ def units_of(job: JobSpec, config: ExperimentConfig) -> list[JobSpec]:
     return units_in(job, plan_batch_jobs(unit_config(config)))
 
 
-def job_generations(config: ExperimentConfig, job: JobSpec) -> int:
-    """Generations one run of a job evolves (for progress bars); a cut group: its units'
-    one after another."""
-    if config.executor.cut not in (None, "run") and not arm_of(job.arm).shared_unit:
-        units = unit_config(config)
-        return sum(batch_job_generations(units, u) for u in units_in(job, plan_batch_jobs(units)))
-    return batch_job_generations(config, job)
+def job_generations(config: ExperimentConfig, jobs: list[JobSpec]) -> dict[str, int]:
+    """Generations one run of each job evolves (for progress bars), by job id; a cut
+    group: its units' one after another (the units planned once for all the jobs)."""
+    if config.executor.cut in (None, "run"):
+        return {j.job_id: batch_job_generations(config, j) for j in jobs}
+    units_config = unit_config(config)
+    units = plan_batch_jobs(units_config)
+    return {
+        j.job_id: batch_job_generations(config, j)
+        if arm_of(j.arm).shared_unit
+        else sum(batch_job_generations(units_config, u) for u in units_in(j, units))
+        for j in jobs
+    }

@@ -154,7 +154,7 @@ def _run_experiment(
             config.executor.kind, config.executor.workers, config.executor.threads, n_jobs=len(todo)
         )
     executor.attach_log(log)
-    totals = {j.job_id: job_generations(config, j) for j in jobs}
+    totals = job_generations(config, jobs)
     overall = tqdm(
         total=sum(totals.values()),
         desc=f"experiment {config.name}",

@@ -147,7 +147,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         if args.info:
-            from pathnet_fer.pretrained import summary
+            from pathnet_fer.pretrained.info import summary
 
             text = None if args.model else summary(model_path)
             if text:

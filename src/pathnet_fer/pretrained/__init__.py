@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-from pathnet_fer.formats.model_file import load_model
 
 MODEL_FILE = "default.pt"
 RECIPE = "pretrained"  # configs/pretrained.yaml
@@ -40,16 +37,3 @@ def pretrained_path() -> Path:
             "checkout with `pathnet-fer pretrained build`), or give a model file (--model)"
         )
     return path
-
-
-def pretrained_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``metadata.pretrained`` of the shipped model (or of ``path``); {} when absent."""
-    model = load_model(path or pretrained_path())
-    return dict(model.metadata.get("pretrained") or {})
-
-
-def summary(path: str | os.PathLike | None = None) -> str | None:
-    """The card's summary stored in the model file (what ``predict --info`` prints); None
-    for a model file without one."""
-    text = pretrained_info(path).get("summary")
-    return str(text) if text else None

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path, summary
+    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+    from pathnet_fer.pretrained.info import summary
 
     if args.action == "build":
         return _build(args)

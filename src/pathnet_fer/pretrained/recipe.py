@@ -14,7 +14,8 @@ import os
 
 from pathnet_fer.experiments.config_loading import build_config, load_config
 from pathnet_fer.experiments.run_compat import config_differences
-from pathnet_fer.pretrained import RECIPE, pretrained_info
+from pathnet_fer.pretrained import RECIPE
+from pathnet_fer.pretrained.info import pretrained_info
 
 
 def recipe_differences(
