@@ -77,7 +77,8 @@ def job(args: tuple) -> str:
     set_name, fold, group, opts = args
     import torch
 
-    from pathnet_fer.baselines.runner import BaselineSettings, run_baselines
+    from pathnet_fer.baselines.runner import run_baselines
+    from pathnet_fer.baselines.settings import BaselineSettings
     from pathnet_fer.experiments.config_loading import load_config
 
     torch.set_num_threads(1)

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from pathnet_fer.faces.detector import CASCADE_FILE
-from pathnet_fer.faces.preprocess import default_workers, preprocess_samples
+from pathnet_fer.faces.extraction_pool import default_workers
+from pathnet_fer.faces.preprocess import preprocess_samples
 from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.faces.tracking import assign_boxes
 from pathnet_fer.paths import data_root

@@ -105,11 +105,10 @@ def quick_model(workdir: Path) -> Path:
 
 def repeat_video(source: Path, times: int, out: Path) -> Path:
     """``source`` played ``times`` times back to back, re-encoded once (H.264)."""
-    from pathnet_fer.faces.video import iter_frames
+    from pathnet_fer.faces.video import frame_rate, iter_frames
     from pathnet_fer.predict.annotate import VideoAnnotator
-    from pathnet_fer.predict.predictor import _frame_rate
 
-    with VideoAnnotator(out, _frame_rate(source)) as writer:
+    with VideoAnnotator(out, frame_rate(source)) as writer:
         for _ in range(times):
             for _, _, frame in iter_frames(source):
                 writer.write(frame)

@@ -12,6 +12,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+ROW_KEY = [
+    "experiment",
+    "iteration",
+    "fold",
+    "task",
+    "arm",
+    "split",
+    "level",
+    "metric",
+    "generation",
+]
+MODEL_DIRS = ("models", "source_models")
 TABLES = ("confusion.csv", "calibration.csv", "folds.csv", "paired_tests.csv")
 
 
@@ -23,14 +35,22 @@ def compare(a: Path, b: Path) -> bool:
     ok = True
     for run in sorted(p.name for p in a.iterdir() if p.is_dir()):
         da, db = pd.read_csv(a / run / "metrics.csv"), pd.read_csv(b / run / "metrics.csv")
-        keep = lambda d: d[d.metric != "train_seconds"].reset_index(drop=True)  # noqa: E731
+        # Rows in a canonical order: jobs on a pool write theirs as they finish.
+        keep = lambda d: (  # noqa: E731
+            d[d.metric != "train_seconds"]
+            .sort_values(ROW_KEY, kind="stable")
+            .reset_index(drop=True)
+        )
         same = keep(da).equals(keep(db))
         print(
             f"{run}: metrics.csv {len(da)} vs {len(db)} rows; equal without train_seconds: {same}"
         )
         ok &= same
-        files_a = sorted(p.relative_to(a / run) for p in (a / run / "models").rglob("*.pt"))
-        files_b = sorted(p.relative_to(b / run) for p in (b / run / "models").rglob("*.pt"))
+        # A study's model files; a baselines run's source models (same state_dict key).
+        files_a, files_b = (
+            sorted(p.relative_to(d / run) for m in MODEL_DIRS for p in (d / run / m).rglob("*.pt"))
+            for d in (a, b)
+        )
         if files_a != files_b:
             print(f"  model files differ: {sorted(set(files_a) ^ set(files_b))}")
             ok = False

@@ -13,11 +13,9 @@ CIRCLES: list[list[str]] = []
 
 # module: pathnet_fer imports inside its functions. The command modules (commands.py, and
 # predict's cli_shared.py and evaluate_command.py) import their stage
-# when a command runs, so that `pathnet-fer --help` and argument errors do not load torch;
-# baselines.runner waits for its redesign (baselines as arms).
+# when a command runs, so that `pathnet-fer --help` and argument errors do not load torch.
 FUNCTION_IMPORTS: dict[str, int] = {
     "baselines.commands": 11,
-    "baselines.runner": 16,
     "experiments.commands": 18,
     "faces.commands": 3,
     "predict.cli_shared": 2,

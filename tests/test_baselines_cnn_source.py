@@ -66,8 +66,9 @@ def _fer_slice(config):
 
 
 def _run(config, data, out, models, counter=None, captured=None, sets=None):
-    from pathnet_fer.baselines import runner, source_models
-    from pathnet_fer.baselines.runner import BaselineSettings, run_baselines
+    from pathnet_fer.baselines import jobs, source_models
+    from pathnet_fer.baselines.runner import run_baselines
+    from pathnet_fer.baselines.settings import BaselineSettings
 
     settings = BaselineSettings.from_dict(
         {"models": models, "max_samples": 480, **({"sets": sets} if sets else {})}
@@ -82,14 +83,14 @@ def _run(config, data, out, models, counter=None, captured=None, sets=None):
 
             patch.setattr(source_models, "train_source", counting)
         if captured is not None:
-            real_arm = runner.train_source_arm
+            real_arm = jobs.train_source_arm
 
             def capture(arm, ctx, *args, **kw):
                 out_ = real_arm(arm, ctx, *args, **kw)
                 captured[(ctx.experiment, ctx.fold, arm)] = out_[0]
                 return out_
 
-            patch.setattr(runner, "train_source_arm", capture)
+            patch.setattr(jobs, "train_source_arm", capture)
         return run_baselines(config, settings, out, datasets=data, progress=None)
 
 

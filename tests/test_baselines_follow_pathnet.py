@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pathnet_fer.baselines.runner import budget_samples, pathnet_source_seed, source_task
+from pathnet_fer.baselines.arm_training import budget_samples
+from pathnet_fer.baselines.source_tasks import pathnet_source_seed, source_task
 from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.config_loading import load_config
-from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.phases import source_phase
 from pathnet_fer.experiments.plan import RunSlot, source_job
 
@@ -34,17 +34,13 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
     )
     s = config.sets[0]
     datasets = {n: load_dataset(config, n, workers=1) for n in ("ckplus48", "jaffe")}
-    src_folds = dataset_folds(config, "ckplus48", datasets["ckplus48"])
-    dst_folds = dataset_folds(config, "jaffe", datasets["jaffe"])
     checked = 0
     for iteration in (1, 2):
         for fold in (1, 2):
             unit = source_job(config, s, RunSlot(iteration, fold))
             rows = source_phase(config, unit, datasets["ckplus48"]).data[0]
-            seed = pathnet_source_seed(config, s.name, iteration, fold)
-            x, y = source_task(
-                config, s, datasets["ckplus48"], dst_folds[fold - 1], src_folds, seed
-            )
+            assert pathnet_source_seed(config, s.name, iteration, fold) == unit.seed
+            x, y = source_task(config, s, datasets["ckplus48"], iteration, fold)
             assert len(x) == 150
             assert np.array_equal(x, rows.x) and np.array_equal(y, rows.y)
             checked += 1
@@ -54,7 +50,9 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
 def test_each_run_announces_itself_and_small_cnns_get_one_thread(require_data, tmp_path):
     import os
 
-    from pathnet_fer.baselines.runner import BaselineSettings, cnn_threads_for, run_baselines
+    from pathnet_fer.baselines.arm_training import cnn_threads_for
+    from pathnet_fer.baselines.runner import run_baselines
+    from pathnet_fer.baselines.settings import BaselineSettings
 
     assert cnn_threads_for("cifar", None) == 1
     assert cnn_threads_for("resnet50", None) == max(1, os.cpu_count() or 1)

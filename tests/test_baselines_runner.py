@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathnet_fer.baselines.runner import BaselineSettings, expand_arms, parse_weights_option
+from pathnet_fer.baselines.settings import BaselineSettings, expand_arms, parse_weights_option
 from pathnet_fer.cli import main
 
 
@@ -71,7 +71,7 @@ def test_runner_writes_the_experiment_metrics_format_and_resumes(config, tmp_pat
     again = run_baselines(config, settings, tmp_path, datasets=data, progress=lines.append)
     assert len(again) == len(metrics) and all(line.startswith("skip") for line in lines)
     # Other settings in the same directory are refused, not mixed into one table.
-    from pathnet_fer.baselines.runner import BaselineConfigError
+    from pathnet_fer.baselines.settings import BaselineConfigError
 
     other = BaselineSettings.from_dict({**settings.to_dict(), "max_samples": 640})
     with pytest.raises(BaselineConfigError, match="max_samples"):
@@ -87,7 +87,7 @@ def test_cli_missing_weights_fails_fast_with_options(config, tmp_path, capsys):
 
 
 def test_settings_refuse_unknown_models_and_keys():
-    from pathnet_fer.baselines.runner import BaselineConfigError
+    from pathnet_fer.baselines.settings import BaselineConfigError
 
     with pytest.raises(BaselineConfigError, match="known: resnet18"):
         BaselineSettings.from_dict({"models": "resnet18,alexnet"})

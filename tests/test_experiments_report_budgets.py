@@ -35,7 +35,7 @@ def _pathnet_part(path):
 
 def _baseline_part(path, budgets: dict[str, int]):
     """Baseline rows written by the baselines' own ``log_rows`` with these budgets."""
-    from pathnet_fer.baselines.runner import RunContext, log_rows
+    from pathnet_fer.baselines.arm_training import RunContext, log_rows
     from pathnet_fer.baselines.sgd_training import TrainingLog
 
     ev = evaluate_proba(np.eye(2)[[0, 1, 1, 0]], np.array([0, 1, 1, 1]), np.arange(4), 2)

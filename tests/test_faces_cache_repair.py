@@ -60,11 +60,11 @@ def test_a_file_skipped_for_permission_is_processed_once_readable(
     import os
 
     import pathnet_fer.faces.cache as cache_module
-    import pathnet_fer.faces.preprocess as preprocess_module
+    import pathnet_fer.faces.extraction_pool as pool_module
 
     root = require_data("ckplus48")
     target = str(sorted((root / "happy").glob("*.png"))[0])
-    real_access, real_extract = os.access, preprocess_module.extract_faces
+    real_access, real_extract = os.access, pool_module.extract_faces
 
     def access(path, mode, *args, **kwargs):
         if os.path.abspath(path) == target:
@@ -83,7 +83,7 @@ def test_a_file_skipped_for_permission_is_processed_once_readable(
 
     with monkeypatch.context() as patch:
         patch.setattr(cache_module.os, "access", access)
-        patch.setattr(preprocess_module, "extract_faces", extract)
+        patch.setattr(pool_module, "extract_faces", extract)
         denied = build()
     row = denied.manifest[denied.manifest.path == target].iloc[0]
     assert row.status == "skipped" and "Permission denied" in row.reason

@@ -44,7 +44,7 @@ def test_duplicates_across_job_parts_are_refused(tmp_path) -> None:
 
 
 def test_a_baseline_run_killed_mid_write_is_redone_without_duplicates(tmp_path) -> None:
-    from pathnet_fer.baselines.runner import done_runs
+    from pathnet_fer.baselines.run_record import done_runs
 
     path = tmp_path / "metrics.csv"
     with MetricsWriter(path, experiment="ckplus48->jaffe") as log:

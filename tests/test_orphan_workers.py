@@ -25,7 +25,7 @@ _COORDINATOR = textwrap.dedent(
             from pathnet_fer.experiments.executor import _init_worker
             args = (1,)
         else:
-            from pathnet_fer.faces.preprocess import _init_pool_worker as _init_worker
+            from pathnet_fer.faces.extraction_pool import _init_pool_worker as _init_worker
             from pathnet_fer.faces.settings import FaceSettings
             args = (FaceSettings(detect=False), sys.argv[2], "ckplus48", 1)
         pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init_worker,

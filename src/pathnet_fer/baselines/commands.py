@@ -84,7 +84,8 @@ def load_with_baselines(config: str, overrides: list[str]):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pathnet_fer.baselines.runner import BaselineConfigError, BaselineSettings, run_baselines
+    from pathnet_fer.baselines.runner import run_baselines
+    from pathnet_fer.baselines.settings import BaselineConfigError, BaselineSettings
     from pathnet_fer.baselines.weights import WeightsNotFoundError
     from pathnet_fer.yaml_config.errors import ConfigError
 

@@ -11,11 +11,19 @@ exporting and calibrating ask the arm what it is instead of comparing names:
 - ``scratch``: one link from scratch, one job per link, on each fold's training subjects;
 - ``final``: the chain again on every subject, for the model a user deploys (nothing
   held out, so no held-out figure, and its rows stay out of metrics.csv).
+
+metrics.csv also holds ``zero-shot`` rows (no job: the source units' path scored on a
+destination's held-out faces after a transfer chain) and the baselines' own arm names.
+What the report and calibration need to know of an arm is named here too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -53,3 +61,28 @@ def arm_of(name: str) -> Arm:
         return ARMS[name]
     except KeyError:
         raise ValueError(f"unknown arm {name!r} (arms: {', '.join(ARMS)})") from None
+
+
+ZERO_SHOT = "zero-shot"
+"""Rows of no job: the source path and readout alone on a destination's held-out faces."""
+PATHNET_ROWS: tuple[str, ...] = (SOURCE.name, TRANSFER.name, SCRATCH.name, ZERO_SHOT)
+"""The arms PathNet writes to metrics.csv, in the report's order (baselines after them)."""
+PAIRED: tuple[Arm, Arm] = (TRANSFER, SCRATCH)
+"""The report's paired test, the first minus the second per fold; the first of them found
+is also the budget every other row of the report is held to."""
+CALIBRATES_FINAL: Arm = TRANSFER
+"""The arm whose folds' held-out predictions fit a final fit's temperatures: the same chain
+(``chains_folds``) on each fold's training subjects."""
+assert CALIBRATES_FINAL.chains_folds
+
+
+def rows_of(frame: pd.DataFrame, arm: Arm | str) -> pd.DataFrame:
+    """The rows of ``frame`` (any table with an ``arm`` column) that ``arm`` wrote."""
+    name = arm.name if isinstance(arm, Arm) else arm
+    return frame[frame["arm"] == name]
+
+
+def is_shared_unit(name: str) -> bool:
+    """Rows of a source unit (another task than the sets' links); False for an arm this
+    module does not know (a baseline's)."""
+    return name in ARMS and ARMS[name].shared_unit

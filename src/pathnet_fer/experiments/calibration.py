@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from pathnet_fer.experiments.arms import CALIBRATES_FINAL, SOURCE, is_shared_unit, rows_of
 from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
 from pathnet_fer.formats.loaded_model import TEMPERATURE_RANGE
 from pathnet_fer.formats.model_file import load_model, set_calibration, set_head_temperatures
@@ -149,7 +150,7 @@ def cross_fitted(sets: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def final_temperatures(sets: list[dict[str, Any]], arm: str = "transfer") -> dict:
+def final_temperatures(sets: list[dict[str, Any]], arm: str = CALIBRATES_FINAL.name) -> dict:
     """``{(experiment, task): (T, n_faces, folds)}`` from every fold and iteration of
     ``arm``: the temperature the final model of that experiment and task is given."""
     pooled: dict[tuple, list[dict[str, Any]]] = {}
@@ -226,9 +227,9 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     table = cross_fitted(sets)
     table.to_csv(run_dir / "calibration.csv", index=False)
     figures = []
-    for (e, t), g in table[table.arm == "transfer"].groupby(["experiment", "task"]):
-        members = [s for s in sets if s["experiment"] == e and s["arm"] == "transfer"
-                   and s["task"] == t]  # fmt: skip
+    fitted = CALIBRATES_FINAL.name
+    for (e, t), g in rows_of(table, fitted).groupby(["experiment", "task"]):
+        members = [s for s in sets if (s["experiment"], s["arm"], s["task"]) == (e, fitted, t)]
         rows = g.set_index(["iteration", "fold"])
         raw, cal = [], []
         for s in members:
@@ -241,20 +242,23 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
             p = np.concatenate(probas)
             curves[name] = reliability_table(p.max(1), p.argmax(1) == label)
         path = run_dir / "figures" / f"calibration_{slug(e)}_{slug(t)}.png"
-        figures.append(calibration_figure(curves, path, f"{e}: {t} held-out (transfer)"))
+        figures.append(calibration_figure(curves, path, f"{e}: {t} held-out ({fitted})"))
     finals = []
-    temps = {"transfer": final_temperatures(sets), "source": final_temperatures(sets, "source")}
+    temps = {
+        fitted: final_temperatures(sets, fitted),
+        SOURCE.name: final_temperatures(sets, SOURCE.name),
+    }
     models = sorted(run_dir.glob("models/*/final.pt")) + sorted(run_dir.glob("models/sources/*.pt"))
     for path in models:
         model = load_model(path)
         task = model.dataset
-        arm = "source" if path.parent.name == "sources" else "transfer"
-        experiment = SOURCE_EXPERIMENT if arm == "source" else model.metadata.get("experiment")
-        found = temps[arm].get((str(experiment), task))
+        arm = SOURCE if path.parent.name == "sources" else CALIBRATES_FINAL
+        experiment = SOURCE_EXPERIMENT if arm.shared_unit else model.metadata.get("experiment")
+        found = temps[arm.name].get((str(experiment), task))
         if found is None:  # no held-out predictions of this arm and task were saved
             continue
         temperature, n, folds = found
-        what = "source units" if arm == "source" else "transfer arm"
+        what = "source units" if arm.shared_unit else f"{arm.name} arm"
         set_calibration(
             path,
             {
@@ -286,16 +290,16 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
     fits, out = {}, []
     for name, desc in zip(heads.names, heads.descriptions, strict=True):
         dataset = str(desc.get("dataset", name))
-        if desc.get("arm") == "source":
-            found = temps["source"].get((SOURCE_EXPERIMENT, dataset))
+        if is_shared_unit(str(desc.get("arm"))):
+            found = temps[SOURCE.name].get((SOURCE_EXPERIMENT, dataset))
             what = "source units"
         elif meta.get("final_fit"):
-            found = temps["transfer"].get((experiment, dataset))
-            what = "transfer arm"
+            found = temps[CALIBRATES_FINAL.name].get((experiment, dataset))
+            what = f"{CALIBRATES_FINAL.name} arm"
         else:
-            group = table[(table.experiment == experiment) & (table.arm == "transfer")
-                          & (table.task == dataset)
-                          & (table.iteration == str(meta.get("iteration")))]  # fmt: skip
+            group = rows_of(table, CALIBRATES_FINAL)
+            group = group[(group.experiment == experiment) & (group.task == dataset)
+                          & (group.iteration == str(meta.get("iteration")))]  # fmt: skip
             mine = group.fold == str(meta.get("fold"))
             t = float(group[mine].temperature.iloc[0]) if mine.any() else float("nan")
             others = sorted(int(f) for f in group[~mine].fold)

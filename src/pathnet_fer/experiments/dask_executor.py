@@ -38,7 +38,7 @@ from pathnet_fer.experiments.dask_connect import (
     connect,
 )
 from pathnet_fer.experiments.execute import execute_job
-from pathnet_fer.experiments.executor import Executor
+from pathnet_fer.experiments.executor import Executor, JobFunction
 from pathnet_fer.experiments.plan import JobSpec
 
 MARKER = "cluster-marker.json"
@@ -117,7 +117,12 @@ def restore_malloc_speed() -> bool:
 
 
 def run_on_worker(
-    job: JobSpec, config: ExperimentConfig, run_dir: str, token: str, threads: int
+    job_function: JobFunction,
+    job: JobSpec,
+    config: ExperimentConfig,
+    run_dir: str,
+    token: str,
+    threads: int,
 ) -> dict[str, Any]:
     """The task a Dask worker runs: check the marker, then the job (resumable)."""
     import torch
@@ -126,7 +131,7 @@ def run_on_worker(
     restore_malloc_speed()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    return execute_job(job, config, run_dir, position=1)
+    return job_function(job, config, run_dir, position=1)
 
 
 def wants_gpu(device: str) -> bool:
@@ -155,7 +160,9 @@ class DaskExecutor(Executor):
         log: Callable[[str], None] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S,
+        job_function: JobFunction = execute_job,
     ) -> None:
+        self.job_function = job_function
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -209,7 +216,9 @@ class DaskExecutor(Executor):
         self._tokens: dict[str, str] = {}
 
     @classmethod
-    def from_config(cls, config, n_jobs: int | None = None, log=None) -> DaskExecutor:
+    def from_config(
+        cls, config, n_jobs: int | None = None, log=None, job_function: JobFunction = execute_job
+    ) -> DaskExecutor:
         e = config.executor
         return cls(
             address=e.address,
@@ -222,6 +231,7 @@ class DaskExecutor(Executor):
             log=log,
             connect_timeout=e.connect_timeout,
             worker_timeout=e.worker_timeout,
+            job_function=job_function,
         )
 
     def attach_log(self, log: Callable[[str], None]) -> None:
@@ -240,6 +250,7 @@ class DaskExecutor(Executor):
             self._tokens[run_dir] = write_marker(run_dir)
         future = self.client.submit(
             run_on_worker,
+            self.job_function,
             job,
             config,
             run_dir,

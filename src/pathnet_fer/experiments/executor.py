@@ -1,8 +1,10 @@
 """Executors: where protocol jobs run. The protocol only submits jobs and collects results.
 
-A job is ``execute_job(job, config, run_dir)``: picklable inputs, results on disk
-under the run directory, resumable from its own checkpoint. Any backend that can call a
-function somewhere with access to the run directory can run it:
+A job is ``job_function(job, config, run_dir, position=...)``: picklable inputs, results on
+disk under the run directory, resumable from its own checkpoint. The function is a study's
+``execute_job`` by default, the baselines' ``execute_baseline_job`` for theirs: any module-level
+function of that signature, whose job has a ``job_id`` and a ``cost``. Any backend that can
+call a function somewhere with access to the run directory can run it:
 
 - :class:`InlineExecutor`: in this process, one job after another (debugging, tests).
 - :class:`LocalExecutor`: a pool of worker processes (one per core by default), each with
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Any
@@ -25,9 +27,14 @@ from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.plan import JobSpec
 from pathnet_fer.parent_watch import exit_with_parent
 
+JobFunction = Callable[..., Any]
+"""``fn(job, config, run_dir, position=1) -> record``: what an executor calls for a job."""
+
 
 class Executor(ABC):
     """Submit jobs, then collect ``(job, record | exception)`` as they finish."""
+
+    job_function: JobFunction = staticmethod(execute_job)
 
     @abstractmethod
     def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None: ...
@@ -57,7 +64,8 @@ class Executor(ABC):
 class InlineExecutor(Executor):
     """Run each job in this process when results are collected."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_function: JobFunction = execute_job) -> None:
+        self.job_function = job_function
         self._queue: list[tuple[JobSpec, dict[str, Any], str]] = []
 
     def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None:
@@ -76,7 +84,7 @@ class InlineExecutor(Executor):
             # Small batched matmuls: one thread is faster than two fighting for cores.
             torch.set_num_threads(int(config.executor.threads))
             try:
-                yield job, execute_job(job, config, run_dir, position=1)
+                yield job, self.job_function(job, config, run_dir, position=1)
             except Exception as err:  # noqa: BLE001 - reported by the coordinator
                 yield job, err
             finally:
@@ -92,18 +100,23 @@ def _init_worker(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def _run(job: JobSpec, config: ExperimentConfig, run_dir: str, slots: int) -> dict[str, Any]:
+def _run(
+    job_function: JobFunction, job: JobSpec, config: ExperimentConfig, run_dir: str, slots: int
+) -> dict[str, Any]:
     from multiprocessing import current_process
 
     identity = current_process()._identity
     position = 1 + ((identity[0] - 1) % slots if identity else 0)
-    return execute_job(job, config, run_dir, position=position)
+    return job_function(job, config, run_dir, position=position)
 
 
 class LocalExecutor(Executor):
     """A pool of ``workers`` processes (spawned: safe with torch/OpenMP state)."""
 
-    def __init__(self, workers: int = 0, threads: int = 1) -> None:
+    def __init__(
+        self, workers: int = 0, threads: int = 1, job_function: JobFunction = execute_job
+    ) -> None:
+        self.job_function = job_function
         self.workers = workers if workers > 0 else max(1, len(os.sched_getaffinity(0)))
         self._pool = ProcessPoolExecutor(
             self.workers,
@@ -114,7 +127,9 @@ class LocalExecutor(Executor):
         self._futures: dict[Future, JobSpec] = {}
 
     def submit(self, job: JobSpec, config: ExperimentConfig, run_dir: str) -> None:
-        self._futures[self._pool.submit(_run, job, config, run_dir, self.workers)] = job
+        self._futures[
+            self._pool.submit(_run, self.job_function, job, config, run_dir, self.workers)
+        ] = job
 
     @property
     def pending(self) -> int:

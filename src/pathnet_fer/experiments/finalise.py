@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pathnet_fer.experiments.arms import is_shared_unit
 from pathnet_fer.experiments.calibration import calibrate_run
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.config_loading import build_config
@@ -110,7 +111,7 @@ def finalise(
             tex.write_text(tex.read_text() + "\n" + latex_tables(section))
     figures = all_learning_curves(metrics, out / "figures") + calibration["figures"]
     if not confusion.empty:
-        figures += confusion_figures(confusion[confusion.arm != "source"], out / "figures")
+        figures += confusion_figures(confusion[~confusion.arm.map(is_shared_unit)], out / "figures")
     if figures:
         md = paths["summary_md"]
         md.write_text(

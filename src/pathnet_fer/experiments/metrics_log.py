@@ -43,8 +43,6 @@ METRICS: frozenset[str] = frozenset(
         "samples",  # training budget of the task in samples seen (baselines write it)
     }
 )
-# Arms written by the PathNet protocol; baselines add their own names (any non-empty string).
-PATHNET_ARMS: tuple[str, ...] = ("source", "transfer", "scratch", "zero-shot")
 _DTYPES = {
     "experiment": str,
     "iteration": int,

@@ -39,6 +39,7 @@ def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name, dist in (
         ("torch", "torch"),
+        ("torchvision", "torchvision"),
         ("numpy", "numpy"),
         ("cv2", "opencv-python-headless"),
         ("av", "av"),

@@ -15,7 +15,8 @@ import pandas as pd
 from scipy import stats
 
 from pathnet_fer.evolution.config import EvolutionConfig
-from pathnet_fer.experiments.metrics_log import PATHNET_ARMS, final_values, read_metrics, summarise
+from pathnet_fer.experiments.arms import PAIRED, PATHNET_ROWS, ZERO_SHOT, is_shared_unit, rows_of
+from pathnet_fer.experiments.metrics_log import final_values, read_metrics, summarise
 
 PAIRED_TEST = (
     "Wilcoxon signed-rank test (two-sided) on per-fold differences, each fold's value being "
@@ -45,7 +46,6 @@ COMPARED = (
     ("train", "minibatch", "accuracy"),
     ("train", "minibatch", "loss"),
 )
-ARM_ORDER = ("source", "transfer", "scratch", "zero-shot")
 BUDGET = ("train", "minibatch", "samples")
 """The (split, level, metric) of a task's training budget in samples seen. Baselines
 write it; a PathNet arm's is derived (``with_budgets``)."""
@@ -56,8 +56,8 @@ DAGGER = "†"
 def paired_comparison(
     metrics: pd.DataFrame,
     experiment: str,
-    arm_a: str = "transfer",
-    arm_b: str = "scratch",
+    arm_a: str = PAIRED[0].name,
+    arm_b: str = PAIRED[1].name,
     split: str = "test",
     level: str = "frame",
     metric: str = "accuracy",
@@ -112,7 +112,8 @@ def comparisons(metrics: pd.DataFrame) -> pd.DataFrame:
     out = []
     for experiment in metrics["experiment"].unique():
         part = metrics[metrics.experiment == experiment]
-        both = set(part[part.arm == "transfer"].task) & set(part[part.arm == "scratch"].task)
+        first, second = (set(rows_of(part, arm).task) for arm in PAIRED)
+        both = first & second
         for task in [t for t in part.task.unique() if t in both]:
             for split, level, metric in COMPARED:
                 row = paired_comparison(
@@ -148,7 +149,7 @@ def with_budgets(summary: pd.DataFrame, metrics: pd.DataFrame, per_generation: i
     split, level, metric = BUDGET
     final = final_values(metrics)
     train = final[(final.split == split) & (final.level == level)]
-    train = train[train.arm.isin(PATHNET_ARMS)]
+    train = train[train.arm.isin(PATHNET_ROWS)]
     if train.empty:
         return summary
     has = summary[(summary.split == split) & (summary.level == level) & (summary.metric == metric)]
@@ -193,10 +194,10 @@ def budget_flags(
     budget. The ``source`` arm (another task: the header states its budget) is never
     flagged; a row whose runs had different budgets always is.
     """
-    compared = {k: v for k, v in budgets.items() if k[0] != "source"}
+    compared = {k: v for k, v in budgets.items() if not is_shared_unit(k[0])}
     if not compared:
         return None, set()
-    ref = next((k for arm in ("transfer", "scratch") for k in compared if k[0] == arm), None)
+    ref = next((k for arm in PAIRED for k in compared if k[0] == arm.name), None)
     if ref is None:
         counts = pd.Series([round(m) for m, _ in compared.values()]).value_counts()
         common = max(v for v, c in counts.items() if c == counts.max())
@@ -230,7 +231,7 @@ def format_p(p: float) -> str:
 
 
 def _arm_key(arm: str) -> tuple[int, str]:
-    return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
+    return (PATHNET_ROWS.index(arm) if arm in PATHNET_ROWS else len(PATHNET_ROWS), arm)
 
 
 def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
@@ -281,8 +282,11 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                 for (arm, task), _ in groups
                 if (arm, task) in flagged
             )
-            gens = part[(part.arm == ref[0]) & (part.metric == BUDGET[2])]["generation"]
-            unit = f" ({int(gens.max())} generations)" if ref[0] in ARM_ORDER and len(gens) else ""
+            gens = rows_of(part, ref[0])
+            gens = gens[gens.metric == BUDGET[2]]["generation"]
+            unit = (
+                f" ({int(gens.max())} generations)" if ref[0] in PATHNET_ROWS and len(gens) else ""
+            )
             lines += [
                 f"{DAGGER} Another training budget than {ref[0]}'s "
                 f"{_samples_cell(budgets[ref])} samples per task{unit}: {others}. These rows "
@@ -300,7 +304,7 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                 if "logreg" in unknown
                 else []
             )
-            shots = [a for a in unknown if a.endswith("zeroshot") or a == "zero-shot"]
+            shots = [a for a in unknown if a.endswith("zeroshot") or a == ZERO_SHOT]
             if shots:
                 why.append(f"{', '.join(shots)}: no training on the destination at all")
             older = [a for a in unknown if a != "logreg" and a not in shots]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,13 +22,12 @@ from pathnet_fer.experiments.executor import Executor
 from pathnet_fer.experiments.executor_kinds import make_executor
 from pathnet_fer.experiments.finalise import ExperimentResult, finalise
 from pathnet_fer.experiments.job_plan import job_generations, plan_jobs
-from pathnet_fer.experiments.plan import ITERATION_READINGS
+from pathnet_fer.experiments.plan import ITERATION_READINGS, JobSpec
 from pathnet_fer.experiments.provenance import RunLog, git_commit, package_versions
 from pathnet_fer.experiments.report import PAIRED_TEST
 from pathnet_fer.experiments.run_compat import RunDirError, check_same_folds, prepare_run_dir
-from pathnet_fer.experiments.run_dir import (
-    RunLock,
-)
+from pathnet_fer.experiments.run_dir import RunLock
+from pathnet_fer.experiments.scheduling import run_jobs
 from pathnet_fer.experiments.union_checks import check_union_files
 from pathnet_fer.paths import unwritable_reason
 
@@ -145,7 +143,6 @@ def _run_experiment(
         f"{config.generations('source')} source / {config.generations('destination')} "
         f"destination generations per task"
     )
-    failed: list[str] = []
     own_executor = executor is None
     if executor is None and config.executor.kind == "dask":
         executor = DaskExecutor.from_config(config, n_jobs=len(todo), log=log)
@@ -179,43 +176,19 @@ def _run_experiment(
                     pass
         overall.update(done - overall.n)
 
+    def job_done(job: JobSpec, result: dict) -> None:
+        for note in result.get("notes", []):  # e.g. a damaged store entry
+            log(f"job {job.job_id}: {note}")
+        secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
+        how = {"run": ", reused this run's", "store": ", reused from the store"}
+        reused = how.get(result.get("reused", ""), "")
+        log(f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s evolving{reused})")
+
     done_ids = {j.job_id for j in jobs} - {j.job_id for j in todo}
-    waiting = list(todo)  # a job is submitted once every job it needs (``after``) is done
-
-    def submit_ready() -> None:
-        for job in list(waiting):
-            if any(a in failed for a in job.after):
-                waiting.remove(job)
-                failed.append(job.job_id)
-                need = ", ".join(a for a in job.after if a in failed)
-                log(f"job {job.job_id} NOT RUN: it needs {need}, which failed")
-            elif all(a in done_ids for a in job.after):
-                waiting.remove(job)
-                executor.submit(job, config, str(out))
-
     try:
-        submit_ready()
-        while executor.pending or waiting:
-            if not executor.pending:
-                raise RuntimeError(f"jobs wait on jobs that never run: {waiting}")
-            for job, result in executor.results(timeout=1.0):
-                if isinstance(result, BaseException):
-                    failed.append(job.job_id)
-                    log(f"job {job.job_id} FAILED: {type(result).__name__}: {result}")
-                    log.detail("".join(traceback.format_exception(result)))
-                else:
-                    done_ids.add(job.job_id)
-                    for note in result.get("notes", []):  # e.g. a damaged store entry
-                        log(f"job {job.job_id}: {note}")
-                    secs = sum(p["seconds"] for p in result["phases"]) if result["phases"] else 0
-                    how = {"run": ", reused this run's", "store": ", reused from the store"}
-                    reused = how.get(result.get("reused", ""), "")
-                    log(
-                        f"job {job.job_id} done ({result['runs']} runs, {secs:.0f} s "
-                        f"evolving{reused})"
-                    )
-            submit_ready()
-            refresh()
+        failed = run_jobs(
+            executor, todo, config, str(out), done_ids, log, job_done, refresh, log.detail
+        )
     finally:
         overall.close()
         if own_executor:

@@ -173,3 +173,14 @@ def frame_count_hint(path: str | Path) -> int:
             return _expected_frames(container, container.streams.video[0])
     except (av.FFmpegError, OSError):
         return 0
+
+
+def frame_rate(path: str | Path) -> float:
+    """The container's average frame rate (25 when it announces none)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate else 25.0
+    except (av.FFmpegError, OSError, IndexError) as error:
+        raise MediaError(f"cannot open video {path}: {error}") from error

@@ -8,12 +8,16 @@ libx264 the writer falls back to MPEG-4 Part 2 and says so: never silently.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+import pandas as pd
+
+from pathnet_fer.faces.video import MediaError
 
 PREFERRED_CODEC = "libx264"
 FALLBACK_CODEC = "mpeg4"
@@ -137,3 +141,49 @@ def annotation_label(emotion: str | None, probability: float, detection: str) ->
     if emotion is None:
         return "no face"
     return f"{emotion} {probability:.2f}{'*' if detection == 'fallback' else ''}"
+
+
+# Frame sink for annotation: (rgb frames, their rows of the prediction table).
+FrameSink = Callable[[list[np.ndarray], pd.DataFrame], None]
+
+
+class ImageWriter:
+    """The ``write`` side of ``VideoAnnotator`` for a still image (PNG via OpenCV)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, frame: np.ndarray) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(self.path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+            raise MediaError(f"cannot write the annotated image {self.path}")
+
+
+def annotation_sink(writer: VideoAnnotator | ImageWriter, class_names: Sequence[str]) -> FrameSink:
+    """Draw each frame's box and label from its table rows, then encode it."""
+    pcols = [f"p_{c}" for c in class_names]
+
+    def sink(images: list[np.ndarray], table: pd.DataFrame) -> None:
+        boxes = table[["face_x", "face_y", "face_w", "face_h"]].to_numpy(
+            np.float64, na_value=np.nan
+        )
+        proba = table[pcols].to_numpy(np.float64)
+        detection = table["detection"].astype(str).to_numpy()
+        # Rows of one frame are consecutive (several only for a still image's faces).
+        frames = table["frame"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]])
+        ends = np.r_[starts[1:], len(frames)]
+        for image, start, end in zip(images, starts, ends, strict=True):
+            frame = np.array(image, copy=True)
+            for box, p, det in zip(
+                boxes[start:end], proba[start:end], detection[start:end], strict=True
+            ):
+                if np.isnan(box).any():
+                    draw_face(frame, None, det, "no face")
+                else:
+                    k = int(np.argmax(p))
+                    label = annotation_label(class_names[k], float(p[k]), det)
+                    draw_face(frame, tuple(box), det, label)
+            writer.write(frame)
+
+    return sink

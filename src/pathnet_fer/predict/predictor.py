@@ -10,27 +10,25 @@ at prediction time what it saw in training.
 from __future__ import annotations
 
 import os
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from pathnet_fer.faces.crop import crop_face
-from pathnet_fer.faces.detector import CASCADE_FILE, FaceDetector
+from pathnet_fer.faces.detector import FaceDetector
 from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.faces.tracking import FaceTracker
-from pathnet_fer.faces.video import MediaError, is_image, iter_frames, read_image
+from pathnet_fer.faces.video import MediaError, frame_rate, is_image, iter_frames, read_image
 from pathnet_fer.formats.loaded_model import LoadedModel, check_compatible
 from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pathnet.heads_model import ALL, COMBINED
-from pathnet_fer.predict.annotate import VideoAnnotator, annotation_label, draw_face
+from pathnet_fer.predict.annotate import FrameSink, ImageWriter, VideoAnnotator, annotation_sink
 from pathnet_fer.predict.columns import add_head_columns, build_frame, empty_frame
+from pathnet_fer.predict.detection_ahead import DetectionAhead
 from pathnet_fer.predict.inputs import expand_inputs
 from pathnet_fer.predict.outputs import annotation_targets, check_outputs
 from pathnet_fer.predict.summary import summarise
@@ -45,9 +43,6 @@ drop-outs in training clips; on real footage the person may leave (``face_noface
 and a stale box would go on producing confident predictions of an empty background.
 After this long without a fresh detection, rows become ``none`` (NaN)."""
 ARRAY_NAME = "<array>"
-
-# Frame sink for annotation: (rgb frames, their rows of the prediction table).
-FrameSink = Callable[[list[np.ndarray], pd.DataFrame], None]
 
 
 @dataclass
@@ -127,7 +122,7 @@ class Predictor:
         self.detect = detect
         self._detector = FaceDetector(self.face_settings) if detect else None  # checks cascade
         self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
-        self._local = threading.local()
+        self._ahead = DetectionAhead(self.face_settings, self.workers if detect else 0)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", **kwargs: Any) -> Predictor:
@@ -251,7 +246,7 @@ class Predictor:
     def _annotate_image(self, path: Path, table: pd.DataFrame, target: Path) -> None:
         """Draw an image's faces and labels and save it (PNG) at ``target``."""
         image = read_image(path, "rgb24")
-        _annotation_sink(_ImageWriter(target), self.class_names)([image], table)
+        annotation_sink(ImageWriter(target), self.class_names)([image], table)
 
     # ------------------------------------------------------------------ streaming core
     def iter_video(
@@ -269,9 +264,9 @@ class Predictor:
         # Two decoders in lockstep: the model gets exactly the training pixel format, the
         # annotation gets colour (decoding is cheap next to detection).
         colour = iter_frames(path, every, "rgb24", check_complete=False)
-        fps = _frame_rate(path) / every
+        fps = frame_rate(path) / every
         with VideoAnnotator(annotate, fps) as writer:
-            sink = _annotation_sink(writer, self.class_names)
+            sink = annotation_sink(writer, self.class_names)
             paired = ((i, t, f, c) for (i, t, f), (_, _, c) in zip(frames, colour, strict=False))
             yield from self._stream(file, paired, sink)
 
@@ -285,7 +280,7 @@ class Predictor:
         pending = _Pending()
         last_fresh = -np.inf
         try:
-            for index, timestamp, frame, colour_frame, found in self._detect_ahead(frames):
+            for index, timestamp, frame, colour_frame, found in self._ahead.detect(frames):
                 if tracker is None:
                     box, detection = None, "fresh"
                     region = _whole_frame(frame)
@@ -320,58 +315,6 @@ class Predictor:
         if len(pending):
             yield self._flush(file, pending, sink)
 
-    def _detect_ahead(
-        self, frames: Iterable[tuple[int, float, np.ndarray, np.ndarray | None]]
-    ) -> Iterator[tuple[int, float, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        """Frames in order with their detections, detected ``workers`` frames at a time.
-
-        Detection is independent per frame (only the choice among boxes depends on the
-        previous face), so a bounded window of frames is detected by a thread pool
-        (OpenCV releases the GIL) and consumed in order: memory stays bounded.
-        """
-        if not self.detect:
-            for item in frames:
-                yield (*item, None)
-            return
-        if self.workers == 1:
-            detector = self._thread_detector()
-            for item in frames:
-                yield (*item, detector.detect(item[2]))
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        window: deque = deque()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="detect") as pool:
-            try:
-                for item in frames:
-                    window.append((item, pool.submit(self._detect_in_thread, item[2])))
-                    if len(window) > 2 * self.workers:
-                        done, future = window.popleft()
-                        yield (*done, future.result())
-            except Exception:  # a decoding error: the frames in flight are good ones
-                while window:
-                    done, future = window.popleft()
-                    yield (*done, future.result())
-                raise
-            while window:
-                done, future = window.popleft()
-                yield (*done, future.result())
-
-    def _detect_in_thread(self, frame: np.ndarray) -> np.ndarray:
-        return self._thread_detector().detect(frame)
-
-    def _thread_detector(self) -> FaceDetector:
-        """One detector per thread: an OpenCV cascade is not safe to share across threads."""
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            detector = FaceDetector(self.face_settings)
-            cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / CASCADE_FILE))
-            if cascade.empty():  # pragma: no cover - load_cascade above already checked
-                raise RuntimeError("cannot load the Haar cascade")
-            detector.cascade = cascade
-            self._local.detector = detector
-        return detector
-
     def _flush(self, file: str, pending: _Pending, sink: FrameSink | None) -> pd.DataFrame:
         n = len(pending)
         proba = np.full((n, len(self.class_names)), np.nan)
@@ -400,7 +343,7 @@ class Predictor:
             boxes: np.ndarray = np.asarray([_whole_frame(image)], dtype=np.float64)
             crops = [crop_face(image, None, self.face_settings)]
         else:
-            boxes = self._thread_detector().detect(image).astype(np.float64)
+            boxes = self._ahead.detector().detect(image).astype(np.float64)
             crops = [crop_face(image, tuple(int(v) for v in b), self.face_settings) for b in boxes]
         n = max(1, len(boxes))
         proba = np.full((n, len(self.class_names)), np.nan)
@@ -473,60 +416,3 @@ class Predictor:
 
 def _whole_frame(frame: np.ndarray) -> tuple[int, int, int, int]:
     return (0, 0, int(frame.shape[1]), int(frame.shape[0]))
-
-
-def _frame_rate(path: str | os.PathLike) -> float:
-    """The container's average frame rate (25 when it announces none)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            return float(rate) if rate else 25.0
-    except (av.FFmpegError, OSError, IndexError) as error:
-        raise MediaError(f"cannot open video {path}: {error}") from error
-
-
-class _ImageWriter:
-    """The ``write`` side of ``VideoAnnotator`` for a still image (PNG via OpenCV)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, frame: np.ndarray) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(self.path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-            raise MediaError(f"cannot write the annotated image {self.path}")
-
-
-def _annotation_sink(
-    writer: VideoAnnotator | _ImageWriter, class_names: Sequence[str]
-) -> FrameSink:
-    """Draw each frame's box and label from its table rows, then encode it."""
-    pcols = [f"p_{c}" for c in class_names]
-
-    def sink(images: list[np.ndarray], table: pd.DataFrame) -> None:
-        boxes = table[["face_x", "face_y", "face_w", "face_h"]].to_numpy(
-            np.float64, na_value=np.nan
-        )
-        proba = table[pcols].to_numpy(np.float64)
-        detection = table["detection"].astype(str).to_numpy()
-        # Rows of one frame are consecutive (several only for a still image's faces).
-        frames = table["frame"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]])
-        ends = np.r_[starts[1:], len(frames)]
-        for image, start, end in zip(images, starts, ends, strict=True):
-            frame = np.array(image, copy=True)
-            for box, p, det in zip(
-                boxes[start:end], proba[start:end], detection[start:end], strict=True
-            ):
-                if np.isnan(box).any():
-                    draw_face(frame, None, det, "no face")
-                else:
-                    k = int(np.argmax(p))
-                    label = annotation_label(class_names[k], float(p[k]), det)
-                    draw_face(frame, tuple(box), det, label)
-            writer.write(frame)
-
-    return sink
