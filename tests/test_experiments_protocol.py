@@ -261,6 +261,16 @@ def test_final_model_carries_the_pooled_temperature_and_predict_applies_it(tiny_
         logits = model.model(model.features(crops)).double().numpy()
     assert np.allclose(model.predict_proba(crops), _softmax(logits / pooled))
     assert not np.allclose(model.predict_proba(crops), _softmax(logits))
+    # The job staged its file; the deploy step wrote models/ once, calibrated: every
+    # deployed file has its staged twin, with the same weights.
+    staged = load_model(out / "staged_models" / "ckplus48-to-ckplus48" / "final.pt")
+    assert "calibration" not in staged.metadata and staged.temperature == 1.0
+    a, b = staged.model.state_dict(), model.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    deployed = {p.relative_to(out / "models") for p in (out / "models").rglob("*.pt")}
+    assert deployed == {
+        p.relative_to(out / "staged_models") for p in (out / "staged_models").rglob("*.pt")
+    }
     before = path.stat()
     finalise(out, config)  # a report rebuilt: same temperature, the file is left as it is
     after = path.stat()  # a rewrite would be a new file (temp file + rename): a new inode

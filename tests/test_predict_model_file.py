@@ -150,7 +150,7 @@ def test_save_refuses_a_model_that_does_not_fit_its_description(trained, tmp_pat
 
 def _calibrated(trained, tmp_path, temperature=2.0):
     """A copy of the trained model file carrying a valid calibration (as a final model)."""
-    from pathnet_fer.formats.model_file import set_calibration
+    from pathnet_fer.formats.model_calibration import set_calibration
 
     path = tmp_path / "calibrated.pt"
     shutil.copyfile(trained.path, path)
@@ -208,7 +208,7 @@ def test_predict_refuses_a_model_with_a_bad_temperature_in_one_line(
 def test_an_unusable_calibration_temperature_is_refused_when_written(
     trained, tmp_path, value, shown
 ):
-    from pathnet_fer.formats.model_file import set_calibration
+    from pathnet_fer.formats.model_calibration import set_calibration
 
     path = tmp_path / "model.pt"
     shutil.copyfile(trained.path, path)

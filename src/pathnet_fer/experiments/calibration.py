@@ -27,8 +27,14 @@ from scipy.optimize import minimize_scalar
 
 from pathnet_fer.experiments.arms import CALIBRATES_FINAL, SOURCE, is_shared_unit, rows_of
 from pathnet_fer.experiments.phases import SOURCE_EXPERIMENT
+from pathnet_fer.experiments.run_dir import deployed_path, staged_models
 from pathnet_fer.formats.loaded_model import TEMPERATURE_RANGE
-from pathnet_fer.formats.model_file import load_model, set_calibration, set_head_temperatures
+from pathnet_fer.formats.model_calibration import (
+    copy_model_file,
+    set_calibration,
+    set_head_temperatures,
+)
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.names import slug
 from pathnet_fer.scoring.metrics import reliability_table
 from pathnet_fer.scoring.reliability_figure import calibration_figure
@@ -223,6 +229,7 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     sets = read_heldout(run_dir)  # final fits save none: they have no held-out faces
     if not sets:
+        deploy_models(run_dir, written=set())
         return {"table": pd.DataFrame(), "markdown": "", "figures": [], "finals": [], "sets": []}
     table = cross_fitted(sets)
     table.to_csv(run_dir / "calibration.csv", index=False)
@@ -248,9 +255,9 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
         fitted: final_temperatures(sets, fitted),
         SOURCE.name: final_temperatures(sets, SOURCE.name),
     }
-    models = sorted(run_dir.glob("models/*/final.pt")) + sorted(run_dir.glob("models/sources/*.pt"))
-    for path in models:
-        model = load_model(path)
+    written: set[Path] = set()
+    for staged, path in model_files(run_dir, "*/final.pt") + model_files(run_dir, "sources/*.pt"):
+        model = load_model(staged)
         task = model.dataset
         arm = SOURCE if path.parent.name == "sources" else CALIBRATES_FINAL
         experiment = SOURCE_EXPERIMENT if arm.shared_unit else model.metadata.get("experiment")
@@ -259,31 +266,58 @@ def calibrate_run(run_dir: str | Path) -> dict[str, Any]:
             continue
         temperature, n, folds = found
         what = "source units" if arm.shared_unit else f"{arm.name} arm"
+        written.add(path)
         set_calibration(
-            path,
+            staged,
             {
                 "temperature": temperature,
                 "method": "temperature scaling (NLL), fit on held-out predictions",
                 "fit_on": f"{n} held-out faces of {task}, {what}, folds {folds}",
             },
             loaded=model,
+            out=path,
         )
         finals.append({"model": str(path.relative_to(run_dir)), "temperature": temperature,
                        "n_faces": n, "folds": folds})  # fmt: skip
-    for path in sorted(run_dir.glob("models/*/*_heads.pt")):
-        finals += _calibrate_heads(path, temps, table)
+    for staged, path in model_files(run_dir, "*/*_heads.pt"):
+        finals += _calibrate_heads(staged, path, temps, table)
+        written.add(path)
+    deploy_models(run_dir, written)
     return {"table": table, "markdown": calibration_markdown(table, finals),
             "figures": figures, "finals": finals, "sets": sets}  # fmt: skip
 
 
-def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[str, Any]]:
+def model_files(run_dir: Path, pattern: str) -> list[tuple[Path, Path]]:
+    """``(file to read, file to write)`` for the model files matching ``pattern``: each
+    file a job staged and its place under ``models/``; a file under ``models/`` that no
+    job staged (a run directory from before staging) is read and written in place."""
+    pairs = {deployed_path(run_dir, p): p for p in sorted(staged_models(run_dir).glob(pattern))}
+    for path in sorted((run_dir / "models").glob(pattern)):
+        pairs.setdefault(path, path)
+    return [(staged, path) for path, staged in sorted(pairs.items())]
+
+
+def deploy_models(run_dir: Path, written: set[Path]) -> None:
+    """The deploy step's rest: every staged model file the calibration did not write
+    (fold models, a model with nothing to fit on) copied to its place under ``models/``,
+    so that each file there is written once, by this step."""
+    for staged in sorted(staged_models(run_dir).rglob("*.pt")):
+        path = deployed_path(run_dir, staged)
+        if path not in written:
+            copy_model_file(staged, path)
+
+
+def _calibrate_heads(
+    staged: Path, path: Path, temps: dict, table: pd.DataFrame
+) -> list[dict[str, Any]]:
     """Each head of a chain's heads model gets the temperature its own single-path file
     would: the source head the source units' fit, a link head of a final fit the fit on
     all folds of the transfer arm for its link, a link head of a fold model the fit on the
     *other* folds (cross-fitted: never its own held-out faces). A head with nothing to fit
-    on gets T = 1 (listed in the report with 0 faces)."""
+    on gets T = 1 (listed in the report with 0 faces). ``staged``: the file read;
+    ``path``: the file written."""
 
-    model = load_model(path)
+    model = load_model(staged)
     heads = model.model
     meta = model.metadata
     experiment = str(meta.get("experiment"))
@@ -318,5 +352,7 @@ def _calibrate_heads(path: Path, temps: dict, table: pd.DataFrame) -> list[dict[
         out.append({"model": f"models/{path.parent.name}/{path.name} (head {name})",
                     "temperature": temperature, "n_faces": n, "folds": folds})  # fmt: skip
     if fits:
-        set_head_temperatures(path, fits, loaded=model)
+        set_head_temperatures(staged, fits, loaded=model, out=path)
+    else:
+        copy_model_file(staged, path)
     return out

@@ -9,6 +9,7 @@ from typing import Any
 from pathnet_fer.datasets.loading import face_settings_for
 from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.phases import Phase, describe_rows
+from pathnet_fer.experiments.run_dir import staged_models
 from pathnet_fer.formats.model_file import save_model, save_path_model
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.heads_model import HeadsModel
@@ -51,7 +52,7 @@ def saved_runs(config, task, phase: Phase) -> list[int]:
 
 
 def model_path(config, phase: Phase, r: int, run_dir: Path, suffix: str = "") -> Path:
-    """``models/<set>/<name><suffix>.pt`` of run ``r`` of a phase."""
+    """``<set>/<name><suffix>.pt`` of run ``r`` of a phase, staged for ``models/``."""
     key = phase.keys[r]
     name = (
         "final"
@@ -62,7 +63,7 @@ def model_path(config, phase: Phase, r: int, run_dir: Path, suffix: str = "") ->
         if phase.label == phase.arm
         else f"{phase.label}_best"
     )
-    return run_dir / "models" / slug(key.experiment) / f"{name}{suffix}.pt"
+    return staged_models(run_dir) / slug(key.experiment) / f"{name}{suffix}.pt"
 
 
 def _common_metadata(config, job, phase: Phase, r: int, fitness: float) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathnet_fer.experiments.figures import all_learning_curves, confusion_figur
 from pathnet_fer.experiments.metrics_log import merge_metric_files, read_metrics
 from pathnet_fer.experiments.plan import ITERATION_READINGS
 from pathnet_fer.experiments.pooled import member_scores, members_markdown
-from pathnet_fer.experiments.report import latex_tables, write_report
+from pathnet_fer.experiments.report import write_report
 
 
 @dataclass
@@ -94,7 +94,6 @@ def finalise(
         f"{ITERATION_READINGS[config.protocol.iteration_mode]}.\n\n"
         f"Commit {meta.get('git_commit')}; versions {meta.get('versions')}.\n"
     )
-    paths = write_report(out, metrics, header=header)
     calibration = calibrate_run(out)
     unions = {n: list(spec.union) for n, spec in config.datasets.items() if spec.union}
     members = ""
@@ -103,27 +102,13 @@ def finalise(
         by_member.to_csv(out / "pooled_members.csv", index=False)
         members = members_markdown(by_member)
     cross = cross_dataset_section(out, config, clip_sets=clip_sets) if calibration["finals"] else ""
-    for section in (calibration["markdown"], members, cross):
-        if section:
-            md = paths["summary_md"]
-            md.write_text(md.read_text().rstrip() + "\n\n" + section)
-            tex = paths["summary_tex"]
-            tex.write_text(tex.read_text() + "\n" + latex_tables(section))
     figures = all_learning_curves(metrics, out / "figures") + calibration["figures"]
     if not confusion.empty:
         figures += confusion_figures(confusion[~confusion.arm.map(is_shared_unit)], out / "figures")
-    if figures:
-        md = paths["summary_md"]
-        md.write_text(
-            md.read_text()
-            + "\n## Figures\n\n"
-            + "\n".join(
-                f"![{p.stem}](figures/{p.name})"
-                for p in figures
-                if p.name.startswith(("learning", "calibration"))
-            )
-            + "\n"
-        )
+    shown = [p for p in figures if p.name.startswith(("learning", "calibration"))]
+    paths = write_report(
+        out, metrics, header, sections=(calibration["markdown"], members, cross), figures=shown
+    )
     return ExperimentResult(
         run_dir=out,
         metrics=metrics,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -332,10 +333,18 @@ def markdown_tables(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
 
 
 def write_report(
-    run_dir: str | Path, metrics: pd.DataFrame | None = None, header: str = ""
+    run_dir: str | Path,
+    metrics: pd.DataFrame | None = None,
+    header: str = "",
+    sections: Sequence[str] = (),
+    figures: Sequence[Path] = (),
 ) -> dict[str, Path]:
     """Write ``summary.csv``, ``paired_tests.csv``, ``summary.md`` and ``summary.tex``
-    (the same tables for LaTeX, ``booktabs``) into ``run_dir``."""
+    (the same tables for LaTeX, ``booktabs``) into ``run_dir``, each once.
+
+    ``sections``: more Markdown sections after the tables (calibration, pooled members,
+    the cross-dataset table), their tables in the LaTeX file too; ``figures``: images
+    under ``run_dir/figures`` the Markdown report shows at its end."""
     run_dir = Path(run_dir)
     if metrics is None:
         metrics = read_metrics(run_dir / "metrics.csv")
@@ -362,8 +371,16 @@ def write_report(
         "",
         markdown_tables(summary, comp),
     ]
-    paths["summary_md"].write_text("\n".join(text))
-    paths["summary_tex"].write_text(latex_tables(markdown_tables(summary, comp)))
+    markdown = "\n".join(text)
+    tex = latex_tables(markdown_tables(summary, comp))
+    for section in (s for s in sections if s):
+        markdown = markdown.rstrip() + "\n\n" + section
+        tex += "\n" + latex_tables(section)
+    if figures:
+        links = "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures)
+        markdown += "\n## Figures\n\n" + links + "\n"
+    paths["summary_md"].write_text(markdown)
+    paths["summary_tex"].write_text(tex)
     return paths
 
 

@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+STAGED_MODELS = "staged_models"
+"""Where a run's jobs write their model files. ``models/`` holds what the run deploys,
+each file written once at the end by the report's deploy step (``calibration.deploy_models``),
+calibrated where held-out predictions allow."""
 MARKER = ".pathnet-fer-run"
 LOCK = ".lock"
 MARKER_FORMAT = "pathnet-fer-run"
@@ -29,6 +33,17 @@ MARKER_FORMAT = "pathnet-fer-run"
 class RunDirLockedError(ValueError):
     """Another live command is writing this run directory (a ValueError like every other
     run directory that cannot be used, so commands report it in one line)."""
+
+
+def staged_models(out: Path) -> Path:
+    """The folder a run's jobs write model files into (``STAGED_MODELS``)."""
+    return Path(out) / STAGED_MODELS
+
+
+def deployed_path(out: Path, staged: Path) -> Path:
+    """Where the deploy step writes the staged model file ``staged``: the same path under
+    ``models/``."""
+    return Path(out) / "models" / Path(staged).relative_to(staged_models(out))
 
 
 def read_marker(out: Path) -> dict[str, Any] | None:

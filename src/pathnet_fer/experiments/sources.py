@@ -39,6 +39,7 @@ from pathnet_fer.experiments.phase_runner import run_phase, write_json
 from pathnet_fer.experiments.phases import Phase, describe_rows, source_phase
 from pathnet_fer.experiments.plan import JobSpec, users_of
 from pathnet_fer.experiments.progress import JobProgress
+from pathnet_fer.experiments.run_dir import staged_models
 from pathnet_fer.experiments.source_store import (
     FORMAT,
     VERSION,
@@ -228,12 +229,12 @@ def _save_source_model(
     data: LoadedDataset,
     phase: Phase,
 ) -> list[str]:
-    """The source path alone as a model file (``models/sources/<unit>.pt``): the
-    zero-shot model, e.g. FER-2013's for new people."""
+    """The source path alone as a model file (staged for ``models/sources/<unit>.pt``):
+    the zero-shot model, e.g. FER-2013's for new people."""
 
     if config.save_models == "none":
         return []
-    path = run_dir / "models" / "sources" / f"{job.job_id}.pt"
+    path = staged_models(run_dir) / "sources" / f"{job.job_id}.pt"
     task = FinishedTask.from_state(artifact["task"])
     test = [] if job.slots[0].fold == 0 else sorted(set(phase.data[0].test_subjects))
     n_test = len(test)

@@ -135,55 +135,6 @@ def save_model(
     )
 
 
-def set_calibration(
-    path: str | os.PathLike, calibration: Mapping[str, Any], loaded: LoadedModel | None = None
-) -> Path:
-    """Rewrite a model file with ``metadata.calibration`` (must hold a positive
-    ``temperature``); everything else, weights included, is kept as it was. ``loaded``:
-    the file already read (saves reading it again); a file that already carries this
-    calibration is left untouched. An unusable temperature raises ``ModelFileError``
-    before the file is read or touched."""
-    calibration_temperature({"calibration": dict(calibration)}, path)
-    loaded = loaded if loaded is not None else load_model(path)
-    if loaded.metadata.get("calibration") == _jsonable(dict(calibration)):
-        return Path(path)
-    return save_path_model(
-        path,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata={**loaded.metadata, "calibration": dict(calibration)},
-    )
-
-
-def set_head_temperatures(
-    path: str | os.PathLike,
-    fits: Mapping[str, Mapping[str, Any]],
-    loaded: LoadedModel | None = None,
-) -> Path:
-    """Rewrite a heads model file with each named head's calibration: ``fits[name]`` holds
-    its ``temperature`` and a note of what it was fit on (kept in
-    ``metadata.head_calibration``). The combination uses the temperatures; weights are
-    kept as they are."""
-    loaded = loaded if loaded is not None else load_model(path)
-    if not isinstance(loaded.model, HeadsModel):
-        raise ModelFileError(f"{path} is not a heads model: use set_calibration")
-    for name, fit in fits.items():
-        calibration_temperature({"calibration": dict(fit)}, f"{path} head {name}")
-    loaded.model.with_temperatures({n: f["temperature"] for n, f in fits.items()})
-    notes = dict(loaded.metadata.get("head_calibration") or {})
-    notes.update({n: dict(f) for n, f in fits.items()})
-    return save_path_model(
-        path,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata={**loaded.metadata, "head_calibration": notes},
-    )
-
-
 def save_path_model(
     path: str | os.PathLike,
     model: nn.Module,
@@ -197,7 +148,7 @@ def save_path_model(
     class_names = [str(c) for c in class_names]
     if not class_names or len(set(class_names)) != len(class_names):
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
-    metadata = _jsonable(dict(metadata or {}))
+    metadata = jsonable(dict(metadata or {}))
     calibration_temperature(metadata, path)  # never write a file load_model would refuse
     if isinstance(model, HeadsModel):
         if "calibration" in metadata:
@@ -209,7 +160,7 @@ def save_path_model(
         for name, t in zip(model.names, model.temperatures, strict=True):
             calibration_temperature({"calibration": {"temperature": t}}, f"{path} head {name}")
     spec = input_spec_for(face_settings)
-    config = _jsonable(model.config_dict())
+    config = jsonable(model.config_dict())
     if _kind_of(config) not in MODEL_KINDS[FORMAT_VERSION]:
         raise ValueError(f"cannot save a {type(model).__name__}: not a PathNet path model")
     _check_model_shapes(model, spec, len(class_names), where="the model being saved")
@@ -225,7 +176,7 @@ def save_path_model(
         "state_dict": state,
         "weights_sha256": _weights_digest(state),
         "class_names": class_names,
-        "face_settings": _jsonable(face_settings.to_dict()),
+        "face_settings": jsonable(face_settings.to_dict()),
         "input": spec.to_dict(),
         "dataset": str(dataset),
         "metadata": metadata,
@@ -462,7 +413,7 @@ def _weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON types only, so the file loads with ``weights_only=True`` anywhere."""
     return json.loads(json.dumps(value, default=_json_default))
 
