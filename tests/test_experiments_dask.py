@@ -18,12 +18,12 @@ from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.job_plan import plan_jobs, units_of
 from pathnet_fer.experiments.metrics_log import read_metrics
 from pathnet_fer.experiments.run_compat import prepare_run_dir
+from pathnet_fer.experiments.run_dir import CLUSTER_MARKER
 from pathnet_fer.experiments.runner import run_experiment
 
 pytest.importorskip("distributed")
 
 from pathnet_fer.experiments.dask_executor import (  # noqa: E402
-    MARKER,
     DaskExecutor,
     RunDirNotVisible,
     check_marker,
@@ -107,7 +107,7 @@ def test_local_cluster_equals_local_executor(reference, tmp_path_factory):
         "LocalCluster of 2 worker process(es), one job x 1 torch thread(s) each" in log
         and "dashboard" in log
     )
-    assert (out / MARKER).exists()
+    assert (out / CLUSTER_MARKER).exists()
     pd.testing.assert_frame_equal(_metrics(out), reference)
 
 

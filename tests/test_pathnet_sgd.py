@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pathnet_fer.pathnet import PathNet, PathNetConfig, slot_weights
-from pathnet_fer.pathnet.path_sgd import train_paths
+from pathnet_fer.pathnet.linear_sgd import train_paths
 
 CFG = PathNetConfig(input_dim=30, layers=3, modules=8, units=6, max_active=3)
 
@@ -148,7 +148,7 @@ def test_bad_shared_update_is_refused() -> None:
 
 
 def test_training_runs_in_cache_sized_groups_gives_the_same_result(monkeypatch) -> None:
-    from pathnet_fer.pathnet import path_sgd
+    from pathnet_fer.pathnet import linear_sgd as path_sgd
 
     results = []
     for group_bytes in (1 << 40, 1):  # all runs together, then one run per group

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pathnet_fer.pathnet.config import SHARED_UPDATES
 from pathnet_fer.settings_dict import SettingsDict
 
 FITNESS_MODES = ("train", "heldout")
 PAIR_TRAINING = ("batched", "sequential")
 BOUNDARIES = ("wrap", "clamp")
-SHARED_UPDATES = ("sum", "mean")
 LR_SCHEDULES = ("constant", "cosine", "step")
 
 # Fields that may differ when a checkpointed task is resumed (extending a run is exact).

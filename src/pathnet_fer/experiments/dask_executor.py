@@ -40,8 +40,8 @@ from pathnet_fer.experiments.dask_connect import (
 from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.executor import Executor, JobFunction
 from pathnet_fer.experiments.plan import JobSpec
+from pathnet_fer.experiments.run_dir import CLUSTER_MARKER
 
-MARKER = "cluster-marker.json"
 # Settings that change no result: two coordinators of the same study share job keys.
 _KEY_SKIP = ("executor", "logging")
 
@@ -67,7 +67,7 @@ def write_marker(run_dir: str | Path) -> str:
     Kept across coordinator sessions: a job still held by a long-lived scheduler from an
     earlier session (same key, same arguments) passes the check too.
     """
-    path = Path(run_dir) / MARKER
+    path = Path(run_dir) / CLUSTER_MARKER
     try:
         return json.loads(path.read_text())["token"]
     except (OSError, ValueError, KeyError):
@@ -81,7 +81,7 @@ def write_marker(run_dir: str | Path) -> str:
 
 def check_marker(run_dir: str | Path, token: str) -> None:
     """Raise RunDirNotVisible unless this process sees the coordinator's marker."""
-    path = Path(run_dir) / MARKER
+    path = Path(run_dir) / CLUSTER_MARKER
     try:
         seen = json.loads(path.read_text()).get("token")
     except (OSError, ValueError):

@@ -3,6 +3,7 @@
 - ``.pathnet-fer-run``: a marker the tool writes into every run directory it creates
   (the run's name, when and by whom it was created, a random id). Only a directory carrying
   it is ever deleted (``--restart``); a folder that merely holds a ``config.yaml`` is not.
+- ``cluster-marker.json``: on a Dask cluster, the proof a worker sees this directory.
 - ``.lock``: held with an exclusive ``flock`` for as long as a command writes the run, so
   a second command on the same directory is refused with a message naming the holder
   (pid and host), instead of both interleaving their writes. The kernel releases the lock
@@ -27,6 +28,9 @@ each file written once at the end by the report's deploy step (``calibration.dep
 calibrated where held-out predictions allow."""
 MARKER = ".pathnet-fer-run"
 LOCK = ".lock"
+CLUSTER_MARKER = "cluster-marker.json"
+"""Written by a Dask coordinator, read by each worker before its job: the run directory
+the worker sees is the one the coordinator writes (experiments/dask_executor.py)."""
 MARKER_FORMAT = "pathnet-fer-run"
 
 

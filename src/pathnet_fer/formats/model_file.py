@@ -53,8 +53,8 @@ from pathnet_fer.pathnet.conv_path_model import FORMAT as CONV_FORMAT
 from pathnet_fer.pathnet.conv_path_model import ConvPathModel
 from pathnet_fer.pathnet.heads_model import FORMAT as HEADS_FORMAT
 from pathnet_fer.pathnet.heads_model import HeadsModel
-from pathnet_fer.pathnet.path_model import FORMAT as LINEAR_FORMAT
-from pathnet_fer.pathnet.path_model import PathModel
+from pathnet_fer.pathnet.linear_path_model import FORMAT as LINEAR_FORMAT
+from pathnet_fer.pathnet.linear_path_model import PathModel
 from pathnet_fer.safe_load import UnsafeFileError, load_plain
 
 FORMAT = "pathnet-fer-model"

@@ -3,7 +3,7 @@
 from pathnet_fer.pathnet.config import PathNetConfig
 from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.pathnet.genotype import distinct_counts, mutate, random_genotypes, slot_weights
-from pathnet_fer.pathnet.path_model import PathModel
+from pathnet_fer.pathnet.linear_path_model import PathModel
 from pathnet_fer.pathnet.supernet import PathNet
 
 __all__ = [

@@ -21,8 +21,8 @@ from pathnet_fer.pathnet.conv_ops import (
     layer_stride_pool,
     readout_features,
 )
+from pathnet_fer.pathnet.linear_path_model import distinct_modules
 from pathnet_fer.pathnet.module_type import ModuleType
-from pathnet_fer.pathnet.path_model import distinct_modules
 
 EVAL_BYTES = 64 * 1024 * 1024  # activation memory per evaluation chunk
 

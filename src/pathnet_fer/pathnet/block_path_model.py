@@ -27,7 +27,7 @@ from pathnet_fer.pathnet.config import (
     conv_map_sizes,
 )
 from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool, readout_features
-from pathnet_fer.pathnet.path_model import distinct_modules
+from pathnet_fer.pathnet.linear_path_model import distinct_modules
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet

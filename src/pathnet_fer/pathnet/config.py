@@ -7,6 +7,10 @@ from typing import Any
 
 from pathnet_fer.settings_dict import SettingsDict
 
+SHARED_UPDATES = ("sum", "mean")
+"""How the paths trained in one call share a module's changes (``evolution.shared_update``):
+summed, or averaged (pathnet/linear_sgd.py says why)."""
+
 COMBINE_MODES = ("mean", "sum")
 INIT_MODES = ("he-combine", "torch-linear")
 MODULE_TYPES = ("linear", "conv", "block")

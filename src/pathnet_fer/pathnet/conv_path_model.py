@@ -20,7 +20,7 @@ from pathnet_fer.pathnet.config import (
     conv_map_sizes,
 )
 from pathnet_fer.pathnet.conv_ops import as_images, conv_layer, layer_stride_pool, readout_features
-from pathnet_fer.pathnet.path_model import copy_path_parameters, distinct_modules
+from pathnet_fer.pathnet.linear_path_model import copy_path_parameters, distinct_modules
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet

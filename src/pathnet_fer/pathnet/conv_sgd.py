@@ -1,6 +1,6 @@
 """Plain SGD on many conv paths at once: hand-written forward/backward, no autograd.
 
-Same sharing rules as the linear ``path_sgd`` (see its docstring): each of the G paths
+Same sharing rules as the linear ``linear_sgd`` (see its docstring): each of the G paths
 trains its OWN working copy of its modules, and the changes are written back at the end
 (summed or averaged over the paths of a run that share a module); the task readout has
 ONE working copy per run, shared by that run's paths at every step (each step applies

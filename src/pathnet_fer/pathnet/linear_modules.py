@@ -2,7 +2,7 @@
 
 ``weights[l]`` is ``(R, M, U, in_l)`` (the ``nn.Linear`` out x in layout, so gathering N
 modules gives a contiguous ``(N*U, in_l)`` matrix), ``biases[l]`` is ``(R, M, U)``.
-Training uses the hand-written batched forward/backward of ``path_sgd``.
+Training uses the hand-written batched forward/backward of ``linear_sgd``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from pathnet_fer.pathnet.genotype import slot_weights
+from pathnet_fer.pathnet.linear_path_model import PathModel
+from pathnet_fer.pathnet.linear_sgd import train_paths as train_linear_paths
 from pathnet_fer.pathnet.module_type import ModuleType
-from pathnet_fer.pathnet.path_model import PathModel
-from pathnet_fer.pathnet.path_sgd import train_paths as train_linear_paths
 
 if TYPE_CHECKING:
-    from pathnet_fer.pathnet.path_model import PathModel
+    from pathnet_fer.pathnet.linear_path_model import PathModel
 
 EVAL_CHUNK = 4096  # rows per forward chunk when evaluating (bounds memory)
 

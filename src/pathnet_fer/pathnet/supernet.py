@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pathnet_fer.pathnet.config import PathNetConfig
+from pathnet_fer.pathnet.config import SHARED_UPDATES, PathNetConfig
 from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.pathnet.genotype import validate_genotypes
 from pathnet_fer.pathnet.module_kinds import module_type_for
-from pathnet_fer.pathnet.path_sgd import SHARED_UPDATES
 from pathnet_fer.pathnet.sgd_recipe import PLAIN, SgdRecipe
 
 if TYPE_CHECKING:

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from pathnet_fer.pathnet.config import SHARED_UPDATES
 from pathnet_fer.pathnet.genotype import slot_weights
 
 if TYPE_CHECKING:
     from pathnet_fer.pathnet.supernet import PathNet
 
-SHARED_UPDATES = ("sum", "mean")
 
 # On the CPU, runs are trained in groups whose working copies fit in cache (each step
 # streams all of a group's first-layer weights twice); on CUDA, all runs in one group.
@@ -82,7 +82,7 @@ def train_paths(
     if shared_update not in SHARED_UPDATES:
         raise ValueError(f"shared_update must be one of {SHARED_UPDATES}, got {shared_update!r}")
     if net.config.module != "linear":
-        raise ValueError(f"path_sgd trains linear modules; this net has {net.config.module!r}")
+        raise ValueError(f"linear_sgd trains linear modules; this net has {net.config.module!r}")
     groups = run_groups(net, runs)
     if len(groups) == 1:
         return _train_group(
