@@ -14,6 +14,7 @@ import pytest
 
 from pathnet_fer.experiments.config import ConfigError
 from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.execute import execute_job
 from pathnet_fer.experiments.executor import InlineExecutor
 from pathnet_fer.experiments.job_plan import plan_jobs, units_of
 from pathnet_fer.experiments.metrics_log import read_metrics
@@ -202,7 +203,7 @@ def test_a_worker_that_cannot_see_the_run_dir_fails_fast(tmp_path, tmp_path_fact
     assert write_marker(tmp_path / "run") == token  # kept for the run's later sessions
     check_marker(tmp_path / "run", token)
     with pytest.raises(RunDirNotVisible, match="cannot see the run directory .*no marker"):
-        run_on_worker(job, config.to_dict(), str(tmp_path / "elsewhere"), token, 1)
+        run_on_worker(execute_job, job, config, str(tmp_path / "elsewhere"), token, 1)
     with pytest.raises(RunDirNotVisible, match="storage every worker mounts"):
         check_marker(tmp_path / "run", "another-run")
     assert not (tmp_path / "elsewhere").exists()  # nothing was written

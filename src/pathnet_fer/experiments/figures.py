@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib
 
+from pathnet_fer.experiments.arms import PAIRED, rows_of
 from pathnet_fer.names import slug
 from pathnet_fer.scoring.reliability_figure import save_figure
 
@@ -61,7 +62,7 @@ def learning_curves(
         for arm in arms:
             # One curve per run (iteration x fold), then mean and spread over runs.
             per_run = (
-                sel[sel.arm == arm]
+                rows_of(sel, arm)
                 .groupby(["generation", "iteration", "fold"])["value"]
                 .mean()
                 .unstack(["iteration", "fold"])
@@ -188,7 +189,8 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
         )
         for i, arm in enumerate(arms):
             for j, level in enumerate(levels):
-                sel = part[(part.arm == arm) & (part.level == level)]
+                sel = rows_of(part, arm)
+                sel = sel[sel.level == level]
                 table = _confusion_table(sel)
                 runs = sel.groupby(["iteration", "fold"]).ngroups
                 task = sel["task"].iloc[0]
@@ -206,14 +208,12 @@ def confusion_figures(confusions: pd.DataFrame, out_dir: str | Path) -> list[Pat
 
 
 def all_learning_curves(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """A learning-curve figure per experiment set that has transfer or scratch rows."""
+    """A learning-curve figure per experiment set that has rows of the paired arms
+    (transfer, scratch)."""
     paths = []
     for experiment in metrics.experiment.unique():
-        arms = tuple(
-            a
-            for a in ("transfer", "scratch")
-            if ((metrics.experiment == experiment) & (metrics.arm == a)).any()
-        )
+        of_set = metrics[metrics.experiment == experiment]
+        arms = tuple(a.name for a in PAIRED if len(rows_of(of_set, a)))
         if arms:
             paths.append(
                 learning_curves(

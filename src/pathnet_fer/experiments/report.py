@@ -18,6 +18,7 @@ from scipy import stats
 from pathnet_fer.evolution.config import EvolutionConfig
 from pathnet_fer.experiments.arms import PAIRED, PATHNET_ROWS, ZERO_SHOT, is_shared_unit, rows_of
 from pathnet_fer.experiments.metrics_log import final_values, read_metrics, summarise
+from pathnet_fer.experiments.report_latex import DAGGER, latex_tables
 
 PAIRED_TEST = (
     "Wilcoxon signed-rank test (two-sided) on per-fold differences, each fold's value being "
@@ -51,7 +52,6 @@ BUDGET = ("train", "minibatch", "samples")
 """The (split, level, metric) of a task's training budget in samples seen. Baselines
 write it; a PathNet arm's is derived (``with_budgets``)."""
 PATHS_PER_GENERATION = 2  # a generation trains the two paths of one binary tournament
-DAGGER = "†"
 
 
 def paired_comparison(
@@ -382,53 +382,3 @@ def write_report(
     paths["summary_md"].write_text(markdown)
     paths["summary_tex"].write_text(tex)
     return paths
-
-
-def _latex_cell(text: str) -> str:
-    text = text.strip()
-    for raw, tex in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                     ("#", r"\#")):  # fmt: skip
-        text = text.replace(raw, tex)
-    text = text.replace("±", r"$\pm$").replace("->", r"$\rightarrow$")
-    text = text.replace(DAGGER, r"$^{\dagger}$")
-    return text.replace("< 0.001", r"$<$ 0.001")
-
-
-def latex_tables(markdown: str) -> str:
-    """The Markdown report's tables as LaTeX ``tabular`` environments (``booktabs``
-    rules), one per table, each under its section heading."""
-    out = [
-        "% pathnet-fer summary tables; needs \\usepackage{booktabs}",
-        "% mean $\\pm$ std over folds x iterations of the final generation",
-    ]
-    rows: list[list[str]] = []
-
-    def flush() -> None:
-        if not rows:
-            return
-        header, body = rows[0], rows[1:]
-        out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
-        out.append("\\toprule")
-        out.append(" & ".join(_latex_cell(c) for c in header) + " \\\\")
-        out.append("\\midrule")
-        for r in body:
-            out.append(" & ".join(_latex_cell(c) for c in r) + " \\\\")
-        out.append("\\bottomrule")
-        out.append("\\end{tabular}")
-        out.append("")
-        rows.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = line.strip().strip("|").split("|")
-            if all(set(c.strip()) <= {"-", ":"} for c in cells):
-                continue
-            rows.append(cells)
-            continue
-        flush()
-        if line.startswith("## "):
-            out.append(f"\\subsection*{{{_latex_cell(line[3:])}}}")
-        elif line.strip():
-            out.append(f"% {_latex_cell(line)}")
-    flush()
-    return "\n".join(out) + "\n"
