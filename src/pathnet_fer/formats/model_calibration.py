@@ -37,17 +37,7 @@ def set_calibration(
     loaded = loaded if loaded is not None else load_model(path)
     if loaded.metadata.get("calibration") == jsonable(dict(calibration)):
         return copy_model_file(path, target)
-    metadata = {**loaded.metadata, "calibration": dict(calibration)}
-    if target != Path(path) and _holds(target, loaded.model, metadata):
-        return target  # deployed before with this calibration: left as it is
-    return save_path_model(
-        target,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata=metadata,
-    )
+    return _write(loaded, Path(path), target, {**loaded.metadata, "calibration": dict(calibration)})
 
 
 def set_head_temperatures(
@@ -69,17 +59,21 @@ def set_head_temperatures(
     notes = dict(loaded.metadata.get("head_calibration") or {})
     notes.update({n: dict(f) for n, f in fits.items()})
     target = Path(out) if out is not None else Path(path)
-    if target != Path(path) and _holds(
-        target, loaded.model, {**loaded.metadata, "head_calibration": notes}
-    ):
-        return target  # deployed before with these temperatures: left as it is
+    return _write(loaded, Path(path), target, {**loaded.metadata, "head_calibration": notes})
+
+
+def _write(loaded: LoadedModel, path: Path, target: Path, metadata: Mapping[str, Any]) -> Path:
+    """``loaded`` (read from ``path``) with ``metadata`` into ``target``, unless another
+    file ``target`` already holds exactly that (deployed before: left as it is)."""
+    if target != path and _holds(target, loaded.model, metadata):
+        return target
     return save_path_model(
         target,
         loaded.model,
         class_names=loaded.class_names,
         face_settings=loaded.face_settings,
         dataset=loaded.dataset,
-        metadata={**loaded.metadata, "head_calibration": notes},
+        metadata=metadata,
     )
 
 
