@@ -58,3 +58,35 @@ def test_a_locked_run_directory_is_refused(require_data, tmp_path, settings):
     with RunLock(tmp_path).acquire(), pytest.raises(RunDirLockedError, match="in use"):
         run_baselines(config, settings, tmp_path, progress=None)
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_sets_with_one_source_task_share_its_source_job(require_data, tmp_path):
+    """CK+48 -> JAFFE and CK+48 -> CK+48 start from the same source task (PathNet's source
+    unit of each fold): one job trains each model once, on a pool too, and both sets' arms
+    start from it."""
+    require_data("ckplus48")
+    require_data("jaffe")
+    from pathnet_fer.experiments.config_loading import load_config
+
+    two_sets = (
+        "sets=[{source: ckplus48, destination: jaffe}, {source: ckplus48, destination: ckplus48}]"
+    )
+    config = load_config(
+        "small", [two_sets, *OVERRIDES[1:], "executor.kind=local", "executor.workers=2"]
+    )
+    settings = BaselineSettings.from_dict({"models": "mlp-finetune", "max_samples": 64})
+    from pathnet_fer.baselines.jobs import plan_baseline_jobs
+    from pathnet_fer.baselines.settings import expand_arms
+
+    folds = {s.name: ([1, 2], False) for s in config.sets}
+    jobs, _ = plan_baseline_jobs(config, settings, expand_arms(settings), folds, set())
+    sources = [j for j in jobs if j.source_kind]
+    assert len(sources) == 2 and len(jobs) == 6  # 2 source models, 2 sets x 2 folds of arms
+    assert all(j.after == (sources[j.fold - 1].job_id,) for j in jobs if not j.source_kind)
+    lines: list[str] = []
+    metrics = run_baselines(config, settings, tmp_path, progress=lines.append)
+    assert set(metrics.experiment) == {"ckplus48->jaffe", "ckplus48->ckplus48"}
+    assert set(metrics.fold) == {1, 2}
+    trained = [line for line in lines if "source mlp" in line and line.endswith("trained")]
+    assert len(trained) == 2  # one per fold, not one per set and fold
+    assert len(list((tmp_path / "source_models").glob("*.pt"))) == 2

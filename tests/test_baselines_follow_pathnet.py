@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pathnet_fer.baselines.arm_training import budget_samples
-from pathnet_fer.baselines.source_tasks import pathnet_source_seed, source_task
+from pathnet_fer.baselines.source_tasks import source_task
 from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.phases import source_phase
@@ -39,7 +39,6 @@ def test_source_subsample_is_the_rows_pathnet_trains_on(require_data) -> None:
         for fold in (1, 2):
             unit = source_job(config, s, RunSlot(iteration, fold))
             rows = source_phase(config, unit, datasets["ckplus48"]).data[0]
-            assert pathnet_source_seed(config, s.name, iteration, fold) == unit.seed
             x, y = source_task(config, s, datasets["ckplus48"], iteration, fold)
             assert len(x) == 150
             assert np.array_equal(x, rows.x) and np.array_equal(y, rows.y)

@@ -218,3 +218,23 @@ def test_predict_and_evaluate_take_a_head(heads_run, tmp_path, require_data):
     src = (tmp_path / "ev" / "fer2013" / "summary.md").read_text()
     last = (tmp_path / "ev" / "jaffe" / "summary.md").read_text()
     assert "final fit" not in src and "trained on every subject of jaffe" in last
+
+
+def test_head_temperatures_already_written_are_not_written_again(heads_run, tmp_path):
+    """The deploy step writes a heads file once: the same fits again leave the file as it
+    is (same inode); other fits write it (a new file, renamed into place)."""
+    import shutil
+
+    from pathnet_fer.formats.model_calibration import set_head_temperatures
+
+    _, run = heads_run
+    path = tmp_path / "heads.pt"
+    shutil.copyfile(run / "models" / SET / "final_heads.pt", path)
+    fits = load_model(path).metadata["head_calibration"]
+    before = path.stat()
+    set_head_temperatures(path, fits)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    other = {name: {**fit, "temperature": fit["temperature"] * 0.5} for name, fit in fits.items()}
+    set_head_temperatures(path, other)
+    assert path.stat().st_ino != before.st_ino
+    assert load_model(path).metadata["head_calibration"] == other

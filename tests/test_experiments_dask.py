@@ -128,7 +128,7 @@ def test_killed_worker_resumes_its_job_with_nothing_lost_or_doubled(reference, t
 
     # Which job (a fold: two runs, one after another) holds which run.
     key_of = {
-        unit.job_id: job_key(config.to_dict(), out, job.job_id)
+        unit.job_id: job_key(config.to_dict(), out, job.job_id, job)
         for job in plan_jobs(config)
         for unit in units_of(job, config)
     }
@@ -218,6 +218,18 @@ def test_job_keys_are_deterministic(tmp_path_factory, tmp_path):
     assert key != job_key(c, tmp_path, "x__transfer")
     assert key != job_key(a, tmp_path / "other", "x__transfer")
     assert key != job_key(a, tmp_path, "x__scratch")
+    # A baseline job carries settings the config does not hold (e.g. a CNN's weights,
+    # which a resumed run may change): they enter its key.
+    import dataclasses
+
+    from pathnet_fer.baselines.jobs import BaselineJob
+    from pathnet_fer.baselines.settings import BaselineSettings
+
+    settings = BaselineSettings.from_dict({"weights": "mobilenet_v2=none"})
+    one = BaselineJob("b", "s", 1, 1, settings, model="mobilenet_v2", mode="full")
+    other = dataclasses.replace(one, settings=BaselineSettings())
+    assert job_key(a, tmp_path, "b", one) == job_key(a, tmp_path, "b", dataclasses.replace(one))
+    assert job_key(a, tmp_path, "b", one) != job_key(a, tmp_path, "b", other)
 
 
 def test_cli_executor_options():
@@ -318,7 +330,7 @@ def test_cuda_studies_ask_each_job_for_a_gpu(tmp_path, tmp_path_factory):
         job = plan_jobs(config)[0]
         executor.submit(job, config, str(tmp_path))
         assert seen["resources"] == {"GPU": 1} and seen["retries"] == 0
-        assert seen["key"] == job_key(config.to_dict(), tmp_path, job.job_id)
+        assert seen["key"] == job_key(config.to_dict(), tmp_path, job.job_id, job)
         executor._futures.clear()
     finally:
         executor.close()

@@ -44,7 +44,7 @@ from pathnet_fer.baselines.source_tasks import SourceTasks, source_task
 from pathnet_fer.datasets.loading import LoadedDataset, load_dataset
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.datasets import dataset_folds
-from pathnet_fer.experiments.plan import set_named
+from pathnet_fer.experiments.plan import RunSlot, set_named, source_job
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.device import resolve_device
 from pathnet_fer.scoring.metrics import evaluate_proba
@@ -65,6 +65,7 @@ class BaselineJob:
     after: tuple[str, ...] = ()  # the source job an arm starts from
     cost: float = 1.0  # samples it trains on: the Dask priority (longest first)
     cores: int = 1  # the cores this job may use (the machine's over the jobs run at once)
+    session: str = ""  # the coordinator's session: a worker's caches of another are dropped
 
     @property
     def arm(self) -> str:
@@ -113,19 +114,34 @@ class RunResources:
     source_models: SourceModels | None = None
 
 
-_RESOURCES: dict[str, RunResources] = {}
+_RESOURCES: dict[str, tuple[str, RunResources]] = {}
+"""run directory -> (the coordinator session they belong to, what its jobs share here)."""
 
 
-def start_run(run_dir: str, datasets: dict[str, LoadedDataset] | None = None) -> None:
-    """Forget this process's resources of ``run_dir``, then hold ``datasets`` for its jobs
-    (the coordinator's already loaded data, used by jobs run inline)."""
-    _RESOURCES[run_dir] = RunResources(datasets=dict(datasets or {}))
+def start_run(run_dir: str, session: str, datasets: dict[str, LoadedDataset] | None = None) -> None:
+    """Hold ``datasets`` for the jobs of ``session`` on ``run_dir`` in this process (the
+    coordinator's already loaded data, used by jobs run inline)."""
+    _RESOURCES[run_dir] = (session, RunResources(datasets=dict(datasets or {})))
+
+
+def end_run(run_dir: str) -> None:
+    """Drop what this process holds for ``run_dir``."""
+    _RESOURCES.pop(run_dir, None)
+
+
+def resources(run_dir: str, session: str) -> RunResources:
+    """This process's resources of ``session`` on ``run_dir``; a worker that served an
+    earlier session on the same directory (other settings, other data) starts afresh."""
+    held = _RESOURCES.get(run_dir)
+    if held is None or held[0] != session:
+        held = (session, RunResources())
+        _RESOURCES[run_dir] = held
+    return held[1]
 
 
 def set_context(
-    config: ExperimentConfig, settings: BaselineSettings, run_dir: str, name: str
+    config: ExperimentConfig, settings: BaselineSettings, res: RunResources, run_dir: str, name: str
 ) -> SetContext:
-    res = _RESOURCES.setdefault(run_dir, RunResources())
     if name in res.sets:
         return res.sets[name]
     s = set_named(config, name)
@@ -171,11 +187,12 @@ def execute_baseline_job(
     a pre-trained CNN used and the source models it trained or loaded."""
     del position  # no progress bar of its own: the coordinator reports each job
     settings = job.settings
-    ctx_set = set_context(config, settings, run_dir, job.experiment)
+    res = resources(run_dir, job.session)
+    ctx_set = set_context(config, settings, res, run_dir, job.experiment)
     notes: list[str] = []
     ctx_set.sources.say = notes.append
     vector_threads = int(config.executor.threads or 1)
-    store = _RESOURCES[run_dir].source_models
+    store = res.source_models
     if job.source_kind:
         threads = (
             int(settings.cnn_threads or vector_threads)
@@ -185,13 +202,13 @@ def execute_baseline_job(
         with torch_threads(threads):
             ctx_set.sources.model(job.source_kind, job.iteration, job.fold)
         return {"rows": [], "notes": notes, "weights_used": {}, "source_models": store.records}
-    return _run_arm(job, config, run_dir, ctx_set, notes, vector_threads)
+    return _run_arm(job, config, res, ctx_set, notes, vector_threads)
 
 
 def _run_arm(
     job: BaselineJob,
     config: ExperimentConfig,
-    run_dir: str,
+    res: RunResources,
     ctx_set: SetContext,
     notes: list[str],
     vector_threads: int,
@@ -254,7 +271,7 @@ def _run_arm(
         with torch_threads(threads):
             proba, log, seconds, n_params, arm, choice = train_cnn_arm(
                 model, cfg, settings.weights_for(model), ctx, dest, train, test,
-                _RESOURCES[run_dir].features,
+                res.features,
             )  # fmt: skip
         weights_used[model] = choice.to_dict()
     evaluation = evaluate_proba(
@@ -266,7 +283,7 @@ def _run_arm(
         f"{where} {arm}: {trained}, test acc {evaluation.frame['accuracy']:.3f} (frame), "
         f"{seconds:.1f}s"
     )
-    store = _RESOURCES[run_dir].source_models
+    store = res.source_models
     return {
         "rows": rows,
         "notes": notes,
@@ -310,8 +327,10 @@ def plan_baseline_jobs(
         after: tuple[str, ...] = ()
         kind = SOURCE_ARMS.get(model)
         if kind:
-            which = "all" if shared else f"fold{fold}"
-            source_id = f"baseline__{slug(name)}__it{it}__source-{kind}-{which}"
+            # Named after PathNet's source unit: sets that start from the same source task
+            # share one job (and one model: the store's key is the task, not the set).
+            unit = source_job(config, set_named(config, name), RunSlot(it, 1 if shared else fold))
+            source_id = f"baseline__{unit.job_id}__{kind}"
             jobs.setdefault(
                 source_id,
                 BaselineJob(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pandas as pd
 from pathnet_fer.baselines.jobs import (
     BaselineJob,
     device_of,
+    end_run,
     execute_baseline_job,
     plan_baseline_jobs,
     start_run,
@@ -132,40 +134,24 @@ def _run(
     jobs, skipped = plan_baseline_jobs(config, settings, arms, folds_of, finished)
     for line in skipped:
         say(line)
-    own = executor is None
-    if executor is None:
-        executor = _executor(config, len(jobs), given, say)
-    # Jobs on a pool share the cores: an ImageNet CNN gets its share, not all of them.
-    cores = max(1, len(os.sched_getaffinity(0)))
-    if not isinstance(executor, InlineExecutor):
-        workers = getattr(executor, "workers", None) or cores
-        cores = max(1, cores // max(1, min(workers, len(jobs))))
-    jobs = [dataclasses.replace(j, cores=cores) for j in jobs]
-    start_run(str(out_dir), datasets if isinstance(executor, InlineExecutor) else None)
-    arm_jobs = sum(1 for j in jobs if not j.source_kind)
-    done = 0
+    if given and executor is not None and not isinstance(executor, InlineExecutor):
+        raise BaselineConfigError(
+            "datasets= are this process's data: run them inline (pass no executor), or "
+            "pass no datasets and let each worker load its own"
+        )
 
-    def job_done(job: BaselineJob, result: dict[str, Any]) -> None:
-        nonlocal done
-        for line in result["notes"]:
-            say(line)
-        for key, record in result["source_models"].items():
+    def keep(records: dict[str, Any], weights: dict[str, Any]) -> None:
+        """A job's source models (the first record of each kept) and CNN weights used."""
+        for key, record in records.items():
             source_records.setdefault(key, record)
-        weights_used.update(result["weights_used"])
-        if result["rows"]:
-            writer.log_many(result["rows"])
-            writer.flush()
-            done += 1
-            if arm_jobs > 1:
-                say(f"{done}/{arm_jobs} baseline runs done")
+        weights_used.update(weights)
 
-    try:
-        with MetricsWriter(metrics_path) as writer:
-            failed = run_jobs(executor, jobs, config, str(out_dir), set(), say, job_done)
-    finally:
-        if own:
-            executor.close()
-        start_run(str(out_dir))  # nothing of the run stays held in this process
+    failed: list[str] = []
+    if jobs:  # nothing to run (a finished run's report rebuilt): no executor to start
+        failed = _run_jobs(
+            config, out_dir, jobs, datasets if given else None, executor, progress, keep,
+            metrics_path,
+        )  # fmt: skip
     write_run_config(out_dir, config, settings, arms, weights_used, device, source_records)
     if failed:
         raise RuntimeError(
@@ -177,8 +163,72 @@ def _run(
     return metrics
 
 
+def _run_jobs(
+    config: ExperimentConfig,
+    out_dir: Path,
+    jobs: list[BaselineJob],
+    datasets: dict[str, LoadedDataset] | None,
+    executor: Executor | None,
+    progress: Callable[[str], None] | None,
+    keep: Callable[[dict[str, Any], dict[str, Any]], object],
+    metrics_path: Path,
+) -> list[str]:
+    """Run ``jobs`` on ``executor`` (default: the config's; inline with ``datasets``),
+    writing each finished job's rows to ``metrics_path``; the failed jobs' ids."""
+    say = progress or (lambda _msg: None)
+    own = executor is None
+    if executor is None:
+        executor = _executor(config, len(jobs), datasets is not None, progress)
+    cores = _cores_per_job(config, executor, len(jobs))
+    session = uuid.uuid4().hex
+    jobs = [dataclasses.replace(j, cores=cores, session=session) for j in jobs]
+    start_run(str(out_dir), session, datasets if isinstance(executor, InlineExecutor) else None)
+    arm_jobs, done = sum(1 for j in jobs if not j.source_kind), 0
+
+    def job_done(job: BaselineJob, result: dict[str, Any]) -> None:
+        nonlocal done
+        for line in result["notes"]:
+            say(line)
+        keep(result["source_models"], result["weights_used"])
+        if result["rows"]:
+            writer.log_many(result["rows"])
+            writer.flush()
+            done += 1
+            if arm_jobs > 1:
+                say(f"{done}/{arm_jobs} baseline runs done")
+
+    def traceback_to_stderr(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        with MetricsWriter(metrics_path) as writer:
+            return run_jobs(
+                executor, jobs, config, str(out_dir), set(), say, job_done,
+                detail=traceback_to_stderr,
+            )  # fmt: skip
+    finally:
+        if own:
+            executor.close()
+        end_run(str(out_dir))  # nothing of the run stays held in this process
+
+
+def _cores_per_job(config: ExperimentConfig, executor: Executor, n_jobs: int) -> int:
+    """Torch threads an ImageNet CNN arm may use: every core inline; on local processes
+    the cores over the jobs run at once; on Dask, the threads each worker is given."""
+    cores = max(1, len(os.sched_getaffinity(0)))
+    if isinstance(executor, InlineExecutor):
+        return cores
+    if isinstance(executor, DaskExecutor):
+        return max(1, int(config.executor.threads or 1))
+    workers = getattr(executor, "workers", None) or cores
+    return max(1, cores // max(1, min(workers, n_jobs)))
+
+
 def _executor(
-    config: ExperimentConfig, n_jobs: int, given_data: bool, say: Callable[[str], None]
+    config: ExperimentConfig,
+    n_jobs: int,
+    given_data: bool,
+    progress: Callable[[str], None] | None,
 ) -> Executor:
     """The config's executor for the baseline jobs; inline when the caller gave the data
     (another process would load its own copy, not the caller's)."""
@@ -189,7 +239,7 @@ def _executor(
         return DaskExecutor.from_config(
             config,
             n_jobs=n_jobs,
-            log=lambda m: say(m) if say else print(m, file=sys.stderr),
+            log=progress or (lambda m: print(m, file=sys.stderr, flush=True)),
             job_function=execute_baseline_job,
         )
     return make_executor(e.kind, e.workers, e.threads, n_jobs, job_function=execute_baseline_job)

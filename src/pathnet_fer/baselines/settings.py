@@ -58,7 +58,7 @@ class BaselineSettings:
     folds: list[int] | None = None  # run only these folds, 1-based as in metrics.csv (None: all)
     sets: list[str] | None = None  # run only these experiment sets (None: all)
     max_samples: int | None = None  # cap on samples per task (None: the PathNet budget)
-    cnn_threads: int | None = None  # torch threads for CNN work (None: 1 small, else all)
+    cnn_threads: int | None = None  # torch threads per CNN job (None: 1 small, else its share)
 
     def validate(self) -> BaselineSettings:
         unknown = [m for m in self.models if m not in KNOWN_MODELS]

@@ -13,17 +13,11 @@ from pathnet_fer.baselines.mlp import MLP, MLPConfig
 from pathnet_fer.baselines.path_cnn import PathCNN, PathCNNConfig
 from pathnet_fer.baselines.source_models import SourceModel, SourceModels, fingerprint, source_key
 from pathnet_fer.experiments.phases import source_index
-from pathnet_fer.experiments.plan import RunSlot, set_named, source_job
+from pathnet_fer.experiments.plan import RunSlot, source_job
 
 
 def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
-
-
-def pathnet_source_seed(config: Any, set_name: str, iteration: int, fold: int) -> int:
-    """The seed the PathNet protocol subsamples this run's source task with
-    (``max_source_frames``): the same rows for the baselines' source task."""
-    return source_job(config, set_named(config, set_name), RunSlot(iteration, fold)).seed
 
 
 def source_task(

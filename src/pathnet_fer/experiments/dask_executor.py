@@ -21,6 +21,7 @@ job at a time with ``threads`` torch threads, so a laptop and a cluster run the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,14 +51,15 @@ class RunDirNotVisible(RuntimeError):
     """A worker cannot see the run directory the coordinator writes to."""
 
 
-def job_key(config_dict: dict[str, Any], run_dir: str | Path, job_id: str) -> str:
+def job_key(config_dict: dict[str, Any], run_dir: str | Path, job_id: str, job: Any = None) -> str:
     """Deterministic Dask key of a job: same study, same run directory, same job -> same key.
 
     The run directory is part of it: the same config run into two directories is two
-    studies, each with its own files.
-    """
+    studies, each with its own files. ``job``: the job itself (a dataclass), whose fields
+    enter too: a baseline job carries settings the config does not hold."""
     relevant = {k: v for k, v in config_dict.items() if k not in _KEY_SKIP}
-    blob = json.dumps([relevant, str(Path(run_dir).resolve())], sort_keys=True, default=str)
+    fields = dataclasses.asdict(job) if dataclasses.is_dataclass(job) else None
+    blob = json.dumps([relevant, str(Path(run_dir).resolve()), fields], sort_keys=True, default=str)
     return f"pathnet-fer-{hashlib.sha256(blob.encode()).hexdigest()[:16]}-{job_id}"
 
 
@@ -256,7 +258,7 @@ class DaskExecutor(Executor):
             run_dir,
             self._tokens[run_dir],
             self.threads,
-            key=job_key(config.to_dict(), run_dir, job.job_id),
+            key=job_key(config.to_dict(), run_dir, job.job_id, job),
             retries=0,  # the job's own errors are not retried; lost workers: results()
             resources={"GPU": 1} if self.gpu else None,
             priority=int(job.cost),  # longest first, as on the local executor
@@ -287,7 +289,7 @@ class DaskExecutor(Executor):
                     self._attempts[job.job_id] = attempt
                     self.log(
                         f"job {job.job_id}: its worker was lost; starting it again "
-                        f"({attempt}/{self.retries}), from its last checkpoint"
+                        f"({attempt}/{self.retries}), from its last checkpoint where it has one"
                     )
                     future.retry()
                     continue

@@ -1,7 +1,8 @@
 """Executors: where protocol jobs run. The protocol only submits jobs and collects results.
 
 A job is ``job_function(job, config, run_dir, position=...)``: picklable inputs, results on
-disk under the run directory, resumable from its own checkpoint. The function is a study's
+disk under the run directory or returned (a study's job resumes from its own checkpoint; a
+baseline job, one arm of one run, is redone). The function is a study's
 ``execute_job`` by default, the baselines' ``execute_baseline_job`` for theirs: any module-level
 function of that signature, whose job has a ``job_id`` and a ``cost``. Any backend that can
 call a function somewhere with access to the run directory can run it:

@@ -63,9 +63,9 @@ def set_head_temperatures(
 
 
 def _write(loaded: LoadedModel, path: Path, target: Path, metadata: Mapping[str, Any]) -> Path:
-    """``loaded`` (read from ``path``) with ``metadata`` into ``target``, unless another
-    file ``target`` already holds exactly that (deployed before: left as it is)."""
-    if target != path and _holds(target, loaded.model, metadata):
+    """``loaded`` (read from ``path``) with ``metadata`` into ``target``, unless
+    ``target`` already holds exactly that (deployed or calibrated before: left as it is)."""
+    if _holds(target, loaded.model, metadata):
         return target
     return save_path_model(
         target,
