@@ -83,8 +83,6 @@ def units_in(job: JobSpec, units: list[JobSpec]) -> list[JobSpec]:
     return [
         u
         for u in units
-        if u.experiment == job.experiment
-        and u.arm == job.arm
-        and u.task == job.task
+        if (u.experiment, u.arm, u.task) == (job.experiment, job.arm, job.task)
         and set(u.slots) <= slots
     ]
