@@ -97,7 +97,6 @@ class SetContext:
     dest: LoadedDataset
     source: LoadedDataset
     folds: list[Any]
-    shared: bool  # one source model per iteration serves every destination fold
     samples: int
     source_samples: int
     cnn_shape: PathCNNConfig | None
@@ -168,7 +167,6 @@ def set_context(
         dest=dest,
         source=source,
         folds=dataset_folds(config, s.destination, dest),
-        shared=shared,
         samples=budget_samples(
             config.generations("destination"), settings.max_samples, config.evolution
         ),

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from pathnet_fer.baselines.sgd_training import TrainingLog, train_sgd
+from pathnet_fer.formats.model_file import save_atomically
 from pathnet_fer.safe_load import load_plain
 
 FORMAT = "pathnet-fer-baseline-source-model"
@@ -140,7 +138,6 @@ def _save(
     path: Path, key: str, kind: str, model: nn.Module, log: TrainingLog, seconds: float,
     describe: dict[str, Any],
 ) -> None:  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "format": FORMAT,
         "key": key,
@@ -155,16 +152,7 @@ def _save(
         },
         "seconds": float(seconds),
     }
-    # A unique temporary name: two processes saving the same model never share one; a
-    # killed run never leaves half a file under the final name.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(record, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomically(record, path)  # two processes saving one model never share a temp file
 
 
 def _load(path: Path, key: str) -> dict[str, Any]:

@@ -182,6 +182,12 @@ def save_path_model(
         "metadata": metadata,
     }
     payload["content_sha256"] = _content_digest(payload)
+    return save_atomically(payload, path)
+
+
+def save_atomically(payload: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` into a uniquely named temporary file beside ``path``, renamed into
+    place: a reader never sees half a file, two writers never share a temporary one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
