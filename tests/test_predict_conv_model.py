@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pathnet_fer.formats.loaded_model import CPU_ROWS_PER_PASS
 from pathnet_fer.formats.model_file import CONV_MODEL_KIND, FORMAT_VERSION, MODEL_KIND
 from pathnet_fer.predict import ModelFileError, Predictor, load_model
 from predict_support import trained_model
@@ -35,6 +36,8 @@ def test_conv_model_file_predicts_like_the_trained_net(conv):
     assert loaded.format_version == 3 < FORMAT_VERSION  # a single path: v3, old readers read it
     assert loaded.config["format"] == "pathnet-fer-conv-path-model"
     assert loaded.config["input_norm"] == "image" and loaded.config["channels"] == [4, 8, 8]
+    # several of predict_proba's CPU passes, so a pass lost or out of order fails here
+    assert len(conv.x_test) > 2 * CPU_ROWS_PER_PASS
     from_file = loaded.predict_proba(_crops(conv.x_test))
     from_net = conv.net.predict_proba(conv.x_test, conv.task, run=0).numpy()
     np.testing.assert_allclose(from_file, from_net, atol=1e-5)

@@ -19,6 +19,12 @@ from torch import nn
 from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
 
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
+CPU_ROWS_PER_PASS = 64
+"""Crops per forward pass on the CPU: a conv or block path's activations for 64 crops
+stay in the processor's caches. 512 at once ran 2-3x slower per face on this 2-core
+machine (one thread: conv 305-357 us per face at 16-64 rows against 1,056 at 512; block
+1,010 against 2,192); ``benchmarks/bench_predict.py --rows`` measures it. A GPU gets
+every row at once."""
 """The calibration temperatures a model file may carry: exactly the range
 ``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
 soft-max is degenerate: nan or 0 give NaN probabilities, a negative T inverts them (the
@@ -185,7 +191,9 @@ class LoadedModel:
         the file's temperature (which never changes the arg-max)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
-        logits = self.model(self.features(crops))
+        x = self.features(crops)
+        rows = CPU_ROWS_PER_PASS if x.device.type == "cpu" else len(x)
+        logits = torch.cat([self.model(x[i : i + rows]) for i in range(0, len(x), rows)])
         return torch.softmax(logits.double() / self.temperature, dim=1).cpu().numpy()
 
 
