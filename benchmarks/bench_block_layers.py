@@ -13,20 +13,12 @@ Run: ``.venv/bin/python benchmarks/bench_block_layers.py --channels 8 16 32 64 -
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from bench_conv_kernels import cpu_ms  # this folder: run as a script
 from pathnet_fer.pathnet.block_ops import BlockLayout, block_layer, training_norm
 from pathnet_fer.pathnet.config import PathNetConfig
-
-
-def cpu_ms(fn, reps: int) -> float:
-    fn()
-    start = time.process_time()
-    for _ in range(reps):
-        fn()
-    return (time.process_time() - start) / reps * 1e3
 
 
 def main() -> None:
