@@ -19,16 +19,18 @@ from torch import nn
 from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
 
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
-CPU_ROWS_PER_PASS = 64
-"""Crops per forward pass on the CPU: a conv or block path's activations for 64 crops
-stay in the processor's caches. 512 at once ran 2-3x slower per face on this 2-core
-machine (one thread: conv 305-357 us per face at 16-64 rows against 1,056 at 512; block
-1,010 against 2,192); ``benchmarks/bench_predict.py --rows`` measures it. A GPU gets
-every row at once."""
 """The calibration temperatures a model file may carry: exactly the range
 ``experiments.calibration.fit_temperature`` searches (log T in [-3, 3]). Outside it the
 soft-max is degenerate: nan or 0 give NaN probabilities, a negative T inverts them (the
 least likely emotion wins), a huge T makes them uniform (the first class always wins)."""
+
+CPU_ROWS_PER_PASS = 64
+"""Crops per forward pass on the CPU: a conv or block path's first-layer maps for 64
+crops stay in the processor's caches, for 512 they do not (one thread, CPU time per
+face: a conv source 346-431 us at 16-64 rows against 1,080 at 512; the shipped block
+model 1,573 against 2,143; ``benchmarks/bench_inference_rows.py``). A GPU gets every
+row at once."""
+
 INPUT_SCALING = "uint8/255"
 """How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
 exactly as ``FaceDataset.features()`` builds training inputs."""
