@@ -28,7 +28,7 @@ from scipy.optimize import minimize_scalar
 
 from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.datasets.one_dataset import dataset_catalog
-from pathnet_fer.experiments.calibration import LOG_T_BOUNDS, _log, apply_temperature
+from pathnet_fer.experiments.calibration import LOG_T_BOUNDS, apply_temperature
 from pathnet_fer.experiments.config import CONFIG_DIR
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.datasets import dataset_folds
@@ -38,7 +38,7 @@ from pathnet_fer.pretrained import pretrained_path
 
 def nll(proba: np.ndarray, labels: np.ndarray, t: float) -> float:
     p = apply_temperature(proba, t)
-    return float(-np.mean(_log(p)[np.arange(len(labels)), labels]))
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))))
 
 
 def fit_equal_weight(sets: list[tuple[np.ndarray, np.ndarray]]) -> float:
