@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from pathnet_fer.cli import main
+from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.formats.model_file import load_model, save_path_model
 from pathnet_fer.paths import REPO_ROOT
 from pathnet_fer.pretrained import MODEL_ENV, pretrained_path
@@ -213,9 +216,24 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
     assert a.source == a.run_dir / "models" / "sources" / "source__fer2013__fold1__it1.pt"
     (unit,) = [s for s in read_heldout(a.run_dir) if s["arm"] == "source"]
     assert unit["task"] == "fer2013" and len(unit["label"]) == 60  # 6 classes x 10 test faces
-    assert load_model(a.path).temperature == pytest.approx(
-        fit_temperature(unit["proba"], unit["label"])
-    )
+    run_model = load_model(a.source)
+    assert run_model.temperature == pytest.approx(fit_temperature(unit["proba"], unit["label"]))
+    # ... and shipped mirror-averaged, its temperature fitted again on the same 60 faces
+    shipped = load_model(a.path)
+    assert shipped.mirror and not run_model.mirror and ma["pretrained"]["mirror"] is True
+    config = load_config("pretrained", overrides)
+    data = load_dataset(config, "fer2013")
+    test = dataset_folds(config, "fer2013", data)[0].test_index
+    assert sorted(np.asarray(data.y)[test]) == sorted(unit["label"])
+    logits = shipped.logits(data.faces.images[test])
+    y = torch.as_tensor(np.asarray(data.y)[test])
+
+    def nll(t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / t, y))
+
+    t = shipped.temperature
+    assert t != pytest.approx(run_model.temperature, rel=1e-3)
+    assert nll(t) <= min(nll(t * 1.05), nll(t / 1.05), nll(run_model.temperature))
     assert ma["held_out_splits"] == ["test"] and "summary" in ma["pretrained"]
 
 

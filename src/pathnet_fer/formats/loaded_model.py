@@ -1,5 +1,6 @@
 """A model file as it is used: the network with its classes, face settings and input, its
-calibration temperature, its heads. model_file.load_model builds one after checking
+calibration temperature, its heads, whether it averages each face with its mirror image.
+model_file.load_model builds one after checking
 the file; everything that scores or predicts takes one.
 """
 
@@ -34,6 +35,12 @@ row at once."""
 INPUT_SCALING = "uint8/255"
 """How crops become network inputs: flattened (H, W[, C]) uint8 crop divided by 255,
 exactly as ``FaceDataset.features()`` builds training inputs."""
+
+
+MIRROR_KEY = "inference"
+"""``metadata[MIRROR_KEY]["mirror"]``: the file's own inference setting (absent: off).
+Covered by the file's content checksum: the calibration temperature is fitted on the
+logits the setting gives."""
 
 
 class ModelFileError(ValueError):
@@ -101,6 +108,10 @@ class LoadedModel:
     format_version: int
     path: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    mirror: bool = False
+    """Average each crop's logits with those of its mirror image (left-right) before the
+    temperature: a face's emotion does not change in a mirror, the network's errors partly
+    do. Twice the network time per face. Default: the file's ``inference.mirror``."""
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -115,6 +126,11 @@ class LoadedModel:
     def to(self, device: str | torch.device) -> LoadedModel:
         self.model.to(device)
         return self
+
+    def mirrored(self, on: bool) -> LoadedModel:
+        """This model with mirror averaging on or off (``--mirror on|off``). The file's
+        temperature was fitted with its own setting: the other one is a little off."""
+        return replace(self, mirror=bool(on))
 
     @property
     def head_names(self) -> list[str]:
@@ -193,10 +209,20 @@ class LoadedModel:
         the file's temperature (which never changes the arg-max)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
+        return torch.softmax(self.logits(crops) / self.temperature, dim=1).cpu().numpy()
+
+    @torch.inference_mode()
+    def logits(self, crops: np.ndarray) -> torch.Tensor:
+        """Uncalibrated logits ``(n, C)`` (float64), mirror-averaged when ``mirror``."""
         x = self.features(crops)
         rows = CPU_ROWS_PER_PASS if x.device.type == "cpu" else len(x)
-        logits = torch.cat([self.model(x[i : i + rows]) for i in range(0, len(x), rows)])
-        return torch.softmax(logits.double() / self.temperature, dim=1).cpu().numpy()
+        out = torch.cat([self.model(x[i : i + rows]) for i in range(0, len(x), rows)]).double()
+        if self.mirror:
+            s, c = self.input.size, self.input.channels
+            flipped = x.view(len(x), s, s, c).flip(2).reshape(len(x), -1)
+            other = [self.model(flipped[i : i + rows]) for i in range(0, len(x), rows)]
+            out = (out + torch.cat(other).double()) / 2
+        return out
 
 
 def calibration_temperature(
@@ -225,6 +251,22 @@ def calibration_temperature(
         f"number in [{lo:.4g}, {hi:.4g}], the range the calibration fit searches"
         + (f"; {hint}" if hint else "")
     )
+
+
+def mirror_setting(metadata: Mapping[str, Any], where: str | os.PathLike) -> bool:
+    """``metadata["inference"]["mirror"]`` (False when absent), or ``ModelFileError``
+    naming ``where`` when it is not a boolean."""
+    inference = metadata.get(MIRROR_KEY)
+    if inference is None:
+        return False
+    value = inference.get("mirror", False) if isinstance(inference, Mapping) else None
+    if not isinstance(value, bool):
+        shown = _shown(value) if isinstance(inference, Mapping) else f"({_shown(inference)})"
+        raise ModelFileError(
+            f"{where}: inference setting mirror {shown} is not usable: it must be true or "
+            "false (metadata.inference.mirror)"
+        )
+    return value
 
 
 def _shown(value: Any) -> str:

@@ -40,12 +40,14 @@ from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
 from pathnet_fer.formats.loaded_model import (
     INPUT_SCALING,
+    MIRROR_KEY,
     InputSpec,
     LoadedModel,
     ModelFileError,
     calibration_temperature,
     check_compatible,
     input_spec_for,
+    mirror_setting,
 )
 from pathnet_fer.pathnet.block_path_model import FORMAT as BLOCK_FORMAT
 from pathnet_fer.pathnet.block_path_model import BlockPathModel
@@ -286,6 +288,7 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         raise ModelFileError(f"{path}: its metadata is not a mapping: corrupt file?")
     # Before the checksums: an edited temperature is named with its value.
     calibration_temperature(metadata, path, hint=_EDITED)
+    mirror = mirror_setting(metadata, path)
     state = payload["state_dict"]
     if _weights_digest(state) != payload["weights_sha256"]:
         raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
@@ -323,8 +326,8 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     # one that was edited (class order, margin, temperature) only by this checksum.
     if "content_sha256" in payload and _content_digest(payload) != payload["content_sha256"]:
         raise ModelFileError(
-            f"{path}: its model config, class names, face settings or calibration do not "
-            f"match their checksum: {_EDITED}"
+            f"{path}: its model config, class names, face settings, calibration or inference "
+            f"setting do not match their checksum: {_EDITED}"
         )
     model.to(device)
     return LoadedModel(
@@ -338,6 +341,7 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         format_version=int(version),
         path=path,
         config=dict(payload["model_config"]),
+        mirror=mirror,
     )
 
 
@@ -348,7 +352,10 @@ def _content_digest(payload: Mapping[str, Any]) -> str:
     """sha256 over everything besides the tensors that changes a prediction (the
     weights enter through their own digest); descriptive metadata is left out."""
     covered = {key: payload.get(key) for key in _CONTENT_KEYS}
-    covered["calibration"] = (payload.get("metadata") or {}).get("calibration")
+    metadata = payload.get("metadata") or {}
+    covered["calibration"] = metadata.get("calibration")
+    if MIRROR_KEY in metadata:  # files written before the setting keep their digest
+        covered[MIRROR_KEY] = metadata[MIRROR_KEY]
     text = json.dumps(covered, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -1,4 +1,4 @@
-"""What the predict and evaluate commands share: exit codes, --head, the shipped model
+"""What the predict and evaluate commands share: exit codes, --head, --mirror, the shipped model
 when no --model is given, the --device check.
 """
 
@@ -22,6 +22,23 @@ def add_head_option(p: argparse.ArgumentParser, all_means: str) -> None:
         "dataset's name, e.g. fer2013), as the mean of its calibrated heads (combined, the "
         f"default) or {all_means}; a single-path model has one head",
     )
+
+
+def add_mirror_option(p: argparse.ArgumentParser) -> None:
+    """``--mirror on|off`` (formats/loaded_model.py ``LoadedModel.mirror``); default: the file's."""
+    p.add_argument(
+        "--mirror",
+        choices=("on", "off"),
+        default=None,
+        help="average each face's logits with its mirror image's (twice the network time; "
+        "the shipped model: +0.01 accuracy on FER-2013 test, docs/predict.md); default: "
+        "what the model file says (metadata.inference.mirror; the shipped model: on)",
+    )
+
+
+def mirror_choice(value: str | None) -> bool | None:
+    """``--mirror``'s value as ``LoadedModel.mirrored`` takes it (None: the file's own)."""
+    return None if value is None else value == "on"
 
 
 def model_or_shipped(model: str | None, quiet: bool = False) -> str | None:

@@ -15,6 +15,8 @@ from pathnet_fer.predict.cli_shared import (
     EXIT_OK,
     EXIT_SOME_SKIPPED,
     add_head_option,
+    add_mirror_option,
+    mirror_choice,
     model_or_shipped,
     resolve_device,
 )
@@ -117,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "without --model: the shipped model's summary",
     )
     add_head_option(p, "as both (all: the combination plus each head's columns)")
+    add_mirror_option(p)
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=run_predict)
     register_evaluate(sub)
@@ -163,6 +166,7 @@ def run_predict(args: argparse.Namespace) -> int:
             detect=not args.no_detect,
             max_fallback_s=args.max_fallback,
             head=args.head,
+            mirror=mirror_choice(args.mirror),
         )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)

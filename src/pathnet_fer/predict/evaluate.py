@@ -55,9 +55,11 @@ def evaluate_model(
     workers: int | None = None,
     progress: bool = False,
     head: str = "combined",
+    mirror: bool | None = None,
 ) -> DatasetEvaluation:
     """Load a model file and score it on every face of a dataset (see module doc);
-    ``head``: which head of a chain's heads model answers (``combined``: their mix).
+    ``head``: which head of a chain's heads model answers (``combined``: their mix);
+    ``mirror``: average each face with its mirror image (None: the file's setting).
 
     Raises ``ModelFileError`` (bad model file, unknown head), ``EvaluationError`` /
     ``ConfigError`` (unknown dataset, crops the model cannot take) or ``DataMissingError``.
@@ -65,7 +67,7 @@ def evaluate_model(
     results = evaluate_heads(
         model_path, dataset, [head], config=config, overrides=overrides, root=root,
         keep_neutral=keep_neutral, device=device, batch_size=batch_size, workers=workers,
-        progress=progress,
+        progress=progress, mirror=mirror,
     )  # fmt: skip
     return results[head]
 
@@ -83,11 +85,13 @@ def evaluate_heads(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: bool = False,
+    mirror: bool | None = None,
 ) -> dict[str, DatasetEvaluation]:
     """``evaluate_model`` for several heads of one model file on the same crops (cropped
     once): ``{head: evaluation}``; ``heads=None``: every head, then ``combined``."""
 
     loaded = load_model(model_path, device=device)
+    loaded = loaded if mirror is None else loaded.mirrored(mirror)
     names = list(heads) if heads is not None else [*loaded.head_names, "combined"]
     if len(loaded.head_names) == 1:  # a single path: its one head, once
         names = list(dict.fromkeys("combined" if n == loaded.head_names[0] else n
@@ -126,6 +130,8 @@ def _evaluate_loaded(
         which = f"combined: the mean of its calibrated heads {', '.join(model.head_names)}; "
     elif "head" in model.metadata:
         which = f"head {head}; "
+    if model.mirror:
+        which += "each face averaged with its mirror image; "
     result.description = {
         "Model": f"{model_path} ({which}{kind}; trained on {model.dataset or '?'}; input "
         f"{model.input.describe()})",

@@ -12,6 +12,8 @@ from pathnet_fer.predict.cli_shared import (
     EXIT_FAILED,
     EXIT_OK,
     add_head_option,
+    add_mirror_option,
+    mirror_choice,
     model_or_shipped,
     resolve_device,
 )
@@ -84,6 +86,7 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=None, help="processes cropping faces (default: all cores)"
     )
     add_head_option(p, "each in turn (all: every head, then the combination)")
+    add_mirror_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar while cropping")
     p.set_defaults(func=run_evaluate)
 
@@ -123,6 +126,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             progress=not args.quiet,
+            mirror=mirror_choice(args.mirror),
         )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)

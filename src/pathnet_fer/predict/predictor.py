@@ -93,6 +93,7 @@ class Predictor:
     the previous-face rule is still applied in frame order, so results do not depend on
     it. ``face_settings`` overrides the model's crop settings (margin,
     detector parameters); a size or colour the network was not trained on is refused.
+    ``mirror``: average each face with its mirror image (default: the file's setting).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Predictor:
         max_fallback_s: float = DEFAULT_MAX_FALLBACK_S,
         workers: int | None = None,
         head: str = COMBINED,
+        mirror: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -114,7 +116,7 @@ class Predictor:
         # ``all``: the combination, plus each head's columns; otherwise one head's answer
         self.head_columns = head == ALL and len(model.head_names) > 1
         model = model if head == ALL else model.with_head(head)
-        self.model = model
+        self.model = model if mirror is None else model.mirrored(mirror)
         self.batch_size = int(batch_size)
         settings = face_settings if face_settings is not None else model.face_settings
         check_compatible(model.input, settings)

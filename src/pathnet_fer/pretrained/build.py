@@ -5,7 +5,9 @@
    evolved on the training split, held out on the test split, and its model file is
    calibrated by the report (experiments/calibration.py).
 2. Takes the model the study deploys (``deployed_model``: the first set's source unit of
-   the final fit, i.e. the source trained on every training face), scores it with
+   the final fit, i.e. the source trained on every training face), by default with mirror
+   averaging on and its temperature fitted again on the same held-out faces with it
+   (``calibrate_mirrored``; ``mirror=False`` ships the run's file as it is), scores it with
    ``pathnet-fer evaluate``'s code on FER-2013's test split and, zero-shot, on the
    datasets it never saw (``FIGURES``: each with the command that reproduces it), and on
    a seeded sample of FER-2013 test faces (``sample_accuracy``: what the tests check).
@@ -24,21 +26,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pathnet_fer.data.emotions import class_names
 from pathnet_fer.data.registry import get_adapter
-from pathnet_fer.datasets.loading import DataMissingError, face_settings_for
+from pathnet_fer.datasets.loading import DataMissingError, face_settings_for, load_dataset
+from pathnet_fer.experiments.calibration import fit_temperature
 from pathnet_fer.experiments.config import find_config
 from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.plan import RunSlot, source_job
 from pathnet_fer.experiments.provenance import git_commit
 from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.faces.preprocess import preprocess_samples
+from pathnet_fer.formats.loaded_model import MIRROR_KEY, LoadedModel
 from pathnet_fer.formats.model_file import _kind_of, load_model, save_path_model
 from pathnet_fer.predict.evaluate import evaluate_model
 from pathnet_fer.pretrained import MODEL_FILE, RECIPE
@@ -158,6 +164,35 @@ def measure(
     return out
 
 
+def calibrate_mirrored(loaded: LoadedModel, config: Any) -> LoadedModel:
+    """``loaded`` with mirror averaging on (``metadata.inference.mirror``) and its
+    temperature fitted again, by the study's own rule (``fit_temperature``), on the same
+    held-out faces with mirror-averaged logits: the test split of its fixed-split dataset
+    (FER-2013's), which it never trained on. Averaging two views softens the logits, so
+    the run's temperature would leave the model under-confident."""
+
+    name = loaded.dataset
+    spec = config.datasets.get(name) if name else None
+    if spec is None or spec.folds != "fixed":
+        raise ValueError(
+            f"mirror calibration needs the model's dataset ({name or '?'}) to hold out a "
+            "fixed test split (as FER-2013 does); ship it without (--mirror off)"
+        )
+    data = load_dataset(config, name)
+    index = dataset_folds(config, name, data)[0].test_index
+    mirrored = loaded.mirrored(True)
+    proba = torch.softmax(mirrored.logits(data.faces.images[index]), dim=1).cpu().numpy()
+    t = fit_temperature(proba, np.asarray(data.y)[index])
+    fit_on = loaded.metadata["calibration"].get("fit_on", f"{len(index)} held-out faces")
+    calibration = {
+        **loaded.metadata["calibration"],
+        "temperature": t,
+        "fit_on": f"{fit_on}, each face averaged with its mirror image",
+    }
+    metadata = {**loaded.metadata, "calibration": calibration, MIRROR_KEY: {"mirror": True}}
+    return replace(mirrored, metadata=metadata)
+
+
 def build_pretrained(
     config: str | Path = RECIPE,
     overrides: Sequence[str] = (),
@@ -169,10 +204,12 @@ def build_pretrained(
     restart: bool = False,
     quiet: bool = False,
     log: Callable[[str], None] = print,
+    mirror: bool = True,
 ) -> BuildResult:
     """Run the recipe (resuming), measure its deployed model and write it into the
     package (``dest``, default ``pathnet_fer/pretrained/default.pt``). ``model``: another
-    model file of the run (relative to ``run_dir``) to ship instead."""
+    model file of the run (relative to ``run_dir``) to ship instead. ``mirror``: ship it
+    mirror-averaged, recalibrated (``calibrate_mirrored``)."""
 
     started = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -184,8 +221,14 @@ def build_pretrained(
     if "calibration" not in loaded.metadata:
         raise RuntimeError(f"{source} carries no calibration: its run saved no held-out faces")
     dest = Path(dest) if dest else Path(__file__).resolve().with_name(MODEL_FILE)
-    log(f"shipping {source} -> {dest}; measuring it:")
-    scores = measure(source, figures, log=log) if figures else {}
+    measured = source
+    if mirror:  # staged in the run, so that ``measure`` scores exactly what ships
+        loaded = calibrate_mirrored(loaded, cfg)
+        measured = run_dir / "shipped" / "mirror-calibrated.pt"
+        _save(measured, loaded, loaded.metadata)
+        log(f"mirror averaging on; temperature fitted again: {loaded.temperature:.3f}")
+    log(f"shipping {measured} -> {dest}; measuring it:")
+    scores = measure(measured, figures, log=log) if figures else {}
     n, seed = sample
     recipe = find_config(config)
     info: dict[str, Any] = {
@@ -196,7 +239,9 @@ def build_pretrained(
         "source_model": str(source.relative_to(run_dir)),
         "git_commit": git_commit(),
         "build_command": "pathnet-fer pretrained build"
-        + "".join(f" --set '{o}'" for o in overrides),
+        + "".join(f" --set '{o}'" for o in overrides)
+        + ("" if mirror else " --mirror off"),
+        "mirror": mirror,
         "figures": scores,
         "sample": {
             "dataset": "fer2013",
@@ -209,20 +254,24 @@ def build_pretrained(
     info["summary"] = summary_text(loaded, cfg, info)
     spec = cfg.datasets[loaded.dataset] if loaded.dataset in cfg.datasets else None
     extra = {"held_out_splits": ["test"]} if spec is not None and spec.folds == "fixed" else {}
-    save_path_model(
-        dest,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata={**loaded.metadata, **extra, "pretrained": info},
-    )
+    _save(dest, loaded, {**loaded.metadata, **extra, "pretrained": info})
     size = dest.stat().st_size
     if size > MAX_BYTES:
         raise RuntimeError(f"{dest} is {size / 2**20:.1f} MB: the package ships at most 2 MB")
     seconds = time.perf_counter() - started
     log(f"wrote {dest} ({size / 1024:.0f} kB) in {seconds:.0f} s (the study: {run.seconds:.0f} s)")
     return BuildResult(dest, source, run_dir, info, seconds, scores)
+
+
+def _save(path: Path, loaded: LoadedModel, metadata: dict[str, Any]) -> Path:
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata=metadata,
+    )
 
 
 def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
@@ -246,7 +295,12 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
         + ("" if "neutral" in model.class_names else " (no neutral)")
         + ".",
         f"Input: {model.input.describe()}; in video and images faces are found by OpenCV's "
-        f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}.",
+        f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}"
+        + (
+            "; each face is averaged with its mirror image (--mirror off: not)."
+            if model.mirror
+            else "."
+        ),
         f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', 0):,} faces "
         f"(FER-2013's training split, web images); {config.generations('source')} "
         "generations; temperature-calibrated (T = "

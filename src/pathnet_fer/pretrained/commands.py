@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="REL",
         help="ship this model file of the run (relative to --out) instead of the source",
     )
+    p.add_argument(
+        "--mirror",
+        choices=("on", "off"),
+        default="on",
+        help="ship the model averaging each face with its mirror image, its temperature "
+        "fitted again so (default %(default)s)",
+    )
     p.add_argument("--restart", action="store_true", help="discard --out and train again")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -84,6 +91,7 @@ def _build(args: argparse.Namespace) -> int:
             model=args.model,
             restart=args.restart,
             quiet=args.quiet,
+            mirror=args.mirror == "on",
         )
     except _errors() as err:
         print(f"error: {err}", file=sys.stderr)
