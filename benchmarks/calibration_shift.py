@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -71,12 +72,17 @@ def faces(model, config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_and_config(description: str) -> tuple[Any, Any]:
+    """``--model FILE`` (default: the shipped one) loaded, and the pretrained recipe's config
+    (which defines the datasets ``faces`` scores)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", type=Path, help="model file (default: the shipped one)")
     args = parser.parse_args()
-    model = load_model(args.model or pretrained_path())
-    config = load_config(CONFIG_DIR / "pretrained.yaml")
+    return load_model(args.model or pretrained_path()), load_config(CONFIG_DIR / "pretrained.yaml")
+
+
+def main() -> None:
+    model, config = model_and_config(__doc__.splitlines()[0])
     sets = faces(model, config)
     t_file = model.temperature
     print(f"{model.path}: file temperature {t_file:.3f}")

@@ -13,18 +13,11 @@ Run: ``.venv/bin/python benchmarks/mirror_averaging.py`` (``--model FILE`` for a
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 from scipy.stats import binomtest
 
-from calibration_shift import faces
+from calibration_shift import faces, model_and_config
 from pathnet_fer.experiments.calibration import apply_temperature
-from pathnet_fer.experiments.config import CONFIG_DIR
-from pathnet_fer.experiments.config_loading import load_config
-from pathnet_fer.formats.model_file import load_model
-from pathnet_fer.pretrained import pretrained_path
 
 
 def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,11 +27,7 @@ def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="model file (default: the shipped one)")
-    args = parser.parse_args()
-    model = load_model(args.model or pretrained_path())
-    config = load_config(CONFIG_DIR / "pretrained.yaml")
+    model, config = model_and_config(__doc__.splitlines()[0])
     t = model.temperature
     views = {on: faces(model.mirrored(on), config) for on in (False, True)}
     print(f"{model.path}: file temperature {t:.3f}, file setting mirror {model.mirror}")

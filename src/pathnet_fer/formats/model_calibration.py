@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pathnet_fer.formats.loaded_model import LoadedModel, ModelFileError, calibration_temperature
-from pathnet_fer.formats.model_file import jsonable, load_model, save_path_model
+from pathnet_fer.formats.model_file import jsonable, load_model, save_loaded
 from pathnet_fer.pathnet.heads_model import HeadsModel
 
 
@@ -67,14 +67,7 @@ def _write(loaded: LoadedModel, path: Path, target: Path, metadata: Mapping[str,
     ``target`` already holds exactly that (deployed or calibrated before: left as it is)."""
     if _holds(target, loaded.model, metadata):
         return target
-    return save_path_model(
-        target,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata=metadata,
-    )
+    return save_loaded(target, loaded, metadata)
 
 
 def _holds(target: Path, model: nn.Module, metadata: Mapping[str, Any]) -> bool:

@@ -187,6 +187,19 @@ def save_path_model(
     return save_atomically(payload, path)
 
 
+def save_loaded(path: str | os.PathLike, loaded: LoadedModel, metadata: Mapping[str, Any]) -> Path:
+    """A loaded model (its network, classes, face settings, dataset) written again with
+    ``metadata`` (e.g. a new calibration): ``save_path_model`` of its parts."""
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata=dict(metadata),
+    )
+
+
 def save_atomically(payload: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` into a uniquely named temporary file beside ``path``, renamed into
     place: a reader never sees half a file, two writers never share a temporary one."""

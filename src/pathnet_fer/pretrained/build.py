@@ -45,7 +45,7 @@ from pathnet_fer.experiments.provenance import git_commit
 from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.faces.preprocess import preprocess_samples
 from pathnet_fer.formats.loaded_model import MIRROR_KEY, LoadedModel
-from pathnet_fer.formats.model_file import _kind_of, load_model, save_path_model
+from pathnet_fer.formats.model_file import _kind_of, load_model, save_loaded
 from pathnet_fer.predict.evaluate import evaluate_model
 from pathnet_fer.pretrained import MODEL_FILE, RECIPE
 from pathnet_fer.scoring.on_faces import evaluate_faces
@@ -225,7 +225,7 @@ def build_pretrained(
     if mirror:  # staged in the run, so that ``measure`` scores exactly what ships
         loaded = calibrate_mirrored(loaded, cfg)
         measured = run_dir / "shipped" / "mirror-calibrated.pt"
-        _save(measured, loaded, loaded.metadata)
+        save_loaded(measured, loaded, loaded.metadata)
         log(f"mirror averaging on; temperature fitted again: {loaded.temperature:.3f}")
     log(f"shipping {measured} -> {dest}; measuring it:")
     scores = measure(measured, figures, log=log) if figures else {}
@@ -254,24 +254,13 @@ def build_pretrained(
     info["summary"] = summary_text(loaded, cfg, info)
     spec = cfg.datasets[loaded.dataset] if loaded.dataset in cfg.datasets else None
     extra = {"held_out_splits": ["test"]} if spec is not None and spec.folds == "fixed" else {}
-    _save(dest, loaded, {**loaded.metadata, **extra, "pretrained": info})
+    save_loaded(dest, loaded, {**loaded.metadata, **extra, "pretrained": info})
     size = dest.stat().st_size
     if size > MAX_BYTES:
         raise RuntimeError(f"{dest} is {size / 2**20:.1f} MB: the package ships at most 2 MB")
     seconds = time.perf_counter() - started
     log(f"wrote {dest} ({size / 1024:.0f} kB) in {seconds:.0f} s (the study: {run.seconds:.0f} s)")
     return BuildResult(dest, source, run_dir, info, seconds, scores)
-
-
-def _save(path: Path, loaded: LoadedModel, metadata: dict[str, Any]) -> Path:
-    return save_path_model(
-        path,
-        loaded.model,
-        class_names=loaded.class_names,
-        face_settings=loaded.face_settings,
-        dataset=loaded.dataset,
-        metadata=metadata,
-    )
 
 
 def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
