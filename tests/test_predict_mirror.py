@@ -35,9 +35,8 @@ def test_mirror_averages_the_two_views_and_is_blind_to_left_right(plain, crops):
     assert (off - off_flipped).abs().max() > 1e-2
     on = plain.mirrored(True)
     torch.testing.assert_close(on.logits(crops), (off + off_flipped) / 2)
+    # 96 crops: two CPU passes (64 rows each), so the passes' mirror images must line up
     np.testing.assert_allclose(on.predict_proba(crops), on.predict_proba(flipped), atol=1e-9)
-    # 96 crops: two CPU passes of 64 rows each, mirrored in the same passes
-    assert on.predict_proba(crops).shape == (96, len(plain.class_names))
 
 
 def _saved(plain, tmp_path, inference):

@@ -220,7 +220,7 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
     assert run_model.temperature == pytest.approx(fit_temperature(unit["proba"], unit["label"]))
     # ... and shipped mirror-averaged, its temperature fitted again on the same 60 faces
     shipped = load_model(a.path)
-    assert shipped.mirror and not run_model.mirror and ma["pretrained"]["mirror"] is True
+    assert shipped.mirror and not run_model.mirror and ma["inference"] == {"mirror": True}
     config = load_config("pretrained", overrides)
     data = load_dataset(config, "fer2013")
     test = dataset_folds(config, "fer2013", data)[0].test_index

@@ -241,7 +241,6 @@ def build_pretrained(
         "build_command": "pathnet-fer pretrained build"
         + "".join(f" --set '{o}'" for o in overrides)
         + ("" if mirror else " --mirror off"),
-        "mirror": mirror,
         "figures": scores,
         "sample": {
             "dataset": "fer2013",
