@@ -32,6 +32,20 @@ def selection_data(task: Task, data: PreparedData, run: int) -> tuple[torch.Tens
     return x[rows], y[rows]
 
 
+def pick_best(accuracy: torch.Tensor, population: torch.Tensor) -> torch.Tensor:
+    """Index ``(R,)`` of each run's best member: the highest ``accuracy (R, P)``; among
+    members tied on it, the genotype of which ``population (R, P, L, N)`` holds the most
+    copies (the GA's consensus; a path is a multiset of modules per layer), then the
+    first. Why: on a few hundred selection rows a one-module variant of the consensus
+    often ties with it exactly, and the first index is an arbitrary pick between them
+    (docs/results-fer2013.md, "Choosing the final path")."""
+    r, p = accuracy.shape
+    genes = population.sort(dim=-1).values.reshape(r, p, -1).to(accuracy.device)
+    copies = (genes.unsqueeze(2) == genes.unsqueeze(1)).all(-1).sum(-1)  # (R, P)
+    top = accuracy == accuracy.max(dim=1, keepdim=True).values
+    return torch.where(top, copies, torch.full_like(copies, -1)).argmax(dim=1)
+
+
 def evaluate_population(net: PathNet, task: Task, data: PreparedData) -> torch.Tensor:
     """Accuracy of every member of every run's population ``(R, P)`` on the selection data."""
     out = []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pathnet_fer.evolution.config import EvolutionConfig
-from pathnet_fer.evolution.evaluate import evaluate_population
+from pathnet_fer.evolution.evaluate import evaluate_population, pick_best
 from pathnet_fer.evolution.sampling import MinibatchStreams
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Task:
                 "(after it, use task.best_paths)"
             )
         acc = evaluate_population(self._net, self, self._data)  # (R, P)
-        best = acc.argmax(1)
+        best = pick_best(acc, self.population)
         rows = torch.arange(self.runs)
         return self.population[rows, best].clone(), acc[rows, best]
 

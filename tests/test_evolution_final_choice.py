@@ -1,0 +1,34 @@
+"""The final path of a task: the best on the selection data, ties to the GA's consensus."""
+
+from __future__ import annotations
+
+import torch
+
+from pathnet_fer.evolution.evaluate import pick_best
+
+
+def _population(*genotypes: list[list[int]]) -> torch.Tensor:
+    return torch.tensor([genotypes])  # (1, P, L, N)
+
+
+def test_a_tie_goes_to_the_genotype_with_the_most_copies() -> None:
+    variant, consensus = [[4, 14], [10, 18]], [[3, 14], [10, 18]]
+    # the consensus in another module order is the same path (a multiset per layer)
+    pop = _population(variant, consensus, [[14, 3], [18, 10]], consensus, [[1, 2], [3, 4]])
+    acc = torch.tensor([[0.676, 0.676, 0.676, 0.676, 0.5]])
+    assert pick_best(acc, pop).tolist() == [1]  # plain argmax would say 0: the variant
+
+
+def test_a_higher_accuracy_beats_any_number_of_copies() -> None:
+    pop = _population([[1, 2]], [[3, 4]], [[3, 4]], [[3, 4]])
+    acc = torch.tensor([[0.70, 0.69, 0.69, 0.69]])
+    assert pick_best(acc, pop).tolist() == [0]
+
+
+def test_runs_choose_independently_and_a_full_tie_takes_the_first() -> None:
+    a, b = [[1, 2]], [[3, 4]]
+    pop = torch.tensor([[a, b, b], [b, a, a]])
+    acc = torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    assert pick_best(acc, pop).tolist() == [1, 1]
+    same = torch.tensor([[a, b]])
+    assert pick_best(torch.tensor([[0.5, 0.5]]), same).tolist() == [0]
