@@ -1,0 +1,82 @@
+"""How sure is the final choice of a path? Every member of a task's final population, scored.
+
+A task ends by keeping the member with the best accuracy on its selection data (a fixed
+subset of training faces, ``evolution.selection_samples``). This loads a FER-2013 source's
+checkpoint taken at its last generation (before that choice: ``runs/<study>/checkpoints/
+source__fer2013__fold1__it1/state.pt``), and scores every member on the selection faces,
+on ``--extra`` other training faces (seeded) and on FER-2013's test split (held out; to
+explain the choice, never to make it). Prints one line per member and which member each
+rule picks: the plain arg-max on the selection faces, ``pick_best`` (ties to the consensus
+genotype), the arg-max on the larger training sample.
+
+Run: ``.venv/bin/python benchmarks/final_population.py CHECKPOINT [--extra 4096]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pathnet_fer.datasets.loading import load_dataset
+from pathnet_fer.evolution.checkpoint import load_checkpoint
+from pathnet_fer.evolution.evaluate import path_accuracy, pick_best
+from pathnet_fer.experiments.config import CONFIG_DIR
+from pathnet_fer.experiments.config_loading import load_config
+from pathnet_fer.experiments.datasets import dataset_folds
+
+CHUNK = 512
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--extra", type=int, default=4096, help="other training faces")
+    args = parser.parse_args()
+    net, task, _ = load_checkpoint(args.checkpoint, device="cpu")
+    if task is None:
+        raise SystemExit(f"{args.checkpoint} holds no task")
+    config = load_config(CONFIG_DIR / "pretrained.yaml")
+    d = load_dataset(config, "fer2013")
+    folds = dataset_folds(config, "fer2013", d)[0]
+    x = torch.from_numpy(d.faces.images.reshape(len(d.y), -1)).float() / 255
+    y = torch.as_tensor(np.array(d.y))
+    train = torch.as_tensor(folds.train_index)
+    x_tr, y_tr = x[train], y[train]
+    if abs(float(x_tr.sum()) - task.data_fingerprint[0]["sum"]) > 1e-4 * float(x_tr.sum()):
+        raise SystemExit("these training faces are not the task's (data fingerprint differs)")
+    pop = task.population[0]
+
+    def accuracy(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        right = sum(
+            path_accuracy(net, task, 0, pop, xs[i : i + CHUNK], ys[i : i + CHUNK])
+            * len(ys[i : i + CHUNK])
+            for i in range(0, len(ys), CHUNK)
+        )
+        return right / len(ys)
+
+    sel = task.selection_rows[0]
+    rest = torch.tensor(sorted(set(range(len(train))) - set(sel.tolist())))
+    extra = rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(0))]
+    extra = extra[: args.extra]
+    a_sel, a_extra = accuracy(x_tr[sel], y_tr[sel]), accuracy(x_tr[extra], y_tr[extra])
+    test = torch.as_tensor(folds.test_index)
+    a_test = accuracy(x[test], y[test])
+    print(
+        f"member | genotype | selection ({len(sel)}) | training ({len(extra)}) | test ({len(test)})"
+    )
+    for i in range(len(pop)):
+        print(f"{i} | {pop[i].tolist()} | {a_sel[i]:.3f} | {a_extra[i]:.3f} | {a_test[i]:.3f}")
+    rules = {
+        "arg-max on the selection faces": int(a_sel.argmax()),
+        "pick_best (ties to the consensus)": int(pick_best(a_sel[None], pop[None])[0]),
+        f"arg-max on the {len(extra)} other training faces": int(a_extra.argmax()),
+    }
+    for rule, i in rules.items():
+        print(f"{rule}: member {i}, test {a_test[i]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
