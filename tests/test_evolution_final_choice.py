@@ -32,3 +32,19 @@ def test_runs_choose_independently_and_a_full_tie_takes_the_first() -> None:
     assert pick_best(acc, pop).tolist() == [1, 1]
     same = torch.tensor([[a, b]])
     assert pick_best(torch.tensor([[0.5, 0.5]]), same).tolist() == [0]
+
+
+def test_a_task_ends_on_the_consensus_when_the_selection_ties(monkeypatch) -> None:
+    """The end of a task (``Task._reevaluate``) chooses by ``pick_best``, not by argmax."""
+    from pathnet_fer.evolution import task as task_module
+    from pathnet_fer.evolution.task import Task
+
+    variant, consensus = [[4, 14], [10, 18]], [[3, 14], [10, 18]]
+    task = Task.__new__(Task)
+    task.population = _population(variant, consensus, consensus)
+    task._net, task._data = object(), object()  # only checked for presence here
+    tied = torch.tensor([[0.676, 0.676, 0.676]])
+    monkeypatch.setattr(task_module, "evaluate_population", lambda net, t, data: tied)
+    paths, fitness = task._reevaluate()
+    assert paths.tolist() == [consensus]
+    assert fitness.tolist() == [tied[0, 1].item()]
