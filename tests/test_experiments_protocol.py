@@ -206,6 +206,10 @@ def test_final_fit_model_saw_every_subject_and_says_so(tiny_run, capsys):
         assert [item["dataset"] for item in fold_meta["trained_on"]] == s.links
         for item, name in zip(fold_meta["trained_on"], s.links, strict=True):
             assert 0 < item["faces"] < len(load_dataset(config, name).y)
+        # it records its training faces' class frequencies (what --prior uniform divides out)
+        last = np.asarray(load_dataset(config, s.links[-1]).y)
+        freq = np.bincount(last, minlength=6) / len(last)
+        assert load_model(path).class_prior == pytest.approx(freq)
     capsys.readouterr()
     assert cli_main(["predict", "--model", str(path), "--info"]) == 0
     assert '"trained_on"' in capsys.readouterr().out

@@ -220,7 +220,11 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
     assert run_model.temperature == pytest.approx(fit_temperature(unit["proba"], unit["label"]))
     # ... and shipped mirror-averaged, its temperature fitted again on the same 60 faces
     shipped = load_model(a.path)
-    assert shipped.mirror and not run_model.mirror and ma["inference"] == {"mirror": True}
+    assert shipped.mirror and not run_model.mirror and ma["inference"]["mirror"] is True
+    # ... assuming a uniform prior over the training faces' frequencies, which the run's
+    # source model records too (20 training faces of each class: 1/6 each)
+    assert shipped.prior == "uniform" and run_model.prior == "train"
+    assert shipped.class_prior == run_model.class_prior == pytest.approx([1 / 6] * 6)
     config = load_config("pretrained", overrides)
     data = load_dataset(config, "fer2013")
     test = dataset_folds(config, "fer2013", data)[0].test_index

@@ -10,6 +10,8 @@ from pathnet_fer.datasets.loading import face_settings_for
 from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.phases import Phase, describe_rows
 from pathnet_fer.experiments.run_dir import staged_models
+from pathnet_fer.formats.class_prior import class_frequencies
+from pathnet_fer.formats.loaded_model import MIRROR_KEY
 from pathnet_fer.formats.model_file import save_model, save_path_model
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.heads_model import HeadsModel
@@ -38,10 +40,19 @@ def save_models(config, job, phase: Phase, net, task, run_dir: Path) -> list[str
                 "iteration": key.iteration,
                 "fold": key.fold,
                 **_common_metadata(config, job, phase, r, float(fitness[r])),
+                **training_prior_metadata(phase.data[r], phase.n_classes),
             },
         )
         out.append(str(path.relative_to(run_dir)))
     return out
+
+
+def training_prior_metadata(rd: Any, n_classes: int) -> dict[str, Any]:
+    """``{"inference": {"class_prior": ...}}``: the class frequencies of a run's training
+    faces (what ``--prior uniform`` divides out, formats/class_prior.py); empty when a
+    class has no training face."""
+    freq = class_frequencies(rd.y, n_classes, rd.targets)
+    return {} if freq is None else {MIRROR_KEY: {"class_prior": freq}}
 
 
 def saved_runs(config, task, phase: Phase) -> list[int]:

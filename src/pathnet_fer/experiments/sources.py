@@ -35,6 +35,7 @@ from pathnet_fer.evolution import load_checkpoint
 from pathnet_fer.experiments.calibration import save_heldout
 from pathnet_fer.experiments.config import ExperimentConfig
 from pathnet_fer.experiments.datasets import net_config_for
+from pathnet_fer.experiments.export import training_prior_metadata
 from pathnet_fer.experiments.phase_runner import run_phase, write_json
 from pathnet_fer.experiments.phases import Phase, describe_rows, source_phase
 from pathnet_fer.experiments.plan import JobSpec, users_of
@@ -259,6 +260,7 @@ def _save_source_model(
             "n_test_subjects": n_test,
             # listed when a person could read them (FER-2013: one "subject" per image)
             "test_subjects": test if len(test) <= 200 else [],
+            **training_prior_metadata(phase.data[0], len(task.class_names)),
         },
     )
     return [str(path.relative_to(run_dir))]

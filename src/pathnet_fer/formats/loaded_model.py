@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pathnet_fer.formats.class_prior import PriorError, require_prior
 from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
 
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
@@ -112,6 +113,12 @@ class LoadedModel:
     """Average each crop's logits with those of its mirror image (left-right) before the
     temperature: a face's emotion does not change in a mirror, the network's errors partly
     do. Twice the network time per face. Default: the file's ``inference.mirror``."""
+    prior: str = "train"
+    """``train``: probabilities as the network gives them (its training faces' class
+    frequencies built in); ``uniform``: those frequencies divided out (formats/class_prior.py).
+    Default: the file's ``inference.prior``."""
+    class_prior: tuple[float, ...] | None = None
+    """The training faces' class frequencies the file records (None: not recorded)."""
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -131,6 +138,15 @@ class LoadedModel:
         """This model with mirror averaging on or off (``--mirror on|off``). The file's
         temperature was fitted with its own setting: the other one is a little off."""
         return replace(self, mirror=bool(on))
+
+    def with_prior(self, name: str) -> LoadedModel:
+        """This model assuming the ``train`` or a ``uniform`` class prior (``--prior``);
+        ``ModelFileError`` when the file records no training prior to divide out."""
+        try:
+            where = str(self.path or "the model")
+            return replace(self, prior=require_prior(name, self.class_prior, where))
+        except PriorError as err:
+            raise ModelFileError(str(err)) from None
 
     @property
     def head_names(self) -> list[str]:
@@ -172,6 +188,8 @@ class LoadedModel:
             dataset=str(self.model.descriptions[h].get("dataset", name)),
             metadata=meta,
             config=head.config_dict(),
+            prior="train",
+            class_prior=None,
         )
 
     @torch.inference_mode()
@@ -206,10 +224,15 @@ class LoadedModel:
     @torch.inference_mode()
     def predict_proba(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, C)`` (float64) for uint8 face crops, calibrated by
-        the file's temperature (which never changes the arg-max)."""
+        the file's temperature (which alone never changes the arg-max), under the model's
+        ``prior``: ``uniform`` subtracts the log training frequencies from the calibrated
+        logits (the posterior if every emotion were equally likely)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
-        return torch.softmax(self.logits(crops) / self.temperature, dim=1).cpu().numpy()
+        z = self.logits(crops) / self.temperature
+        if self.prior == "uniform":
+            z = z - torch.tensor(self.class_prior, dtype=z.dtype, device=z.device).log()
+        return torch.softmax(z, dim=1).cpu().numpy()
 
     @torch.inference_mode()
     def logits(self, crops: np.ndarray) -> torch.Tensor:

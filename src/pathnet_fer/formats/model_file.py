@@ -38,6 +38,7 @@ from torch import nn
 
 from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
+from pathnet_fer.formats.class_prior import PriorError, read_prior
 from pathnet_fer.formats.loaded_model import (
     INPUT_SCALING,
     MIRROR_KEY,
@@ -152,6 +153,7 @@ def save_path_model(
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
     metadata = jsonable(dict(metadata or {}))
     calibration_temperature(metadata, path)  # never write a file load_model would refuse
+    read_prior(metadata, path, len(class_names), MIRROR_KEY)
     if isinstance(model, HeadsModel):
         if "calibration" in metadata:
             raise ValueError("a heads model carries one temperature per head, not a file-wide one")
@@ -302,6 +304,10 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     # Before the checksums: an edited temperature is named with its value.
     calibration_temperature(metadata, path, hint=_EDITED)
     mirror = mirror_setting(metadata, path)
+    try:
+        prior, class_prior = read_prior(metadata, path, len(payload["class_names"]), MIRROR_KEY)
+    except PriorError as err:
+        raise ModelFileError(f"{err}: {_EDITED}") from None
     state = payload["state_dict"]
     if _weights_digest(state) != payload["weights_sha256"]:
         raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
@@ -355,6 +361,8 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         path=path,
         config=dict(payload["model_config"]),
         mirror=mirror,
+        prior=prior,
+        class_prior=class_prior,
     )
 
 

@@ -1,4 +1,4 @@
-"""What the predict and evaluate commands share: exit codes, --head, --mirror, the shipped model
+"""What the predict and evaluate commands share: exit codes, --head, --mirror, --prior, the shipped model
 when no --model is given, the --device check.
 """
 
@@ -33,6 +33,19 @@ def add_mirror_option(p: argparse.ArgumentParser) -> None:
         help="average each face's logits with its mirror image's (twice the network time; "
         "the shipped model: +0.01 accuracy on FER-2013 test, docs/predict.md); default: "
         "what the model file says (metadata.inference.mirror; the shipped model: on)",
+    )
+
+
+def add_prior_option(p: argparse.ArgumentParser) -> None:
+    """``--prior train|uniform`` (formats/class_prior.py); default: the file's."""
+    from pathnet_fer.formats.class_prior import PRIOR_HELP, PRIORS
+
+    p.add_argument(
+        "--prior",
+        choices=PRIORS,
+        default=None,
+        help=f"{PRIOR_HELP}. Default: what the model file says (metadata.inference.prior; "
+        "the shipped model: uniform; other files: train)",
     )
 
 

@@ -16,6 +16,7 @@ from pathnet_fer.predict.cli_shared import (
     EXIT_SOME_SKIPPED,
     add_head_option,
     add_mirror_option,
+    add_prior_option,
     mirror_choice,
     model_or_shipped,
     resolve_device,
@@ -120,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_head_option(p, "as both (all: the combination plus each head's columns)")
     add_mirror_option(p)
+    add_prior_option(p)
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=run_predict)
     register_evaluate(sub)
@@ -167,6 +169,7 @@ def run_predict(args: argparse.Namespace) -> int:
             max_fallback_s=args.max_fallback,
             head=args.head,
             mirror=mirror_choice(args.mirror),
+            prior=args.prior,
         )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)

@@ -56,10 +56,12 @@ def evaluate_model(
     progress: bool = False,
     head: str = "combined",
     mirror: bool | None = None,
+    prior: str | None = None,
 ) -> DatasetEvaluation:
     """Load a model file and score it on every face of a dataset (see module doc);
     ``head``: which head of a chain's heads model answers (``combined``: their mix);
-    ``mirror``: average each face with its mirror image (None: the file's setting).
+    ``mirror``: average each face with its mirror image (None: the file's setting);
+    ``prior``: ``train`` or ``uniform`` class prior (None: the file's setting).
 
     Raises ``ModelFileError`` (bad model file, unknown head), ``EvaluationError`` /
     ``ConfigError`` (unknown dataset, crops the model cannot take) or ``DataMissingError``.
@@ -67,7 +69,7 @@ def evaluate_model(
     results = evaluate_heads(
         model_path, dataset, [head], config=config, overrides=overrides, root=root,
         keep_neutral=keep_neutral, device=device, batch_size=batch_size, workers=workers,
-        progress=progress, mirror=mirror,
+        progress=progress, mirror=mirror, prior=prior,
     )  # fmt: skip
     return results[head]
 
@@ -86,6 +88,7 @@ def evaluate_heads(
     workers: int | None = None,
     progress: bool = False,
     mirror: bool | None = None,
+    prior: str | None = None,
 ) -> dict[str, DatasetEvaluation]:
     """``evaluate_model`` for several heads of one model file on the same crops (cropped
     once): ``{head: evaluation}``; ``heads=None``: every head, then ``combined``."""
@@ -97,6 +100,8 @@ def evaluate_heads(
         names = list(dict.fromkeys("combined" if n == loaded.head_names[0] else n
                                    for n in names))  # fmt: skip
     selected = {n: loaded.with_head(n) for n in names}  # an unknown head: before cropping
+    if prior is not None:  # a prior the file cannot give: before cropping
+        selected = {n: m.with_prior(prior) for n, m in selected.items()}
     cfg = dataset_catalog(dataset, loaded.face_settings, config, overrides, root, keep_neutral)
     settings = face_settings_for(cfg, dataset)
     check_crops(loaded, settings, dataset)  # before any face is cropped
@@ -132,6 +137,8 @@ def _evaluate_loaded(
         which = f"head {head}; "
     if model.mirror:
         which += "each face averaged with its mirror image; "
+    if model.prior == "uniform":
+        which += "uniform class prior (training frequencies divided out); "
     result.description = {
         "Model": f"{model_path} ({which}{kind}; trained on {model.dataset or '?'}; input "
         f"{model.input.describe()})",

@@ -13,6 +13,7 @@ from pathnet_fer.predict.cli_shared import (
     EXIT_OK,
     add_head_option,
     add_mirror_option,
+    add_prior_option,
     mirror_choice,
     model_or_shipped,
     resolve_device,
@@ -87,6 +88,7 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     add_head_option(p, "each in turn (all: every head, then the combination)")
     add_mirror_option(p)
+    add_prior_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar while cropping")
     p.set_defaults(func=run_evaluate)
 
@@ -127,6 +129,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.quiet,
             mirror=mirror_choice(args.mirror),
+            prior=args.prior,
         )
     except ModelFileError as error:
         print(f"error: model refused: {error}", file=sys.stderr)

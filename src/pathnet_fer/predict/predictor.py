@@ -94,6 +94,8 @@ class Predictor:
     it. ``face_settings`` overrides the model's crop settings (margin,
     detector parameters); a size or colour the network was not trained on is refused.
     ``mirror``: average each face with its mirror image (default: the file's setting).
+    ``prior``: ``train`` or ``uniform`` class prior (default: the file's setting;
+    formats/class_prior.py).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Predictor:
         workers: int | None = None,
         head: str = COMBINED,
         mirror: bool | None = None,
+        prior: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -116,7 +119,8 @@ class Predictor:
         # ``all``: the combination, plus each head's columns; otherwise one head's answer
         self.head_columns = head == ALL and len(model.head_names) > 1
         model = model if head == ALL else model.with_head(head)
-        self.model = model if mirror is None else model.mirrored(mirror)
+        model = model if mirror is None else model.mirrored(mirror)
+        self.model = model if prior is None else model.with_prior(prior)
         self.batch_size = int(batch_size)
         settings = face_settings if face_settings is not None else model.face_settings
         check_compatible(model.input, settings)

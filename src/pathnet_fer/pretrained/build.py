@@ -24,6 +24,8 @@ CPU instruction set may round differently: its weights then differ.
 
 from __future__ import annotations
 
+import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,16 +46,21 @@ from pathnet_fer.experiments.plan import RunSlot, source_job
 from pathnet_fer.experiments.provenance import git_commit
 from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.faces.preprocess import preprocess_samples
+from pathnet_fer.formats.class_prior import class_frequencies
 from pathnet_fer.formats.loaded_model import MIRROR_KEY, LoadedModel
 from pathnet_fer.formats.model_file import _kind_of, load_model, save_loaded
 from pathnet_fer.predict.evaluate import evaluate_model
-from pathnet_fer.pretrained import MODEL_FILE, RECIPE
+from pathnet_fer.pretrained import MODEL_FILE, RECIPE, pretrained_path
 from pathnet_fer.scoring.on_faces import evaluate_faces
 
 DEFAULT_RUN = Path("runs") / "pretrained"
 SAMPLE_SIZE, SAMPLE_SEED = 600, 0
 MAX_BYTES = 2 * 1024 * 1024
 SHIPPED_SPLITS = "datasets.fer2013.splits=[test]"
+DEFAULT_PRIOR = "uniform"
+"""The class prior the shipped model assumes unless told (``--prior``): on people in none
+of its training sets, whose emotions are about equally frequent, dividing out FER-2013's
+training frequencies pays (docs/results-fer2013.md, "The training prior on new people")."""
 
 
 @dataclass(frozen=True)
@@ -189,8 +196,36 @@ def calibrate_mirrored(loaded: LoadedModel, config: Any) -> LoadedModel:
         "temperature": t,
         "fit_on": f"{fit_on}, each face averaged with its mirror image",
     }
-    metadata = {**loaded.metadata, "calibration": calibration, MIRROR_KEY: {"mirror": True}}
+    inference = {**(loaded.metadata.get(MIRROR_KEY) or {}), "mirror": True}
+    metadata = {**loaded.metadata, "calibration": calibration, MIRROR_KEY: inference}
     return replace(mirrored, metadata=metadata)
+
+
+def training_prior(config: Any, dataset: str) -> list[float]:
+    """Class frequencies of the training faces of a fixed-split dataset (FER-2013's
+    training split, six classes): what ``--prior uniform`` divides out."""
+    data = load_dataset(config, dataset)
+    train = dataset_folds(config, dataset, data)[0].train_index
+    freq = class_frequencies(np.asarray(data.y)[train], len(data.class_names))
+    if freq is None:
+        raise ValueError(f"{dataset}'s training split lacks a class: no prior to divide out")
+    return freq
+
+
+def with_prior(loaded: LoadedModel, config: Any, prior: str) -> LoadedModel:
+    """``loaded`` recording its training faces' class frequencies (computed again from the
+    recipe's data; they must equal what the file records, if it does) and using ``prior``
+    (``uniform``: logit adjustment, formats/class_prior.py) by default."""
+    freq = training_prior(config, loaded.dataset)
+    recorded = loaded.class_prior
+    if recorded is not None and not np.allclose(recorded, freq, atol=1e-9):
+        raise ValueError(
+            f"{loaded.path}: its recorded class prior {recorded} is not the training split's "
+            f"{freq}: it was trained on other faces than the recipe's"
+        )
+    inference = {**(loaded.metadata.get(MIRROR_KEY) or {}), "class_prior": freq, "prior": prior}
+    metadata = {**loaded.metadata, MIRROR_KEY: inference}
+    return replace(loaded, metadata=metadata, class_prior=tuple(freq), prior=prior)
 
 
 def build_pretrained(
@@ -205,11 +240,13 @@ def build_pretrained(
     quiet: bool = False,
     log: Callable[[str], None] = print,
     mirror: bool = True,
+    prior: str = DEFAULT_PRIOR,
 ) -> BuildResult:
     """Run the recipe (resuming), measure its deployed model and write it into the
     package (``dest``, default ``pathnet_fer/pretrained/default.pt``). ``model``: another
     model file of the run (relative to ``run_dir``) to ship instead. ``mirror``: ship it
-    mirror-averaged, recalibrated (``calibrate_mirrored``)."""
+    mirror-averaged, recalibrated (``calibrate_mirrored``). ``prior``: the class prior it
+    assumes by default (``with_prior``)."""
 
     started = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -220,27 +257,95 @@ def build_pretrained(
     loaded = load_model(source)
     if "calibration" not in loaded.metadata:
         raise RuntimeError(f"{source} carries no calibration: its run saved no held-out faces")
-    dest = Path(dest) if dest else Path(__file__).resolve().with_name(MODEL_FILE)
-    measured = source
-    if mirror:  # staged in the run, so that ``measure`` scores exactly what ships
+    if mirror:
         loaded = calibrate_mirrored(loaded, cfg)
-        measured = run_dir / "shipped" / "mirror-calibrated.pt"
-        save_loaded(measured, loaded, loaded.metadata)
         log(f"mirror averaging on; temperature fitted again: {loaded.temperature:.3f}")
-    log(f"shipping {measured} -> {dest}; measuring it:")
+    command = (
+        "pathnet-fer pretrained build"
+        + "".join(f" --set '{o}'" for o in overrides)
+        + ("" if mirror else " --mirror off")
+        + ("" if prior == DEFAULT_PRIOR else f" --prior {prior}")
+    )
+    provenance = {
+        "recipe": config,
+        "overrides": list(overrides),
+        "source_model": str(source.relative_to(run_dir)),
+        "build_command": command,
+    }
+    result = ship(loaded, cfg, run_dir / "shipped", provenance, dest, figures, sample, log, prior)
+    result.source, result.run_dir = source, run_dir
+    result.seconds = time.perf_counter() - started
+    log(f"wrote {result.path} in {result.seconds:.0f} s (the study: {run.seconds:.0f} s)")
+    return result
+
+
+def remeasure_shipped(
+    prior: str,
+    dest: str | Path | None = None,
+    figures: Sequence[FigureSpec] = FIGURES,
+    sample: tuple[int, int] = (SAMPLE_SIZE, SAMPLE_SEED),
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """The shipped model written again with another default class ``prior`` and every
+    figure measured again; its network, temperature and mirror setting unchanged (no
+    training: ``pathnet-fer pretrained build --prior P`` gives the same file from its
+    recipe)."""
+
+    started = time.perf_counter()
+    path = pretrained_path()
+    loaded = load_model(path)
+    old = dict(loaded.metadata.get("pretrained") or {})
+    if not old:
+        raise ValueError(f"{path} is not a shipped model (no metadata.pretrained)")
+    overrides = list(old.get("overrides") or [])
+    cfg = load_config(RECIPE, overrides)
+    command = re.sub(r" --prior \w+", "", str(old.get("build_command", "")))
+    provenance = {
+        "recipe": RECIPE,
+        "overrides": overrides,
+        "source_model": old.get("source_model"),
+        "build_command": command + ("" if prior == DEFAULT_PRIOR else f" --prior {prior}"),
+        "remeasured": f"pathnet-fer pretrained remeasure --prior {prior} (the file built at "
+        f"commit {old.get('git_commit') or '?'}, its weights unchanged)",
+        "git_commit_built": old.get("git_commit"),
+    }
+    with tempfile.TemporaryDirectory() as staging:
+        result = ship(loaded, cfg, Path(staging), provenance, dest, figures, sample, log, prior)
+    result.source, result.run_dir = path, path.parent
+    result.seconds = time.perf_counter() - started
+    log(f"wrote {result.path} in {result.seconds:.0f} s")
+    return result
+
+
+def ship(
+    loaded: LoadedModel,
+    cfg: Any,
+    staging: Path,
+    provenance: dict[str, Any],
+    dest: str | Path | None,
+    figures: Sequence[FigureSpec],
+    sample: tuple[int, int],
+    log: Callable[[str], None],
+    prior: str,
+) -> BuildResult:
+    """Set ``prior``, stage the file, measure exactly what ships, write it into ``dest``
+    (default: the package) with ``metadata.pretrained``."""
+
+    loaded = with_prior(loaded, cfg, prior)
+    log(f"class prior {prior} (training frequencies recorded: {_rounded(loaded.class_prior)})")
+    measured = staging / "deployed.pt"
+    save_loaded(measured, loaded, loaded.metadata)
+    dest = Path(dest) if dest else Path(__file__).resolve().with_name(MODEL_FILE)
+    log(f"shipping {dest}; measuring it:")
     scores = measure(measured, figures, log=log) if figures else {}
     n, seed = sample
-    recipe = find_config(config)
+    recipe = find_config(provenance.pop("recipe"))
     info: dict[str, Any] = {
         "name": dest.stem,
         "recipe": f"configs/{recipe.name}" if recipe.parent.name == "configs" else str(recipe),
         "config": cfg.to_dict(),
-        "overrides": list(overrides),
-        "source_model": str(source.relative_to(run_dir)),
+        **provenance,
         "git_commit": git_commit(),
-        "build_command": "pathnet-fer pretrained build"
-        + "".join(f" --set '{o}'" for o in overrides)
-        + ("" if mirror else " --mirror off"),
         "figures": scores,
         "sample": {
             "dataset": "fer2013",
@@ -257,9 +362,12 @@ def build_pretrained(
     size = dest.stat().st_size
     if size > MAX_BYTES:
         raise RuntimeError(f"{dest} is {size / 2**20:.1f} MB: the package ships at most 2 MB")
-    seconds = time.perf_counter() - started
-    log(f"wrote {dest} ({size / 1024:.0f} kB) in {seconds:.0f} s (the study: {run.seconds:.0f} s)")
-    return BuildResult(dest, source, run_dir, info, seconds, scores)
+    log(f"{dest}: {size / 1024:.0f} kB")
+    return BuildResult(dest, measured, staging, info, 0.0, scores)
+
+
+def _rounded(values: Any) -> str:
+    return ", ".join(f"{v:.3f}" for v in values or ())
 
 
 def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
@@ -285,8 +393,14 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
         f"Input: {model.input.describe()}; in video and images faces are found by OpenCV's "
         f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}"
         + (
-            "; each face is averaged with its mirror image (--mirror off: not)."
+            "; each face is averaged with its mirror image (--mirror off: not)"
             if model.mirror
+            else ""
+        )
+        + (
+            "; its probabilities assume every emotion equally likely (its training faces' "
+            "class frequencies divided out; --prior train: not)."
+            if model.prior == "uniform"
             else "."
         ),
         f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', 0):,} faces "

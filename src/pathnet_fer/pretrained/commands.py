@@ -11,6 +11,8 @@ scores the model it deploys (FER-2013 test split, zero-shot CK+48, JAFFE, CREMA-
 writes it into the package (src/pathnet_fer/pretrained/default.pt); then update
 docs/model-card.md with the figures it prints. See docs/model-card.md.
 
+remeasure: writes the shipped file again with another default --prior and every figure
+measured again (its network, temperature and mirror setting unchanged; no training).
 info: prints the shipped model's summary (= pathnet-fer predict --info) and its file.
 check: exit 1 when configs/pretrained.yaml no longer gives the recipe the file records.
 """
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", choices=("build", "info", "check"))
+    p.add_argument("action", choices=("build", "remeasure", "info", "check"))
     p.add_argument(
         "--config", default="pretrained", help="the recipe (default: configs/pretrained.yaml)"
     )
@@ -48,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ship the model averaging each face with its mirror image, its temperature "
         "fitted again so (default %(default)s)",
     )
+    p.add_argument(
+        "--prior",
+        choices=("uniform", "train"),
+        default="uniform",
+        help="the class prior the shipped model assumes unless told (default %(default)s: "
+        "its training faces' class frequencies divided out; docs/model-card.md)",
+    )
     p.add_argument("--restart", action="store_true", help="discard --out and train again")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -57,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
     from pathnet_fer.pretrained.info import summary
 
-    if args.action == "build":
+    if args.action in ("build", "remeasure"):
         return _build(args)
     try:
         path = pretrained_path()
@@ -80,19 +89,27 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.commands import _errors
-    from pathnet_fer.pretrained.build import build_pretrained
+    from pathnet_fer.pretrained import NoShippedModelError
+    from pathnet_fer.pretrained.build import build_pretrained, remeasure_shipped
 
     try:
-        result = build_pretrained(
-            args.config,
-            args.overrides,
-            run_dir=args.out,
-            dest=args.dest,
-            model=args.model,
-            restart=args.restart,
-            quiet=args.quiet,
-            mirror=args.mirror == "on",
-        )
+        if args.action == "remeasure":
+            result = remeasure_shipped(args.prior, dest=args.dest)
+        else:
+            result = build_pretrained(
+                args.config,
+                args.overrides,
+                run_dir=args.out,
+                dest=args.dest,
+                model=args.model,
+                restart=args.restart,
+                quiet=args.quiet,
+                mirror=args.mirror == "on",
+                prior=args.prior,
+            )
+    except NoShippedModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except _errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
