@@ -101,6 +101,44 @@ def test_an_intact_store_is_reused(first_study, tmp_path):
     _same_figures(result, again)
 
 
+def test_other_training_code_never_reuses_the_store(first_study, tmp_path, monkeypatch):
+    """A change to how a source trains or chooses its path (a new fingerprint of the
+    training packages) makes new keys: the intact store is not reused."""
+    from pathnet_fer.experiments import source_store
+
+    monkeypatch.setattr(source_store, "code_fingerprint", lambda: "other-training-code")
+    out = tmp_path / "again"
+    _again(first_study, _own_store(first_study, tmp_path), out)
+    assert _reused(out) == ["", ""]
+    assert set(first_study[3].values()).isdisjoint(r["key"] for r in _sources(out).values())
+
+
+def test_code_fingerprint_follows_the_training_packages_only(tmp_path, monkeypatch):
+    import pathnet_fer
+    from pathnet_fer.experiments import source_store
+
+    root = Path(pathnet_fer.__file__).resolve().parent
+    copy = tmp_path / "pathnet_fer"
+    for package in (*source_store.TRAINING_PACKAGES, "predict"):
+        shutil.copytree(root / package, copy / package)
+    monkeypatch.setattr(pathnet_fer, "__file__", str(copy / "__init__.py"))
+
+    def fingerprint() -> str:
+        source_store.code_fingerprint.cache_clear()
+        return source_store.code_fingerprint()
+
+    try:
+        original = fingerprint()
+        (copy / "predict" / "predictor.py").write_text("# another predictor\n")
+        assert fingerprint() == original  # not training code
+        chooser = copy / "evolution" / "evaluate.py"
+        chooser.write_text(chooser.read_text() + "\n# a changed rule\n")
+        assert fingerprint() != original
+    finally:
+        monkeypatch.undo()
+        source_store.code_fingerprint.cache_clear()
+
+
 def test_a_swapped_store_entry_is_rebuilt_not_reused(first_study, tmp_path):
     """Finding 2: another key's artifact under this key was reused (other figures)."""
     *_, keys, result = first_study

@@ -1,10 +1,18 @@
 """The shared store of source artifacts: a source unit's evolved paths and readouts, saved once
-under a content key (data, rows, settings, seed) and reused by every study that needs the
-same unit (protocol.reuse_sources); each artifact carries a digest checked on load.
+under a content key (data, rows, settings, seed, and the code that trains) and reused by
+every study that needs the same unit (protocol.reuse_sources); each artifact carries a
+digest checked on load.
+
+The key holds ``code_fingerprint()``: a hash of the source files of the packages that turn
+data, settings and a seed into weights (``TRAINING_PACKAGES``). A change there (how a path
+trains, how a task's final path is chosen) makes new keys, so a study never reuses a
+source the current code would not have evolved; ``protocol.reuse_sources=false`` also
+trains afresh without consulting the store.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +32,9 @@ from pathnet_fer.experiments.phases import Phase
 from pathnet_fer.experiments.plan import JobSpec
 from pathnet_fer.paths import cache_root
 from pathnet_fer.safe_load import load_plain
+
+TRAINING_PACKAGES = ("pathnet", "evolution")
+"""Sub-packages of pathnet_fer whose code decides a source unit's weights."""
 
 FORMAT = "pathnet-fer-source"
 VERSION = 2
@@ -47,6 +58,7 @@ def source_key(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     identity = {
         "format": [FORMAT, VERSION, pathnet_fer.__version__],
+        "code": code_fingerprint(),
         "data": data_fingerprint(data),
         "train_rows": hashlib.blake2b(rd.train_index.astype(np.int64).tobytes()).hexdigest(),
         "test_rows": hashlib.blake2b(rd.test_index.astype(np.int64).tobytes()).hexdigest(),
@@ -60,6 +72,20 @@ def source_key(
     }
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24], identity
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the ``.py`` files of ``TRAINING_PACKAGES`` (relative names and bytes,
+    in sorted order): changes with any edit to the code that trains a source."""
+    root = Path(pathnet_fer.__file__).resolve().parent
+    h = hashlib.sha256()
+    for package in TRAINING_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def store_dir(config: ExperimentConfig) -> Path:
