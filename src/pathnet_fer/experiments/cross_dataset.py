@@ -164,7 +164,8 @@ def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tup
 class _Probas:
     """Each distinct head's calibrated probabilities on a dataset's faces, computed once:
     a source file and the source head of a heads model are the same weights (and
-    temperature), a combination is its heads' mix. Keyed by the weights' digest."""
+    temperature), a combination is its heads' mix. Keyed by the weights' digest and every
+    inference setting (temperature, mirror averaging, class prior)."""
 
     BATCH = 512
 
@@ -178,7 +179,8 @@ class _Probas:
             parts = [torch.from_numpy(self(model.with_head(n), images, key))
                      for n in model.head_names]  # fmt: skip
             return model.model.combine(parts).numpy()
-        ident = (_digest(model.model), model.temperature, key, len(images))
+        ident = (_digest(model.model), model.temperature, model.mirror, model.prior,
+                 model.class_prior, key, len(images))  # fmt: skip
         if ident not in self.memo:
             self.memo[ident] = np.concatenate(
                 [model.predict_proba(images[i : i + self.BATCH])
