@@ -147,3 +147,17 @@ def test_commands_take_it_and_refuse_a_file_without_a_prior(
     assert "records no class_prior" in err and "--prior train" in err
     with pytest.raises(ModelFileError, match="records no class_prior"):
         Predictor.from_file(plain, detect=False, prior="uniform")
+
+
+def test_cross_dataset_table_keeps_each_prior_apart(shipped, crops):
+    """Its memo of probabilities is keyed by every inference setting: the same weights
+    under another prior (or mirror setting) are scored again, not served from the memo."""
+    from pathnet_fer.experiments.cross_dataset import _Probas
+
+    probas = _Probas()
+    seen = [probas(shipped.with_prior(p).mirrored(m), crops, "faces")
+            for p in ("train", "uniform") for m in (False, True)]  # fmt: skip
+    for i in range(len(seen)):
+        for j in range(i):
+            assert not np.allclose(seen[i], seen[j])
+    np.testing.assert_array_equal(seen[1], probas(shipped.with_prior("train"), crops, "faces"))
