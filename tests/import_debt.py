@@ -21,5 +21,5 @@ FUNCTION_IMPORTS: dict[str, int] = {
     "predict.cli_shared": 2,
     "predict.commands": 12,
     "predict.evaluate_command": 10,
-    "pretrained.commands": 7,
+    "pretrained.commands": 5,
 }

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathnet_fer.formats.class_prior import PRIOR_HELP, PRIORS
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # model refused, or no input could be processed
 EXIT_SOME_SKIPPED = 3  # results written, but some inputs were skipped (listed on stderr)
@@ -38,8 +40,6 @@ def add_mirror_option(p: argparse.ArgumentParser) -> None:
 
 def add_prior_option(p: argparse.ArgumentParser) -> None:
     """``--prior train|uniform`` (formats/class_prior.py); default: the file's."""
-    from pathnet_fer.formats.class_prior import PRIOR_HELP, PRIORS
-
     p.add_argument(
         "--prior",
         choices=PRIORS,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+
 EPILOG = """\
 build: runs configs/pretrained.yaml into --out (resuming: a finished run is not redone),
 scores the model it deploys (FER-2013 test split, zero-shot CK+48, JAFFE, CREMA-D) and
@@ -63,7 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
     from pathnet_fer.pretrained.info import summary
 
     if args.action in ("build", "remeasure"):
@@ -89,14 +90,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from pathnet_fer.experiments.commands import _errors
-    from pathnet_fer.pretrained import NoShippedModelError
-    from pathnet_fer.pretrained.build import build_pretrained, remeasure_shipped
+    from pathnet_fer.pretrained import build
 
     try:
         if args.action == "remeasure":
-            result = remeasure_shipped(args.prior, dest=args.dest)
+            result = build.remeasure_shipped(args.prior, dest=args.dest)
         else:
-            result = build_pretrained(
+            result = build.build_pretrained(
                 args.config,
                 args.overrides,
                 run_dir=args.out,
