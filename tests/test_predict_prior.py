@@ -161,3 +161,53 @@ def test_cross_dataset_table_keeps_each_prior_apart(shipped, crops):
         for j in range(i):
             assert not np.allclose(seen[i], seen[j])
     np.testing.assert_array_equal(seen[1], probas(shipped.with_prior("train"), crops, "faces"))
+
+
+def test_cross_dataset_table_scores_each_file_under_both_priors(shipped, require_data, tmp_path):
+    """Which prior to deploy is measured like which file: the table scores a file that
+    records its training prior under both (the shipped one on CK+48 and JAFFE, people it
+    never saw), and the recommendation names the prior with the file."""
+    from pathnet_fer.experiments.cross_dataset import write_cross_dataset
+    from pathnet_fer.scoring.on_faces import evaluate_faces
+
+    for name in ("ckplus48", "jaffe"):
+        require_data(name)
+    config = load_config("ckplus-jaffe")  # sets over CK+48 and JAFFE; no model in tmp_path
+    table, text = write_cross_dataset(tmp_path, config)
+    rows = table.set_index(["candidate", "dataset"])
+    assert list(dict.fromkeys(table.candidate)) == [
+        "shipped pretrained model",  # the file's own default: uniform
+        "shipped pretrained model, train prior",
+    ]
+    assert list(table.drop_duplicates("candidate").prior) == ["uniform", "train"]
+    ck = load_dataset(config, "ckplus48")
+    for prior, cand in (("uniform", "shipped pretrained model"),
+                        ("train", "shipped pretrained model, train prior")):  # fmt: skip
+        own = evaluate_faces(shipped.with_prior(prior), ck.faces.images, ck.faces.frames,
+                             ck.class_names)  # fmt: skip
+        assert rows.loc[(cand, "ckplus48"), "accuracy"] == pytest.approx(own.frame["accuracy"])
+    gain = (rows.loc[("shipped pretrained model", "ckplus48"), "accuracy"]
+            - rows.loc[("shipped pretrained model, train prior", "ckplus48"), "accuracy"])  # fmt: skip
+    assert gain > 0.05, gain  # +0.105 measured (benchmarks/prior_correction.py)
+    assert "**shipped pretrained model**" in text and "--prior uniform`" in text
+    written = pd.read_csv(tmp_path / "cross_dataset.csv")
+    assert list(written.prior.unique()) == ["uniform", "train"]
+
+
+def test_demo_hands_over_the_prior_its_best_candidate_was_measured_with(tmp_path):
+    """``make demo`` prints the predict command for its best model: the file with the
+    ``--prior`` it won with, the shipped model never (it is already the default)."""
+    from pathnet_fer.experiments.demo import deployed_model
+
+    rows = [
+        ("source alone (fer2013)", "models/sources/s.pt", "train", 0.60, 0.50),
+        ("source alone (fer2013), uniform prior", "models/sources/s.pt", "uniform", 0.58, 0.62),
+        ("shipped pretrained model", "/pkg/default.pt", "uniform", 0.70, 0.70),
+    ]
+    table = pd.DataFrame(
+        [{"candidate": c, "deploy": d, "prior": p, "dataset": ds, "accuracy": a}
+         for c, d, p, *accs in rows for ds, a in zip(("fer2013", "ckplus48"), accs, strict=True)]
+    )  # fmt: skip
+    assert deployed_model(tmp_path, table) == (tmp_path / "models/sources/s.pt", "uniform")
+    table.loc[table.prior == "uniform", "accuracy"] -= 0.1
+    assert deployed_model(tmp_path, table) == (tmp_path / "models/sources/s.pt", "train")

@@ -14,8 +14,15 @@ sample), always on faces of people the candidate never trained on:
   every subject): the saved *fold* counterpart (``<arm>_best[_heads].pt``, same recipe)
   on that fold's held-out people, said in the ``faces`` column.
 
+Each single-path candidate whose file records its training faces' class frequencies is
+scored twice, once with each class prior (``--prior train|uniform``, formats/class_prior.py):
+the file's default under the candidate's name, the other as ``"<name>, <prior> prior"``.
+The prior changes no weight, only which emotions a model leans to on new people, so which
+prior to deploy is a cross-dataset question like which file.
+
 Columns (one row per candidate and dataset): ``candidate``, ``deploy`` (the file a user
-runs for it: ``predict --model``), ``dataset``, ``faces`` (which
+runs for it: ``predict --model``), ``prior`` (the class prior its figures assume: pass
+``--prior`` with it where it is not the file's default), ``dataset``, ``faces`` (which
 faces, and why they are new to the candidate), ``model`` (file and head), ``n`` (face
 crops), ``accuracy`` (frames), ``top_share`` (share of the most predicted emotion:
 collapse above 0.4 on a balanced set), ``confidence`` (mean calibrated max-probability;
@@ -26,7 +33,7 @@ datasets with several frames per clip).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,7 @@ from pathnet_fer.datasets.loading import DataMissingError, face_settings_for, lo
 from pathnet_fer.datasets.one_dataset import dataset_catalog
 from pathnet_fer.experiments.config import ConfigError
 from pathnet_fer.experiments.datasets import dataset_folds
+from pathnet_fer.formats.class_prior import PRIORS
 from pathnet_fer.formats.loaded_model import ModelFileError, check_compatible
 from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.names import slug
@@ -44,8 +52,8 @@ from pathnet_fer.pathnet.heads_model import HeadsModel
 from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
 from pathnet_fer.scoring.on_faces import EvaluationError, check_crops, evaluate_faces
 
-COLUMNS = ["candidate", "deploy", "dataset", "faces", "model", "n", "accuracy", "top_share",
-           "confidence", "clips"]  # fmt: skip
+COLUMNS = ["candidate", "deploy", "prior", "dataset", "faces", "model", "n", "accuracy",
+           "top_share", "confidence", "clips"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,34 @@ class Candidate:
     head: str = "combined"  # or a head's name, or LAST
     fold: Path | None = None
     deploy: Path | None = None  # the file a user runs (None: ``path``)
+    prior: str | None = None  # ``--prior`` it is scored with (None: the file's default)
 
 
 LAST = "<last link>"
+
+
+def _as_candidate(cand: Candidate, loaded: Any) -> Any:
+    """``loaded`` answering as ``cand`` does: its head, then its class prior."""
+    model = _with_head(loaded, cand.head)
+    return model if cand.prior is None else model.with_prior(cand.prior)
+
+
+def with_priors(cands: list[Candidate], models: dict[str, Any]) -> list[Candidate]:
+    """Each candidate, followed by the same file under the other class prior where its
+    model (``models[name]``, as scored) records the training frequencies to divide out;
+    ``models`` gains the variants' models."""
+
+    out = []
+    for c in cands:
+        out.append(c)
+        model = models[c.name]
+        if model.class_prior is None:
+            continue  # a heads model's head, an older file: only its own probabilities
+        other = next(p for p in PRIORS if p != model.prior)
+        variant = replace(c, name=f"{c.name}, {other} prior", prior=other)
+        models[variant.name] = model.with_prior(other)
+        out.append(variant)
+    return out
 
 
 def _with_head(loaded: Any, head: str) -> Any:
@@ -151,14 +184,16 @@ def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tup
     if cand.fold is None:
         return None, None, "learnt every subject, and no fold model was saved"
     fold = load_model(cand.fold)
+    if cand.prior is not None and fold.class_prior is None:
+        return None, None, "its fold model records no training prior to divide out"
     if fixed:  # a fold model's fixed-split link trained on the training split only
-        return _with_head(fold, cand.head), every, "its test split (the fold model)"
+        return _as_candidate(cand, fold), every, "its test split (the fold model)"
     held = _held_subjects(fold, name)
     if not held:
         return None, None, "learnt every subject; its fold model names no held-out ones"
     index = np.flatnonzero(np.isin(d.subjects.astype(str), sorted(held)))
     text = f"fold {fold.metadata.get('fold')}'s {len(held)} held-out people (the fold model)"
-    return _with_head(fold, cand.head), index, text
+    return _as_candidate(cand, fold), index, text
 
 
 class _Probas:
@@ -236,6 +271,7 @@ def cross_dataset_table(
     cands = candidates(run_dir, config, Path(shipped) if shipped else None)
     probas = _Probas()
     models = {c.name: _with_head(load_model(c.path), c.head) for c in cands}
+    cands = with_priors(cands, models)
     for name in names:
         settings = face_settings_for(config, name)
         usable = []
@@ -256,9 +292,10 @@ def cross_dataset_table(
         shared = common is not None and len(common) >= MIN_COMMON
         for c in usable:
             scorer, index, faces = allowed[c.name]
-            row = {"candidate": c.name, "deploy": _deploy(c, run_dir), "dataset": name,
-                   "faces": faces, "model": "", "n": 0, "accuracy": np.nan,
-                   "top_share": np.nan, "confidence": np.nan, "clips": ""}  # fmt: skip
+            row = {"candidate": c.name, "deploy": _deploy(c, run_dir),
+                   "prior": models[c.name].prior, "dataset": name, "faces": faces,
+                   "model": "", "n": 0, "accuracy": np.nan, "top_share": np.nan,
+                   "confidence": np.nan, "clips": ""}  # fmt: skip
             if scorer is not None:
                 if shared and len(common) < len(index):
                     index = common
@@ -287,7 +324,8 @@ def cross_dataset_table(
             row = _score(model, images, d.faces.frames, d.class_names,
                          probas(model, images, f"{name}:{settings.key()}"))  # fmt: skip
             rows.append({"candidate": c.name, "deploy": _deploy(c, run_dir),
-                         "dataset": name, "faces": "every clip (never trained on)",
+                         "prior": model.prior, "dataset": name,
+                         "faces": "every clip (never trained on)",
                          "model": _shown(c.path, run_dir, c.head), **row})  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -380,8 +418,8 @@ def write_cross_dataset(
     if best is not None:
         text += (
             f"\nHighest mean accuracy over {', '.join(best['datasets'])} (each dataset "
-            f"once): **{best['candidate']}** ({best['mean_accuracy']:.3f}), "
-            f"`{best['deploy']}`.\n"
+            f"once): **{best['candidate']}** ({best['mean_accuracy']:.3f}): "
+            f"`pathnet-fer predict --model {best['deploy']} --prior {best['prior']}`.\n"
         )
     return table, text
 

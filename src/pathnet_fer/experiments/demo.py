@@ -67,15 +67,19 @@ def run_demo(
             f"{curves[0].name if curves else '-'})"
         )
         print(f"Models:  {result.run_dir / 'models'}")
-    model = deployed_model(result.run_dir, table)
-    if model is not None:
+    deployed = deployed_model(result.run_dir, table)
+    if deployed is not None:
+        model, prior = deployed
         clips = cfg.resolved_data_root() / "crema-d-sample" / "VideoFlash"
         print(
             f"\nThis run's model with the highest mean accuracy on people it never saw "
-            f"(the report's cross-dataset table{_shipped_note(table)}):\n"
-            f"  pathnet-fer predict --model {model} {clips}/*.flv --out predictions.csv\n"
+            f"(the report's cross-dataset table{_shipped_note(table)}), with the class "
+            f"prior it was measured with:\n"
+            f"  pathnet-fer predict --model {model} --prior {prior} {clips}/*.flv "
+            f"--out predictions.csv\n"
             f"  pathnet-fer predict --model {model} --info\n"
-            f"  pathnet-fer evaluate {model} --dataset crema-d-sample   # per-clip scores"
+            f"  pathnet-fer evaluate {model} --prior {prior} --dataset crema-d-sample"
+            f"   # per-clip scores"
         )
     return result
 
@@ -97,10 +101,11 @@ def _shipped_note(table) -> str:
     )
 
 
-def deployed_model(run_dir: Path, table) -> Path | None:
-    """The model a user runs: the run's candidate with the highest mean accuracy on people
-    it never saw (``cross_dataset.recommended``), the shipped model excluded (it is
-    already ``predict``'s default)."""
+def deployed_model(run_dir: Path, table) -> tuple[Path, str] | None:
+    """The model a user runs and its ``--prior``: the run's candidate with the highest mean
+    accuracy on people it never saw (``cross_dataset.recommended``, each file under
+    either class prior), the shipped model excluded (it is already ``predict``'s
+    default)."""
 
     if table is None or table.empty:
         return None
@@ -108,4 +113,4 @@ def deployed_model(run_dir: Path, table) -> Path | None:
     if best is None:
         return None
     path = Path(best["deploy"])
-    return path if path.is_absolute() else Path(run_dir) / path
+    return (path if path.is_absolute() else Path(run_dir) / path), str(best["prior"])
