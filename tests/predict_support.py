@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pathnet_fer.formats.model_file import save_path_model
 from pathnet_fer.paths import data_root
 
 GENERATIONS = 20
@@ -97,3 +98,16 @@ def trained_model(workdir: Path, module: str = "linear") -> TrainedModel:
     )
     _CACHE[module] = model
     return model
+
+
+def saved_with_inference(loaded, path: Path, inference) -> Path:
+    """``loaded`` (a LoadedModel) written again to ``path`` with another
+    ``metadata.inference`` (mirror, prior): how the inference-setting tests make files."""
+    return save_path_model(
+        path,
+        loaded.model,
+        class_names=loaded.class_names,
+        face_settings=loaded.face_settings,
+        dataset=loaded.dataset,
+        metadata={**loaded.metadata, "inference": inference},
+    )

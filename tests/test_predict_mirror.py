@@ -12,9 +12,10 @@ import torch
 from pathnet_fer.cli import main
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.loaded_model import ModelFileError
-from pathnet_fer.formats.model_file import load_model, save_path_model
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pretrained import pretrained_path
 from pathnet_fer.pretrained.build import heldout_sample
+from predict_support import saved_with_inference
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +41,7 @@ def test_mirror_averages_the_two_views_and_is_blind_to_left_right(plain, crops):
 
 
 def _saved(plain, tmp_path, inference):
-    return save_path_model(
-        tmp_path / "model.pt",
-        plain.model,
-        class_names=plain.class_names,
-        face_settings=plain.face_settings,
-        dataset=plain.dataset,
-        metadata={**plain.metadata, "inference": inference},
-    )
+    return saved_with_inference(plain, tmp_path / "model.pt", inference)
 
 
 def test_file_setting_is_read_checked_and_covered_by_the_checksum(plain, tmp_path):

@@ -18,9 +18,10 @@ from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.class_prior import PriorError
 from pathnet_fer.formats.loaded_model import ModelFileError
-from pathnet_fer.formats.model_file import load_model, save_path_model
+from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pretrained import pretrained_path
 from pathnet_fer.pretrained.build import heldout_sample, sample_accuracy
+from predict_support import saved_with_inference
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +78,7 @@ def test_it_pays_on_balanced_new_people_and_costs_on_the_training_distribution(
 
 
 def _saved(shipped, tmp_path, inference):
-    return save_path_model(
-        tmp_path / "model.pt",
-        shipped.model,
-        class_names=shipped.class_names,
-        face_settings=shipped.face_settings,
-        dataset=shipped.dataset,
-        metadata={**shipped.metadata, "inference": inference},
-    )
+    return saved_with_inference(shipped, tmp_path / "model.pt", inference)
 
 
 def test_file_setting_is_read_checked_and_covered_by_the_checksum(shipped, tmp_path):
