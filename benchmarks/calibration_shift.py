@@ -14,7 +14,8 @@ per dataset, accuracy beside the mean confidence under:
 
 Only for a model that learnt none of these datasets' people (the shipped model learnt
 FER-2013's training split only). Run: ``.venv/bin/python benchmarks/calibration_shift.py``
-(``--model FILE`` for another).
+(``--model FILE`` for another; ``--prior uniform`` to score it with its training prior
+divided out, default ``train``: the network's own probabilities).
 """
 
 from __future__ import annotations
@@ -72,20 +73,34 @@ def faces(model, config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def model_and_config(description: str) -> tuple[Any, Any]:
-    """``--model FILE`` (default: the shipped one) loaded, and the pretrained recipe's config
-    (which defines the datasets ``faces`` scores)."""
+def model_and_config(description: str, prior_option: bool = True) -> tuple[Any, Any]:
+    """``--model FILE`` (default: the shipped one) loaded under ``--prior`` (default
+    ``train``: the network's own scores, whatever prior the file assumes by default; a
+    file without a recorded prior is taken as it is), and the pretrained recipe's config
+    (which defines the datasets ``faces`` scores). ``prior_option=False``: always ``train``
+    (for a benchmark that divides the prior out itself)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", type=Path, help="model file (default: the shipped one)")
+    if prior_option:
+        parser.add_argument(
+            "--prior", choices=("train", "uniform"), default="train",
+            help="the class prior the model assumes (default train: the network's own)",
+        )  # fmt: skip
     args = parser.parse_args()
-    return load_model(args.model or pretrained_path()), load_config(CONFIG_DIR / "pretrained.yaml")
+    model = load_model(args.model or pretrained_path())
+    prior = getattr(args, "prior", "train")
+    if model.class_prior is not None:
+        model = model.with_prior(prior)
+    elif prior != "train":
+        parser.error(f"{model.path} records no class prior: only --prior train")
+    return model, load_config(CONFIG_DIR / "pretrained.yaml")
 
 
 def main() -> None:
     model, config = model_and_config(__doc__.splitlines()[0])
     sets = faces(model, config)
     t_file = model.temperature
-    print(f"{model.path}: file temperature {t_file:.3f}")
+    print(f"{model.path}: file temperature {t_file:.3f}, prior {model.prior}")
     print("dataset | faces | accuracy | conf. (file T) | own T: conf. | others' T: conf.")
     for name, (p, y) in sets.items():
         acc = float((p.argmax(1) == y).mean())

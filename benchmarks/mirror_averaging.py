@@ -8,7 +8,8 @@ the paired difference and an exact McNemar p (binomial test on the faces only on
 two gets right). Only for a model that learnt none of these datasets' people (the
 shipped model learnt FER-2013's training split only).
 
-Run: ``.venv/bin/python benchmarks/mirror_averaging.py`` (``--model FILE`` for another).
+Run: ``.venv/bin/python benchmarks/mirror_averaging.py`` (``--model FILE`` for another;
+``--prior uniform`` for the shipped default, else the network's own prior).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def main() -> None:
     model, config = model_and_config(__doc__.splitlines()[0])
     t = model.temperature
     views = {on: faces(model.mirrored(on), config) for on in (False, True)}
-    print(f"{model.path}: file temperature {t:.3f}, file setting mirror {model.mirror}")
+    print(
+        f"{model.path}: file temperature {t:.3f}, file setting mirror {model.mirror}, "
+        f"prior {model.prior}"
+    )
     print("dataset | faces | off: acc. (top share, conf.) | on: acc. (top share, conf.) | "
           "on - off | McNemar p")  # fmt: skip
     for name, (p_off, y) in views[False].items():

@@ -12,7 +12,8 @@ never to choose by.
 
 Scores one model (default: the shipped one) on the faces of ``calibration_shift.py``
 (FER-2013 test; every face of CK+48 and JAFFE; the CREMA-D sample's frames), with its own
-mirror setting and temperature, and prints per dataset and tau: accuracy, unweighted
+mirror setting and temperature and its training prior (tau = 0: whatever prior the file
+assumes by default), and prints per dataset and tau: accuracy, unweighted
 recall (UAR), the top class and its share, mean confidence (and its excess over accuracy),
 and the paired difference against tau = 0 with an exact McNemar p.
 
@@ -54,7 +55,7 @@ def uar(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
 
 
 def main() -> None:
-    model, config = model_and_config(__doc__.splitlines()[0])
+    model, config = model_and_config(__doc__.splitlines()[0], prior_option=False)
     names = list(model.class_names)
     sets = faces(model, config)
     prior = training_prior(config, len(names))
