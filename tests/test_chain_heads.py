@@ -142,6 +142,51 @@ def test_the_combination_is_the_mean_of_the_calibrated_heads(heads_run):
     assert heads.with_head("combined") is heads
 
 
+def test_each_head_records_its_training_prior_and_uniform_divides_out_each(heads_run, tmp_path):
+    """``--prior uniform`` on a heads model: each head divides out the class frequencies
+    of its own training faces (the source's FER-2013 ones, the last link's JAFFE ones),
+    then the heads are mixed as usual."""
+    from pathnet_fer.formats.model_file import save_loaded
+
+    _, run = heads_run
+    models = run / "models"
+    heads = load_model(models / SET / "final_heads.pt")
+    source = load_model(models / "sources" / "source__fer2013__fold1__it1.pt")
+    last = load_model(models / SET / "final.pt")
+    assert heads.prior == "train" and heads.has_prior
+    assert set(heads.head_priors) == set(heads.head_names)
+    assert heads.head_priors["fer2013"] == source.class_prior
+    assert heads.head_priors["jaffe"] == last.class_prior
+    assert heads.head_priors["fer2013"] != heads.head_priors["jaffe"]
+    x = _crops()
+    uniform = heads.with_prior("uniform")
+    for head, own in (("fer2013", source), ("jaffe", last)):
+        np.testing.assert_allclose(
+            uniform.with_head(head).predict_proba(x), own.with_prior("uniform").predict_proba(x),
+            rtol=1e-9, atol=1e-12,
+        )  # fmt: skip
+    parts = [uniform.with_head(h).predict_proba(x) for h in heads.head_names]
+    combined = uniform.predict_proba(x)
+    np.testing.assert_allclose(combined, np.mean(parts, axis=0), rtol=1e-6, atol=1e-9)
+    assert not np.allclose(combined, heads.predict_proba(x))
+    # the file's own default, and files that record no (or a broken) per-head prior
+    inference = dict(heads.metadata["inference"])
+    saved = save_loaded(
+        tmp_path / "u.pt", heads, {**heads.metadata, "inference": {**inference, "prior": "uniform"}}
+    )
+    np.testing.assert_allclose(load_model(saved).predict_proba(x), combined, rtol=1e-12)
+    bare = {k: v for k, v in heads.metadata.items() if k != "inference"}
+    plain = load_model(save_loaded(tmp_path / "plain.pt", heads, bare))
+    with pytest.raises(ModelFileError, match="records no class_prior"):
+        plain.with_prior("uniform")
+    partial = {**inference["head_class_priors"]}
+    partial.pop("ckplus48")
+    with pytest.raises(ValueError, match="every head"):
+        save_loaded(
+            tmp_path / "bad.pt", heads, {**bare, "inference": {"head_class_priors": partial}}
+        )
+
+
 def test_heads_with_other_emotions_mix_over_their_union():
     """An emotion only some heads know is averaged over those heads, then renormalised."""
 

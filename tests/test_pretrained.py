@@ -258,22 +258,20 @@ def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_
     config = load_config("pretrained", overrides)
     clips = {"crema-d-sample": config.resolved_data_root() / "crema-d-sample"}
     table = cross_dataset_table(a.run_dir, config, shipped=b.path, clip_sets=clips)
-    # a single-path file that records its training prior is scored under both priors
+    # a file that records its training prior (a heads model: every head's) is scored
+    # under both priors
+    names = ["source alone (fer2013)", "fer2013->ckplus48: last link (ckplus48)",
+             "fer2013->ckplus48: every link, combined", "fer2013->jaffe: last link (jaffe)",
+             "fer2013->jaffe: every link, combined"]  # fmt: skip
     assert list(dict.fromkeys(table.candidate)) == [
-        "source alone (fer2013)",
-        "source alone (fer2013), uniform prior",
-        "fer2013->ckplus48: last link (ckplus48)",
-        "fer2013->ckplus48: every link, combined",
-        "fer2013->jaffe: last link (jaffe)",
-        "fer2013->jaffe: every link, combined",
+        *(n for name in names for n in (name, f"{name}, uniform prior")),
         "shipped pretrained model",
         "shipped pretrained model, train prior",
     ]
     priors = table.drop_duplicates("candidate").set_index("candidate").prior
-    assert list(priors) == ["train", "uniform", "train", "train", "train", "train", "uniform",
-                            "train"]  # fmt: skip
+    assert list(priors) == ["train", "uniform"] * 5 + ["uniform", "train"]
     fer = table[table.dataset == "fer2013"]
-    assert len(fer) == 8 and (fer.n == 60).all()  # the test split, which nobody trained on
+    assert len(fer) == 12 and (fer.n == 60).all()  # the test split, which nobody trained on
     data = load_dataset(config, "ckplus48")
     ck = table[table.dataset == "ckplus48"].set_index("candidate")
     # the final fit saw every CK+48 subject: its fold model on that fold's held-out people,
@@ -285,6 +283,7 @@ def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_
     assert "held-out people" in row.faces and row.model.endswith("(last head)")
     for name, model in (
         ("fer2013->ckplus48: last link (ckplus48)", fold_file.with_head("ckplus48")),
+        ("fer2013->ckplus48: every link, combined, uniform prior", fold_file.with_prior("uniform")),
         ("source alone (fer2013)", load_model(a.source)),
         ("source alone (fer2013), uniform prior", load_model(a.source).with_prior("uniform")),
         ("shipped pretrained model", load_model(b.path)),
@@ -297,7 +296,7 @@ def test_cross_dataset_table_scores_every_candidate_on_people_it_never_saw(tiny_
     combined = ck.loc["fer2013->ckplus48: every link, combined"]
     assert combined.deploy.endswith("final_heads.pt")
     crema = table[table.dataset == "crema-d-sample"]
-    assert len(crema) == 8 and crema.clips.str.fullmatch(r"\d/5").all()
+    assert len(crema) == 12 and crema.clips.str.fullmatch(r"\d/5").all()
     best = recommended(table)
     means = table.pivot_table(index="candidate", columns="dataset", values="accuracy").mean(axis=1)
     assert best["mean_accuracy"] == pytest.approx(means.max())  # ties: the first listed

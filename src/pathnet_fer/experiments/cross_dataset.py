@@ -14,8 +14,8 @@ sample), always on faces of people the candidate never trained on:
   every subject): the saved *fold* counterpart (``<arm>_best[_heads].pt``, same recipe)
   on that fold's held-out people, said in the ``faces`` column.
 
-Each single-path candidate whose file records its training faces' class frequencies is
-scored twice, once with each class prior (``--prior train|uniform``, formats/class_prior.py):
+Each candidate whose file records its training faces' class frequencies (a heads model:
+every head's) is scored twice, once with each class prior (``--prior train|uniform``, formats/class_prior.py):
 the file's default under the candidate's name, the other as ``"<name>, <prior> prior"``.
 The prior changes no weight, only which emotions a model leans to on new people, so which
 prior to deploy is a cross-dataset question like which file.
@@ -87,8 +87,8 @@ def with_priors(cands: list[Candidate], models: dict[str, Any]) -> list[Candidat
     for c in cands:
         out.append(c)
         model = models[c.name]
-        if model.class_prior is None:
-            continue  # a heads model's head, an older file: only its own probabilities
+        if not model.has_prior:
+            continue  # an older file: only its own probabilities
         other = next(p for p in PRIORS if p != model.prior)
         variant = replace(c, name=f"{c.name}, {other} prior", prior=other)
         models[variant.name] = model.with_prior(other)
@@ -184,7 +184,7 @@ def _allowed(cand: Candidate, model: Any, name: str, d: Any, config: Any) -> tup
     if cand.fold is None:
         return None, None, "learnt every subject, and no fold model was saved"
     fold = load_model(cand.fold)
-    if cand.prior is not None and fold.class_prior is None:
+    if cand.prior is not None and not fold.has_prior:
         return None, None, "its fold model records no training prior to divide out"
     if fixed:  # a fold model's fixed-split link trained on the training split only
         return _as_candidate(cand, fold), every, "its test split (the fold model)"

@@ -9,10 +9,10 @@ from typing import Any
 from pathnet_fer.datasets.loading import face_settings_for
 from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.phases import Phase, describe_rows
-from pathnet_fer.experiments.run_dir import staged_models
-from pathnet_fer.formats.class_prior import class_frequencies
+from pathnet_fer.experiments.run_dir import deployed_path, staged_models
+from pathnet_fer.formats.class_prior import HEAD_PRIORS, class_frequencies
 from pathnet_fer.formats.loaded_model import MIRROR_KEY
-from pathnet_fer.formats.model_file import save_model, save_path_model
+from pathnet_fer.formats.model_file import load_model, save_model, save_path_model
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.heads_model import HeadsModel
 
@@ -101,7 +101,9 @@ def save_heads_models(
     the last link's file, holding the source's path and readout, every fixed link's and
     the last one's (each a standalone path model, cut from the same net: the earlier links
     bit for bit as they were fixed). Temperatures are 1 here; the report's calibration sets
-    each head's from held-out predictions (experiments/calibration.py)."""
+    each head's from held-out predictions (experiments/calibration.py). Each head's
+    training faces' class frequencies are recorded (``--prior uniform``) when every link
+    has them."""
 
     last = phases[-1]
     fixed = [ph for ph in phases if ph.fix_after]
@@ -138,6 +140,12 @@ def save_heads_models(
         # the combination held out each link's fold subjects of that link's dataset
         by_dataset = {d: h["test_subjects"] for (d, *_), h in zip(links, held, strict=True)
                       if h.get("test_subjects")}  # fmt: skip
+        priors = [_source_prior(run_dir, source.units[r])]
+        priors += [training_prior_metadata(ph.data[r], ph.n_classes) for ph in [*fixed, last]]
+        priors = [p.get(MIRROR_KEY, {}).get("class_prior") for p in priors]
+        inference = {}
+        if all(p is not None for p in priors):
+            inference = {MIRROR_KEY: {HEAD_PRIORS: dict(zip(names, priors, strict=True))}}
         path = model_path(config, last, r, run_dir, suffix="_heads")
         save_path_model(
             path,
@@ -155,10 +163,23 @@ def save_heads_models(
                 "emotions (pathnet/heads_model.py)",
                 **_common_metadata(config, job, last, r, float(task.best_fitness[r])),
                 "test_subjects_by_dataset": by_dataset,
+                **inference,
             },
         )
         out.append(str(path.relative_to(run_dir)))
     return out
+
+
+def _source_prior(run_dir: Path, unit) -> dict[str, Any]:
+    """The source unit's recorded training prior, read from its model file (staged by
+    the source job, or already deployed under ``models/``): ``{}`` when there is none
+    (``save_models: none``, or a file written before priors were recorded)."""
+    staged = staged_models(run_dir) / "sources" / f"{unit.job_id}.pt"
+    for path in (staged, deployed_path(run_dir, staged)):
+        if path.exists():
+            prior = load_model(path).class_prior
+            return {} if prior is None else {MIRROR_KEY: {"class_prior": list(prior)}}
+    return {}
 
 
 def _held_out(config, unit, fixed: list[Phase], r: int, last: Phase) -> list[dict[str, Any]]:

@@ -9,7 +9,10 @@ model leans to its training set's frequent emotions. *Logit adjustment* (Menon e
 is calibrated for the training distribution. Nothing is fitted: ``prior`` is the training
 labels' frequencies (soft targets: their mean), recorded in the model file as
 ``metadata.inference.class_prior``; ``metadata.inference.prior`` says which the file uses
-by default (``train``: the network's own; ``uniform``: adjusted).
+by default (``train``: the network's own; ``uniform``: adjusted). A chain's heads model
+records one prior per head (``metadata.inference.head_class_priors``: head name ->
+frequencies); under ``uniform`` each head divides out its own before the heads are
+combined (pathnet/heads_model.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ PRIOR_HELP = (
     "probabilities); uniform: every emotion equally likely (the training frequencies the "
     "file records are divided out: logit adjustment, docs/predict.md)"
 )
+
+
+HEAD_PRIORS = "head_class_priors"
+"""``metadata.inference[HEAD_PRIORS]``: a heads model's training frequencies, per head."""
 
 
 class PriorError(ValueError):
@@ -66,10 +73,35 @@ def read_prior(
         )
     values = inference.get("class_prior")
     if values is None:
-        if prior == "uniform":
+        if prior == "uniform" and inference.get(HEAD_PRIORS) is None:
             raise PriorError(f"{where}: prior 'uniform' but no class_prior (metadata.{key})")
         return prior, None
     return prior, check_distribution(values, n_classes, where)
+
+
+def read_head_priors(
+    metadata: Mapping[str, Any],
+    where: str | os.PathLike,
+    head_classes: Mapping[str, int],
+    key: str = "inference",
+) -> dict[str, tuple[float, ...]] | None:
+    """A heads model's per-head training frequencies (``metadata[key][HEAD_PRIORS]``;
+    ``head_classes``: each head's name and class count), None when not recorded;
+    ``PriorError`` naming ``where`` unless every head has one usable distribution."""
+    inference = metadata.get(key)
+    values = inference.get(HEAD_PRIORS) if isinstance(inference, Mapping) else None
+    if values is None:
+        return None
+    if not isinstance(values, Mapping) or set(values) != set(head_classes):
+        got = sorted(values) if isinstance(values, Mapping) else type(values).__name__
+        raise PriorError(
+            f"{where}: metadata.{key}.{HEAD_PRIORS} must give every head one prior "
+            f"({', '.join(head_classes)}), got {str(got)[:80]}"
+        )
+    return {
+        name: check_distribution(values[name], n, f"{where} head {name}")
+        for name, n in head_classes.items()
+    }
 
 
 def check_distribution(values: Any, n_classes: int, where: str | os.PathLike) -> tuple[float, ...]:
@@ -85,15 +117,15 @@ def check_distribution(values: Any, n_classes: int, where: str | os.PathLike) ->
     return tuple(float(v) for v in values)
 
 
-def require_prior(name: str, class_prior: tuple[float, ...] | None, where: str) -> str:
-    """``name`` checked for a model whose recorded training prior is ``class_prior``."""
+def require_prior(name: str, recorded: bool, where: str) -> str:
+    """``name`` checked for a model that has (``recorded``) or lacks its training prior."""
     if name not in PRIORS:
         raise PriorError(f"unknown prior {name!r}: use one of {', '.join(PRIORS)}")
-    if name == "uniform" and class_prior is None:
+    if name == "uniform" and not recorded:
         raise PriorError(
             f"{where} records no class_prior (its training faces' class frequencies), so it "
             "cannot assume a uniform prior: use --prior train, or a model file written by "
-            "this version (studies record it on single-path models; a chain's heads model "
-            "does not)"
+            "this version (studies record it on every model file they write, a chain's "
+            "heads model one per head)"
         )
     return name

@@ -119,6 +119,9 @@ class LoadedModel:
     Default: the file's ``inference.prior``."""
     class_prior: tuple[float, ...] | None = None
     """The training faces' class frequencies the file records (None: not recorded)."""
+    head_priors: Mapping[str, tuple[float, ...]] | None = None
+    """A heads model's: each head's training frequencies (None: not recorded). Under
+    ``uniform`` each head divides out its own before the heads are combined."""
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -144,9 +147,17 @@ class LoadedModel:
         ``ModelFileError`` when the file records no training prior to divide out."""
         try:
             where = str(self.path or "the model")
-            return replace(self, prior=require_prior(name, self.class_prior, where))
+            return replace(self, prior=require_prior(name, self.has_prior, where))
         except PriorError as err:
             raise ModelFileError(str(err)) from None
+
+    @property
+    def has_prior(self) -> bool:
+        """Whether the file records what ``uniform`` divides out (a heads model: for
+        every head)."""
+        if isinstance(self.model, HeadsModel):
+            return self.head_priors is not None and set(self.model.names) <= set(self.head_priors)
+        return self.class_prior is not None
 
     @property
     def head_names(self) -> list[str]:
@@ -188,8 +199,9 @@ class LoadedModel:
             dataset=str(self.model.descriptions[h].get("dataset", name)),
             metadata=meta,
             config=head.config_dict(),
-            prior="train",
-            class_prior=None,
+            prior=self.prior if self.has_prior else "train",
+            class_prior=self.head_priors.get(name) if self.head_priors else None,
+            head_priors=None,
         )
 
     @torch.inference_mode()
@@ -229,6 +241,11 @@ class LoadedModel:
         logits (the posterior if every emotion were equally likely)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
+        if isinstance(self.model, HeadsModel) and self.prior == "uniform":
+            # each head's own prior divided out of its calibrated probabilities, then mixed
+            parts = [torch.from_numpy(self.with_head(n).predict_proba(crops))
+                     for n in self.model.names]  # fmt: skip
+            return self.model.combine(parts).numpy()
         z = self.logits(crops) / self.temperature
         if self.prior == "uniform":
             z = z - torch.tensor(self.class_prior, dtype=z.dtype, device=z.device).log()

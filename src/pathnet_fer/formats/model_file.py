@@ -38,7 +38,7 @@ from torch import nn
 
 from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
-from pathnet_fer.formats.class_prior import PriorError, read_prior
+from pathnet_fer.formats.class_prior import PriorError, read_head_priors, read_prior
 from pathnet_fer.formats.loaded_model import (
     INPUT_SCALING,
     MIRROR_KEY,
@@ -153,7 +153,7 @@ def save_path_model(
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}")
     metadata = jsonable(dict(metadata or {}))
     calibration_temperature(metadata, path)  # never write a file load_model would refuse
-    read_prior(metadata, path, len(class_names), MIRROR_KEY)
+    _priors(model, metadata, path, len(class_names))
     if isinstance(model, HeadsModel):
         if "calibration" in metadata:
             raise ValueError("a heads model carries one temperature per head, not a file-wide one")
@@ -304,10 +304,6 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     # Before the checksums: an edited temperature is named with its value.
     calibration_temperature(metadata, path, hint=_EDITED)
     mirror = mirror_setting(metadata, path)
-    try:
-        prior, class_prior = read_prior(metadata, path, len(payload["class_names"]), MIRROR_KEY)
-    except PriorError as err:
-        raise ModelFileError(f"{err}: {_EDITED}") from None
     state = payload["state_dict"]
     if _weights_digest(state) != payload["weights_sha256"]:
         raise ModelFileError(f"{path}: weights do not match their checksum: the file is corrupt")
@@ -335,6 +331,10 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the stored model config: {exc}") from exc
     _check_model_shapes(model, spec, len(class_names), where=str(path))
+    try:
+        prior, class_prior, head_priors = _priors(model, metadata, path, len(class_names))
+    except PriorError as err:
+        raise ModelFileError(f"{err}: {_EDITED}") from None
     if isinstance(model, HeadsModel):
         if class_names != model.class_names:
             raise ModelFileError(f"{path}: class names differ from its heads' classes: {_EDITED}")
@@ -363,7 +363,27 @@ def _from_payload(payload: Any, path: Path, device: str | torch.device) -> Loade
         mirror=mirror,
         prior=prior,
         class_prior=class_prior,
+        head_priors=head_priors,
     )
+
+
+def _priors(
+    model: nn.Module, metadata: Mapping[str, Any], path: Any, n_classes: int
+) -> tuple[str, tuple[float, ...] | None, dict[str, tuple[float, ...]] | None]:
+    """``(prior, class_prior, head_priors)`` of a file's inference metadata, checked
+    against the model (a heads model: one prior per head, never a file-wide one)."""
+    prior, class_prior = read_prior(metadata, path, n_classes, MIRROR_KEY)
+    if not isinstance(model, HeadsModel):
+        if prior == "uniform" and class_prior is None:
+            raise PriorError(f"{path}: prior 'uniform' but no class_prior (metadata.inference)")
+        return prior, class_prior, None
+    if class_prior is not None:
+        raise PriorError(f"{path}: a heads model records one class prior per head, not one")
+    counts = {n: len(c) for n, c in zip(model.names, model.head_classes, strict=True)}
+    head_priors = read_head_priors(metadata, path, counts, MIRROR_KEY)
+    if prior == "uniform" and head_priors is None:
+        raise PriorError(f"{path}: prior 'uniform' but no per-head class priors")
+    return prior, None, head_priors
 
 
 _EDITED = "the file is damaged or was edited after it was written; use the file as exported"
