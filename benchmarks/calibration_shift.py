@@ -14,8 +14,7 @@ per dataset, accuracy beside the mean confidence under:
 
 Only for a model that learnt none of these datasets' people (the shipped model learnt
 FER-2013's training split only). Run: ``.venv/bin/python benchmarks/calibration_shift.py``
-(``--model FILE`` for another; ``--prior uniform`` to score it with its training prior
-divided out, default ``train``: the network's own probabilities).
+(``--model FILE`` for another), always under the network's own (training) prior.
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ def model_and_config(description: str, prior_option: bool = True) -> tuple[Any, 
     args = parser.parse_args()
     model = load_model(args.model or pretrained_path())
     prior = getattr(args, "prior", "train")
-    if model.class_prior is not None:
+    if model.has_prior:
         model = model.with_prior(prior)
     elif prior != "train":
         parser.error(f"{model.path} records no class prior: only --prior train")
@@ -97,7 +96,8 @@ def model_and_config(description: str, prior_option: bool = True) -> tuple[Any, 
 
 
 def main() -> None:
-    model, config = model_and_config(__doc__.splitlines()[0])
+    # the network's own prior: refitting T under ``uniform`` would scale the prior too
+    model, config = model_and_config(__doc__.splitlines()[0], prior_option=False)
     sets = faces(model, config)
     t_file = model.temperature
     print(f"{model.path}: file temperature {t_file:.3f}, prior {model.prior}")

@@ -12,8 +12,9 @@ never to choose by.
 
 Scores one model (default: the shipped one) on the faces of ``calibration_shift.py``
 (FER-2013 test; every face of CK+48 and JAFFE; the CREMA-D sample's frames), with its own
-mirror setting and temperature and its training prior (tau = 0: whatever prior the file
-assumes by default), and prints per dataset and tau: accuracy, unweighted
+mirror setting and temperature and its training prior (tau = 0: its training prior,
+whatever prior the file assumes by default; the prior divided out: the file's recorded
+class frequencies, else FER-2013's training split's), and prints per dataset and tau: accuracy, unweighted
 recall (UAR), the top class and its share, mean confidence (and its excess over accuracy),
 and the paired difference against tau = 0 with an exact McNemar p.
 
@@ -58,7 +59,8 @@ def main() -> None:
     model, config = model_and_config(__doc__.splitlines()[0], prior_option=False)
     names = list(model.class_names)
     sets = faces(model, config)
-    prior = training_prior(config, len(names))
+    prior = (np.asarray(model.class_prior) if model.class_prior is not None
+             else training_prior(config, len(names)))  # fmt: skip
     print(f"{model.path}: mirror {model.mirror}")
     print("training prior: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(names, prior, strict=True)))
     print(

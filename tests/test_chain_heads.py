@@ -179,6 +179,18 @@ def test_each_head_records_its_training_prior_and_uniform_divides_out_each(heads
     plain = load_model(save_loaded(tmp_path / "plain.pt", heads, bare))
     with pytest.raises(ModelFileError, match="records no class_prior"):
         plain.with_prior("uniform")
+    # with mirror averaging too, each head answers as its own file, then the mix
+    for prior in ("train", "uniform"):
+        both = heads.with_prior(prior).mirrored(True)
+        mean = np.mean([both.with_head(h).predict_proba(x) for h in heads.head_names], axis=0)
+        np.testing.assert_allclose(both.predict_proba(x), mean, rtol=1e-6, atol=1e-9)
+        own = source.with_prior(prior).mirrored(True).predict_proba(x)
+        np.testing.assert_allclose(both.with_head("fer2013").predict_proba(x), own, rtol=1e-9)
+    with pytest.raises(ValueError, match="one class prior per head"):
+        save_loaded(tmp_path / "one.pt", heads,
+                    {**bare, "inference": {"class_prior": list(source.class_prior)}})  # fmt: skip
+    with pytest.raises(ValueError, match="uniform. but no"):
+        save_loaded(tmp_path / "none.pt", heads, {**bare, "inference": {"prior": "uniform"}})
     partial = {**inference["head_class_priors"]}
     partial.pop("ckplus48")
     with pytest.raises(ValueError, match="every head"):

@@ -11,7 +11,7 @@ from pathnet_fer.experiments.arms import arm_of
 from pathnet_fer.experiments.phases import Phase, describe_rows
 from pathnet_fer.experiments.run_dir import deployed_path, staged_models
 from pathnet_fer.formats.class_prior import HEAD_PRIORS, class_frequencies
-from pathnet_fer.formats.loaded_model import MIRROR_KEY
+from pathnet_fer.formats.loaded_model import MIRROR_KEY, ModelFileError
 from pathnet_fer.formats.model_file import load_model, save_model, save_path_model
 from pathnet_fer.names import slug
 from pathnet_fer.pathnet.heads_model import HeadsModel
@@ -143,7 +143,9 @@ def save_heads_models(
         priors = [_source_prior(run_dir, source.units[r])]
         priors += [training_prior_metadata(ph.data[r], ph.n_classes) for ph in [*fixed, last]]
         priors = [p.get(MIRROR_KEY, {}).get("class_prior") for p in priors]
-        inference = {}
+        inference: dict[str, Any] = {
+            "head_priors_missing": [n for n, p in zip(names, priors, strict=True) if p is None]
+        }  # said in the file: --prior uniform then refuses it
         if all(p is not None for p in priors):
             inference = {MIRROR_KEY: {HEAD_PRIORS: dict(zip(names, priors, strict=True))}}
         path = model_path(config, last, r, run_dir, suffix="_heads")
@@ -177,7 +179,10 @@ def _source_prior(run_dir: Path, unit) -> dict[str, Any]:
     staged = staged_models(run_dir) / "sources" / f"{unit.job_id}.pt"
     for path in (staged, deployed_path(run_dir, staged)):
         if path.exists():
-            prior = load_model(path).class_prior
+            try:
+                prior = load_model(path).class_prior
+            except ModelFileError:
+                return {}  # the source job's own checks name a damaged file
             return {} if prior is None else {MIRROR_KEY: {"class_prior": list(prior)}}
     return {}
 

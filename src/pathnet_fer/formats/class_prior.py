@@ -126,6 +126,6 @@ def require_prior(name: str, recorded: bool, where: str) -> str:
             f"{where} records no class_prior (its training faces' class frequencies), so it "
             "cannot assume a uniform prior: use --prior train, or a model file written by "
             "this version (studies record it on every model file they write, a chain's "
-            "heads model one per head)"
+            "heads model one per head: metadata.inference.head_class_priors)"
         )
     return name

@@ -238,11 +238,13 @@ class LoadedModel:
         """Class probabilities ``(n, C)`` (float64) for uint8 face crops, calibrated by
         the file's temperature (which alone never changes the arg-max), under the model's
         ``prior``: ``uniform`` subtracts the log training frequencies from the calibrated
-        logits (the posterior if every emotion were equally likely)."""
+        logits (the posterior if every emotion were equally likely). A heads model mixes
+        its heads' probabilities, each computed so (the cross-dataset table's rule)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)))
-        if isinstance(self.model, HeadsModel) and self.prior == "uniform":
-            # each head's own prior divided out of its calibrated probabilities, then mixed
+        if isinstance(self.model, HeadsModel):
+            # each head as its own file answers (its temperature, mirror averaging and,
+            # under ``uniform``, its own prior divided out), then the heads are mixed
             parts = [torch.from_numpy(self.with_head(n).predict_proba(crops))
                      for n in self.model.names]  # fmt: skip
             return self.model.combine(parts).numpy()

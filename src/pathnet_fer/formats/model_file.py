@@ -38,7 +38,12 @@ from torch import nn
 
 from pathnet_fer import __version__
 from pathnet_fer.faces.settings import FaceSettings
-from pathnet_fer.formats.class_prior import PriorError, read_head_priors, read_prior
+from pathnet_fer.formats.class_prior import (
+    HEAD_PRIORS,
+    PriorError,
+    read_head_priors,
+    read_prior,
+)
 from pathnet_fer.formats.loaded_model import (
     INPUT_SCALING,
     MIRROR_KEY,
@@ -372,13 +377,17 @@ def _priors(
 ) -> tuple[str, tuple[float, ...] | None, dict[str, tuple[float, ...]] | None]:
     """``(prior, class_prior, head_priors)`` of a file's inference metadata, checked
     against the model (a heads model: one prior per head, never a file-wide one)."""
+    inference = metadata.get(MIRROR_KEY)
+    given = inference if isinstance(inference, Mapping) else {}
+    if isinstance(model, HeadsModel) and given.get("class_prior") is not None:
+        raise PriorError(f"{path}: a heads model records one class prior per head, not one")
+    if not isinstance(model, HeadsModel) and given.get(HEAD_PRIORS) is not None:
+        raise PriorError(f"{path}: a single-path model records one class_prior, not per head")
     prior, class_prior = read_prior(metadata, path, n_classes, MIRROR_KEY)
     if not isinstance(model, HeadsModel):
         if prior == "uniform" and class_prior is None:
             raise PriorError(f"{path}: prior 'uniform' but no class_prior (metadata.inference)")
         return prior, class_prior, None
-    if class_prior is not None:
-        raise PriorError(f"{path}: a heads model records one class prior per head, not one")
     counts = {n: len(c) for n, c in zip(model.names, model.head_classes, strict=True)}
     head_priors = read_head_priors(metadata, path, counts, MIRROR_KEY)
     if prior == "uniform" and head_priors is None:

