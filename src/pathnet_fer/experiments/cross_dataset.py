@@ -15,8 +15,9 @@ sample), always on faces of people the candidate never trained on:
   on that fold's held-out people, said in the ``faces`` column.
 
 Each candidate whose file records its training faces' class frequencies (a heads model:
-every head's) is scored twice, once with each class prior (``--prior train|uniform``, formats/class_prior.py):
-the file's default under the candidate's name, the other as ``"<name>, <prior> prior"``.
+every head's) is scored twice, once with each class prior (``--prior train|uniform``,
+formats/class_prior.py): the file's default under the candidate's name, the other as
+``"<name>, <prior> prior"``.
 The prior changes no weight, only which emotions a model leans to on new people, so which
 prior to deploy is a cross-dataset question like which file.
 

@@ -383,16 +383,12 @@ def _priors(
         raise PriorError(f"{path}: a heads model records one class prior per head, not one")
     if not isinstance(model, HeadsModel) and given.get(HEAD_PRIORS) is not None:
         raise PriorError(f"{path}: a single-path model records one class_prior, not per head")
+    # read_prior refuses ``uniform`` without a class_prior or per-head priors
     prior, class_prior = read_prior(metadata, path, n_classes, MIRROR_KEY)
     if not isinstance(model, HeadsModel):
-        if prior == "uniform" and class_prior is None:
-            raise PriorError(f"{path}: prior 'uniform' but no class_prior (metadata.inference)")
         return prior, class_prior, None
     counts = {n: len(c) for n, c in zip(model.names, model.head_classes, strict=True)}
-    head_priors = read_head_priors(metadata, path, counts, MIRROR_KEY)
-    if prior == "uniform" and head_priors is None:
-        raise PriorError(f"{path}: prior 'uniform' but no per-head class priors")
-    return prior, None, head_priors
+    return prior, None, read_head_priors(metadata, path, counts, MIRROR_KEY)
 
 
 _EDITED = "the file is damaged or was edited after it was written; use the file as exported"
