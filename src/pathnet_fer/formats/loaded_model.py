@@ -213,6 +213,10 @@ class LoadedModel:
             for m in [self.with_head(name)]
         }
 
+    def mix(self, heads: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> np.ndarray:
+        """A heads model's combination of ``predict_heads``' probabilities (in head order)."""
+        return self.model.combine([torch.from_numpy(p) for _, p in heads.values()]).numpy()
+
     def features(self, crops: np.ndarray) -> torch.Tensor:
         """uint8 crops ``(n, size, size[, 3])`` -> float inputs ``(n, input_dim)`` in [0, 1]."""
         crops = np.asarray(crops)
@@ -245,9 +249,7 @@ class LoadedModel:
         if isinstance(self.model, HeadsModel):
             # each head as its own file answers (its temperature, mirror averaging and,
             # under ``uniform``, its own prior divided out), then the heads are mixed
-            parts = [torch.from_numpy(self.with_head(n).predict_proba(crops))
-                     for n in self.model.names]  # fmt: skip
-            return self.model.combine(parts).numpy()
+            return self.mix(self.predict_heads(crops))
         z = self.logits(crops) / self.temperature
         if self.prior == "uniform":
             z = z - torch.tensor(self.class_prior, dtype=z.dtype, device=z.device).log()

@@ -328,8 +328,7 @@ class Predictor:
         if pending.crops:
             slots = np.asarray(pending.crop_slot) >= 0
             crops = np.stack(pending.crops)
-            proba[slots] = self.model.predict_proba(crops)
-            heads = self._head_probas(crops, slots, n)
+            proba[slots], heads = self._probas(crops, slots, n)
         table = build_frame(
             self.class_names,
             file=[file] * n,
@@ -356,8 +355,7 @@ class Predictor:
         box_array = np.full((n, 4), np.nan)
         heads = {}
         if crops:
-            proba[:] = self.model.predict_proba(np.stack(crops))
-            heads = self._head_probas(np.stack(crops), np.ones(n, bool), n)
+            proba[:], heads = self._probas(np.stack(crops), np.ones(n, bool), n)
             box_array[:] = boxes
         table = build_frame(
             self.class_names,
@@ -370,18 +368,21 @@ class Predictor:
         )
         return self._add_head_columns(table, heads, n)
 
-    def _head_probas(
+    def _probas(
         self, crops: np.ndarray, slots: np.ndarray, n: int
-    ) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-        """``--head all``: each head's probabilities on the rows with a face (NaN elsewhere)."""
+    ) -> tuple[np.ndarray, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        """The model's probabilities on ``crops`` and, for ``--head all``, each head's on
+        the rows with a face (NaN elsewhere). Each head runs once: the combination is the
+        mix of the heads' own probabilities (``LoadedModel.predict_proba``'s rule)."""
         if not self.head_columns:
-            return {}
-        out = {}
-        for name, (classes, p) in self.model.predict_heads(crops).items():
+            return self.model.predict_proba(crops), {}
+        raw = self.model.predict_heads(crops)
+        heads = {}
+        for name, (classes, p) in raw.items():
             full = np.full((n, len(classes)), np.nan)
             full[slots] = p
-            out[name] = (classes, full)
-        return out
+            heads[name] = (classes, full)
+        return self.model.mix(raw), heads
 
     def _add_head_columns(self, table: pd.DataFrame, heads: dict, n: int) -> pd.DataFrame:
         """Append every head's columns (``p_<class>@<head>``, ``emotion@<head>``)."""
