@@ -12,10 +12,10 @@ never to choose by.
 
 Scores one model (default: the shipped one) on the faces of ``calibration_shift.py``
 (FER-2013 test; every face of CK+48 and JAFFE; the CREMA-D sample's frames), with its own
-mirror setting and temperature and its training prior (tau = 0: its training prior,
-whatever prior the file assumes by default; the prior divided out: the file's recorded
-class frequencies, else FER-2013's training split's), and prints per dataset and tau: accuracy, unweighted
-recall (UAR), the top class and its share, mean confidence (and its excess over accuracy),
+mirror setting and temperature (tau = 0: its training prior, whatever prior the file
+assumes by default; the prior divided out: the file's recorded class frequencies, else
+FER-2013's training split's), and prints per dataset and tau: accuracy, unweighted recall
+(UAR), the top class and its share, mean confidence (and its excess over accuracy),
 and the paired difference against tau = 0 with an exact McNemar p.
 
 Run: ``.venv/bin/python benchmarks/prior_correction.py`` (``--model FILE`` for another).

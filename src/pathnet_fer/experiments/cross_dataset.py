@@ -209,12 +209,10 @@ class _Probas:
         self.memo: dict[tuple, np.ndarray] = {}
 
     def __call__(self, model: Any, images: np.ndarray, key: str) -> np.ndarray:
-        import torch
 
-        if isinstance(model.model, HeadsModel):
-            parts = [torch.from_numpy(self(model.with_head(n), images, key))
-                     for n in model.head_names]  # fmt: skip
-            return model.model.combine(parts).numpy()
+        if isinstance(model.model, HeadsModel):  # predict_proba's rule, each head memoised
+            return model.mix({n: (None, self(model.with_head(n), images, key))
+                              for n in model.head_names})  # fmt: skip
         ident = (_digest(model.model), model.temperature, model.mirror, model.prior,
                  model.class_prior, key, len(images))  # fmt: skip
         if ident not in self.memo:
