@@ -209,7 +209,6 @@ class _Probas:
         self.memo: dict[tuple, np.ndarray] = {}
 
     def __call__(self, model: Any, images: np.ndarray, key: str) -> np.ndarray:
-
         if isinstance(model.model, HeadsModel):  # predict_proba's rule, each head memoised
             return model.mix({n: (None, self(model.with_head(n), images, key))
                               for n in model.head_names})  # fmt: skip
