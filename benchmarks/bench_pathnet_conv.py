@@ -290,6 +290,12 @@ def main() -> None:
     parser.add_argument("--block-depth", type=int, default=2)
     parser.add_argument("--block-conv", choices=("full", "separable"), default="full")
     parser.add_argument("--block-residual", action="store_true")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="ours: evolution.train_precision (bf16: block modules only; the floors stay fp32)",
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -299,6 +305,10 @@ def main() -> None:
         help="time reference and ours alternately this many times; median ratio",
     )
     args = parser.parse_args()
+    if args.reference_generations < 2 or args.generations < 3:
+        parser.error("--reference-generations must be >= 2 and --generations >= 3 (warm-ups)")
+    if args.precision != "fp32" and args.module != "block":
+        parser.error("--precision bf16 times block modules only (--module block)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -320,7 +330,9 @@ def main() -> None:
         **block,
     )
     reference_class = ReferenceBlockPathNet if args.module == "block" else ReferenceConvPathNet
-    ev = EvolutionConfig(generations=args.generations, selection_samples=256)
+    ev = EvolutionConfig(
+        generations=args.generations, selection_samples=256, train_precision=args.precision
+    )
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.samples, cfg.input_dim, generator=gen)
     y = torch.randint(0, classes, (args.samples,), generator=gen)
@@ -345,7 +357,7 @@ def main() -> None:
     print(
         f"schedule: {what}, channels {list(cfg.channels)}, L={cfg.layers} M={cfg.modules} "
         f"N={cfg.max_active}, 48x48 grey, {classes} classes, generation = 2 paths x "
-        f"{ev.minibatches} minibatches of {ev.batch_size}"
+        f"{ev.minibatches} minibatches of {ev.batch_size}, training in {ev.train_precision}"
     )
     flops = useful_flops_per_generation(PathNet(cfg, runs=1), ev, classes)
     print(f"useful work: {flops / 1e9:.1f} GFLOP per generation per run")

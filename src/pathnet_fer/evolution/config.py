@@ -12,6 +12,7 @@ FITNESS_MODES = ("train", "heldout")
 PAIR_TRAINING = ("batched", "sequential")
 BOUNDARIES = ("wrap", "clamp")
 LR_SCHEDULES = ("constant", "cosine", "step")
+TRAIN_PRECISIONS = ("fp32", "bf16")
 
 # Fields that may differ when a checkpointed task is resumed (extending a run is exact).
 RESUMABLE_FIELDS = ("generations",)
@@ -46,6 +47,10 @@ class EvolutionConfig(SettingsDict):
     faces), ``augment_shift`` (shift by up to this fraction of the crop side),
     ``augment_rotate`` (up to +- degrees), ``augment_scale`` (zoom by up to +- this
     fraction); one affine warp per image, bilinear, edges replicated.
+    ``train_precision``: ``fp32`` (default) or ``bf16``: block paths' convolutions and
+    batch norms run under bfloat16 autocast in training steps (weights, their updates,
+    the readout and every evaluation stay float32). Faster on CPUs with bf16 units
+    (docs/pathnet.md, "Speed of block modules"); block modules only.
     """
 
     generations: int = 1000
@@ -70,6 +75,7 @@ class EvolutionConfig(SettingsDict):
     augment_shift: float = 0.0
     augment_rotate: float = 0.0
     augment_scale: float = 0.0
+    train_precision: str = "fp32"
 
     LATER_FIELDS = (
         "momentum",
@@ -81,6 +87,7 @@ class EvolutionConfig(SettingsDict):
         "augment_shift",
         "augment_rotate",
         "augment_scale",
+        "train_precision",
     )
 
     def __post_init__(self) -> None:
@@ -105,6 +112,7 @@ class EvolutionConfig(SettingsDict):
         self._check_recipe()
         for name, allowed in (
             ("lr_schedule", LR_SCHEDULES),
+            ("train_precision", TRAIN_PRECISIONS),
             ("fitness", FITNESS_MODES),
             ("pair_training", PAIR_TRAINING),
             ("mutation_boundary", BOUNDARIES),

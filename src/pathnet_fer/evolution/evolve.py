@@ -154,7 +154,10 @@ def _recipe(
     """This generation's SGD recipe; augmentation warps drawn after the minibatch rows,
     and only when augmentation is on (the plain recipe draws nothing)."""
     soft = data.targets is not None
-    if not (cfg.momentum or cfg.weight_decay or cfg.label_smoothing or cfg.augments or soft):
+    bf16 = cfg.train_precision != "fp32"
+    if not (
+        cfg.momentum or cfg.weight_decay or cfg.label_smoothing or cfg.augments or soft or bf16
+    ):
         return PLAIN
     return SgdRecipe(
         momentum=cfg.momentum,
@@ -162,6 +165,7 @@ def _recipe(
         label_smoothing=cfg.label_smoothing,
         targets=data.targets,
         warps=draw_warps(cfg, shape, gen) if cfg.augments else None,
+        precision=cfg.train_precision,
     )
 
 

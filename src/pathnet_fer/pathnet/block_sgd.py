@@ -7,7 +7,9 @@ over the paths of a run that share a module, ``shared_update``); the task readou
 ONE working copy per run, shared by that run's paths at every step (each step applies
 the sum, or mean, of their gradients). ``recipe`` (``SgdRecipe``) adds momentum, weight
 decay (on convolution kernels and the readout's weights; not on BN scale and shift, nor
-on biases), label smoothing or soft targets, and per-sample augmentation warps.
+on biases), label smoothing or soft targets, per-sample augmentation warps, and the
+layers' precision (``bf16``: the convolutions and batch norms of a step run under
+bfloat16 autocast; the trained tensors, their updates and the readout stay float32).
 
 Batch normalisation: a trainable module normalises with the minibatch's statistics and
 moves its running mean and variance (its working copy) by ``bn_momentum`` per step; a
@@ -138,6 +140,7 @@ def train_block_paths(
     velocity = [[torch.zeros_like(t) for t in row] for row in leaves] if momentum else None
     vel_w = torch.zeros_like(sv_w) if momentum else None
     vel_b = torch.zeros_like(sv_b) if momentum else None
+    bf16 = recipe.precision == "bf16"  # layers under autocast; readout and updates float32
     rows_per_step = batch_index.reshape(steps, g * b).unbind(0)
     h, w_, ch = c.image_shape
     avg = c.readout_features == "avg"
@@ -153,18 +156,20 @@ def train_block_paths(
         for p in range(g):
             r = run_of[p]
             with torch.enable_grad():
-                a = img[p]
-                for layer in range(n_layers):
-                    a = block_layer(
-                        a,
-                        parts[p][layer],
-                        stats[p][layer],
-                        layouts[layer],
-                        len(modules[p][layer]),
-                        c.combine,
-                        plan[layer][1],
-                        norms[p][layer],
-                    )
+                with torch.autocast(dev.type, torch.bfloat16, enabled=bf16):
+                    a = img[p]
+                    for layer in range(n_layers):
+                        a = block_layer(
+                            a,
+                            parts[p][layer],
+                            stats[p][layer],
+                            layouts[layer],
+                            len(modules[p][layer]),
+                            c.combine,
+                            plan[layer][1],
+                            norms[p][layer],
+                        )
+                a = a.float()
                 f = a.mean((2, 3)) if avg else a.flatten(1)
                 rw = sv_w[r].detach().requires_grad_()
                 rb = sv_b[r].detach().requires_grad_()

@@ -26,6 +26,8 @@ class SgdRecipe:
     None = one-hot labels. Accuracy is always counted against the integer labels.
     ``warps``: ``(S, G, B, 2, 3)`` affine matrices (``F.affine_grid``'s convention), one
     per sample seen; None = no augmentation.
+    ``precision``: ``fp32`` or ``bf16`` (block paths' layers under bfloat16 autocast in
+    the training steps; weights and updates stay float32).
     """
 
     momentum: float = 0.0
@@ -33,6 +35,7 @@ class SgdRecipe:
     label_smoothing: float = 0.0
     targets: torch.Tensor | None = None
     warps: torch.Tensor | None = None
+    precision: str = "fp32"
 
     @property
     def plain(self) -> bool:
@@ -43,6 +46,7 @@ class SgdRecipe:
             and self.label_smoothing == 0.0
             and self.targets is None
             and self.warps is None
+            and self.precision == "fp32"
         )
 
     def target_rows(

@@ -202,6 +202,11 @@ class PathNet:
         args = (runs, paths, readout_weight, readout_bias, x_all, y_all, batch_index, lr)
         if recipe.plain:
             return self.module_type.train_paths(self, *args, shared_update)
+        if recipe.precision != "fp32" and self.config.module != "block":
+            raise ValueError(
+                f"train_precision {recipe.precision!r} is a setting of block modules; this "
+                f"net has {self.config.module!r} modules (set evolution.train_precision=fp32)"
+            )
         if not self.config.image_modules:
             raise ValueError(
                 "momentum, weight decay, label smoothing, soft targets and augmentation are "
