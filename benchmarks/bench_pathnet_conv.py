@@ -52,8 +52,9 @@ def conv_specs(cfg: PathNetConfig, batch: int) -> list[dict]:
     """The convolutions of one path's SGD step (N distinct modules per layer), as the
     module type runs them: input and weight shapes, stride, padding, groups, whether the
     input gradient is needed (not for the image), and ``count``: how many such calls a
-    step makes (conv: a layer's N modules as one convolution; block: one module after
-    the other, so N calls of one module's shapes)."""
+    step makes (conv: a layer's N modules as one convolution; block: the N modules side
+    by side as one wider block, so one convolution with N x C outputs, then grouped
+    ones with N groups)."""
     specs = []
     n, k = cfg.max_active, cfg.kernel
     ins = cfg.layer_input_dims()
@@ -81,13 +82,13 @@ def conv_specs(cfg: PathNetConfig, batch: int) -> list[dict]:
         for j in range(cfg.block_depth):
             ci, hw, st = (cin, (h, w), stride) if j == 0 else (c, (oh, ow), 1)
             need = deep or j > 0
-            if cfg.block_conv == "separable":
-                add(ci, hw, (ci, 1, k, k), st, k // 2, ci, need, n)
-                add(ci, (oh, ow), (c, ci, 1, 1), 1, 0, 1, True, n)
+            if cfg.block_conv == "separable":  # the input repeated once per module
+                add(n * ci, hw, (n * ci, 1, k, k), st, k // 2, n * ci, need, 1)
+                add(n * ci, (oh, ow), (n * c, ci, 1, 1), 1, 0, n, True, 1)
             else:
-                add(ci, hw, (c, ci, k, k), st, k // 2, 1, need, n)
+                add(n * ci if j else ci, hw, (n * c, ci, k, k), st, k // 2, n if j else 1, need, 1)
         if cfg.block_residual and (cin != c or stride != 1):
-            add(cin, (h, w), (c, cin, 1, 1), stride, 0, 1, deep, n)
+            add(cin, (h, w), (n * c, cin, 1, 1), stride, 0, 1, deep, 1)
     return specs
 
 
@@ -112,18 +113,23 @@ def useful_flops_per_generation(net: PathNet, ev: EvolutionConfig, classes: int)
 
 
 def time_convolutions_alone(
-    cfg: PathNetConfig, ev: EvolutionConfig, device: torch.device, reps: int = 5
+    cfg: PathNetConfig,
+    ev: EvolutionConfig,
+    device: torch.device,
+    reps: int = 5,
+    dtype: torch.dtype = torch.float32,
 ) -> float:
     """Seconds per generation of the schedule's convolution kernels alone (forward, then
     ``convolution_backward`` for the weight and, where needed, the input gradient), each
-    shape timed on its own (median of ``reps``) in the module type's memory layout,
-    x its calls per step x 2 paths x ``minibatches`` steps."""
+    shape timed on its own (median of ``reps``) in the module type's memory layout and
+    ``dtype``, x its calls per step x 2 paths x ``minibatches`` steps."""
     total = 0.0
     # The memory layout the module type runs in (block: channels-last, conv: NCHW).
     layout = torch.channels_last if cfg.module == "block" else torch.contiguous_format
     for spec in conv_specs(cfg, ev.batch_size):
-        x = torch.randn(spec["input"], device=device).contiguous(memory_format=layout)
-        w = torch.randn(spec["weight"], device=device)
+        x = torch.randn(spec["input"], device=device, dtype=dtype)
+        x = x.contiguous(memory_format=layout)
+        w = torch.randn(spec["weight"], device=device, dtype=dtype)
         st, pad, groups = spec["stride"], spec["padding"], spec["groups"]
         out = F.conv2d(x, w, None, st, pad, 1, groups)
         grad = torch.randn_like(out)
@@ -151,10 +157,15 @@ def time_convolutions_alone(
     return total * 2 * ev.minibatches
 
 
-def dense_conv_gflops(device: torch.device, channels_last: bool, seconds: float = 1.0) -> float:
+def dense_conv_gflops(
+    device: torch.device,
+    channels_last: bool,
+    seconds: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+) -> float:
     """One large 3x3 convolution (64 -> 128 channels, 64 x 56x56): the machine's rate."""
-    x = torch.randn(64, 64, 56, 56, device=device)
-    w = torch.randn(128, 64, 3, 3, device=device)
+    x = torch.randn(64, 64, 56, 56, device=device, dtype=dtype)
+    w = torch.randn(128, 64, 3, 3, device=device, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         w = w.contiguous(memory_format=torch.channels_last)
@@ -294,7 +305,7 @@ def main() -> None:
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
-        help="ours: evolution.train_precision (bf16: block modules only; the floors stay fp32)",
+        help="ours: evolution.train_precision (bf16: block modules only; floors in bf16 too)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None)
@@ -361,17 +372,21 @@ def main() -> None:
     )
     flops = useful_flops_per_generation(PathNet(cfg, runs=1), ev, classes)
     print(f"useful work: {flops / 1e9:.1f} GFLOP per generation per run")
-    dense = dense_conv_gflops(device, channels_last=False)
-    dense_cl = dense_conv_gflops(device, channels_last=True)
+    # The floors in the precision ours trains in (bf16: the convolutions' inputs and
+    # weights in bfloat16, as autocast runs them).
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dense = dense_conv_gflops(device, channels_last=False, dtype=dtype)
+    dense_cl = dense_conv_gflops(device, channels_last=True, dtype=dtype)
     floor, floor_cl = flops / (dense * 1e9), flops / (dense_cl * 1e9)
     print(
-        f"dense F.conv2d: {dense:.1f} GFLOP/s (NCHW), {dense_cl:.1f} GFLOP/s (channels-last); "
-        f"floor {floor * 1e3:.0f} ms/generation (NCHW rate), {floor_cl * 1e3:.0f} ms (channels-last)"
+        f"dense F.conv2d in {args.precision}: {dense:.1f} GFLOP/s (NCHW), {dense_cl:.1f} GFLOP/s "
+        f"(channels-last); floor {floor * 1e3:.0f} ms/generation (NCHW rate), "
+        f"{floor_cl * 1e3:.0f} ms (channels-last)"
     )
-    kernels = time_convolutions_alone(cfg, ev, device)
+    kernels = time_convolutions_alone(cfg, ev, device, dtype=dtype)
     print(
-        f"the schedule's convolutions alone (its own shapes): {kernels * 1e3:.0f} ms/generation"
-        f" = {flops / kernels / 1e9:.1f} GFLOP/s"
+        f"the schedule's convolutions alone (its own shapes, {args.precision}): "
+        f"{kernels * 1e3:.0f} ms/generation = {flops / kernels / 1e9:.1f} GFLOP/s"
     )
     ratios, ours = [], []
     for round_ in range(args.rounds):

@@ -271,9 +271,9 @@ def block_layer(
     convolution with ``count * C`` outputs, the later ones a grouped convolution
     (``groups = count``), each batch norm one call over ``count * C`` channels (batch
     norm is per channel, so this is exactly the modules' own arithmetic). Measured on
-    this project's 2-core CPU: about 25 % less time per training step of a
-    ``[8, 16, 32]`` path of 5 modules per layer than the modules one after the other
-    (benchmarks/bench_block_layers.py)."""
+    this project's 2-core CPU: about a fifth less time per generation than the modules
+    one after the other (``benchmarks/bench_pathnet_conv.py --module block``,
+    docs/pathnet.md)."""
     a = channels_last(a)
     total = None
     for first, count, training in norm.groups(k):
