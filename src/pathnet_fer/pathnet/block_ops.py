@@ -271,8 +271,8 @@ def block_layer(
     convolution with ``count * C`` outputs, the later ones a grouped convolution
     (``groups = count``), each batch norm one call over ``count * C`` channels (batch
     norm is per channel, so this is exactly the modules' own arithmetic). Measured on
-    this project's 2-core CPU: about a fifth less time per generation than the modules
-    one after the other (``benchmarks/bench_pathnet_conv.py --module block``,
+    this project's 2-core CPU: 26 % less time per generation than the modules one
+    after the other (``benchmarks/bench_pathnet_conv.py --module block``,
     docs/pathnet.md)."""
     a = channels_last(a)
     total = None
