@@ -357,6 +357,8 @@ def test_bf16_steps_follow_the_float32_steps_closely_and_reproducibly() -> None:
         )
     with pytest.raises(ValueError, match="train_precision must be one of"):
         EvolutionConfig(train_precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SgdRecipe(precision="fp16")  # never read as float32 in silence
 
 
 def test_forward_paths_the_exported_model_and_a_model_file_agree(tmp_path) -> None:

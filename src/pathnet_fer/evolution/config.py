@@ -6,13 +6,14 @@ import math
 from dataclasses import dataclass
 
 from pathnet_fer.pathnet.config import SHARED_UPDATES
+from pathnet_fer.pathnet.sgd_recipe import PRECISIONS
 from pathnet_fer.settings_dict import SettingsDict
 
 FITNESS_MODES = ("train", "heldout")
 PAIR_TRAINING = ("batched", "sequential")
 BOUNDARIES = ("wrap", "clamp")
 LR_SCHEDULES = ("constant", "cosine", "step")
-TRAIN_PRECISIONS = ("fp32", "bf16")
+TRAIN_PRECISIONS = PRECISIONS
 
 # Fields that may differ when a checkpointed task is resumed (extending a run is exact).
 RESUMABLE_FIELDS = ("generations",)

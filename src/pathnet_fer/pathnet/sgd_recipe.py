@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class SgdRecipe:
@@ -36,6 +38,10 @@ class SgdRecipe:
     targets: torch.Tensor | None = None
     warps: torch.Tensor | None = None
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @property
     def plain(self) -> bool:
