@@ -1,7 +1,7 @@
 """Does averaging each face over small shifts (beside its mirror image) pay on new people?
 
-Scores one model (default: the shipped one, its mirror setting; `--prior uniform`: as it ships) on the
-faces ``calibration_shift.py`` loads (FER-2013 test; every face of CK+48 and JAFFE; the
+Scores one model (default: the shipped one, its mirror setting; ``--prior uniform``: as it
+ships) on the faces ``calibration_shift.py`` loads (FER-2013 test; every face of CK+48 and JAFFE; the
 CREMA-D sample's frames) with its logits averaged over shifted copies of each crop (edges
 replicated; each copy also mirrored when the file mirrors): none, the 4 neighbours at 1
 pixel, at 2 pixels, and the 3x3 grid at 2 pixels. Prints accuracy per dataset, the paired
@@ -40,17 +40,17 @@ class ShiftAveraged(LoadedModel):
     @torch.inference_mode()
     def logits(self, crops):
         x = self.features(crops)
-        s, c, pad = self.input.size, self.input.channels, 2
+        s, c = self.input.size, self.input.channels
+        pad = max(max(abs(dy), abs(dx)) for dy, dx in self.offsets)  # room for every shift
         images = x.view(len(x), s, s, c).permute(0, 3, 1, 2)
         padded = F.pad(images, (pad,) * 4, mode="replicate")
         views = []
         for dy, dx in self.offsets:
             view = padded[:, :, pad + dy : pad + dy + s, pad + dx : pad + dx + s]
             views += [view, view.flip(3)] if self.mirror else [view]
-        total = 0
+        total, rows = 0, range(0, len(x), CPU_ROWS_PER_PASS)
         for view in views:
             flat = view.permute(0, 2, 3, 1).reshape(len(x), -1).contiguous()
-            rows = range(0, len(x), CPU_ROWS_PER_PASS)
             total = total + torch.cat([self.model(flat[i : i + CPU_ROWS_PER_PASS]) for i in rows])
         return total.double() / len(views)
 
