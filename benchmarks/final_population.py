@@ -7,14 +7,17 @@ source__fer2013__fold1__it1/state.pt``), and scores every member on the selectio
 on ``--extra`` other training faces (seeded) and on FER-2013's test split (held out; to
 explain the choice, never to make it). Prints one line per member and which member each
 rule picks: the plain arg-max on the selection faces, ``pick_best`` (ties to the consensus
-genotype), the arg-max on the larger training sample.
+genotype), the arg-max on the larger training sample and, with ``--extra all``, ``pick_best``
+on every training face: the choice ``evolution.selection_samples: null`` makes (the value
+of ``selection_samples`` changes nothing else of a run: tests/test_evolution_final_choice.py).
 
-Run: ``.venv/bin/python benchmarks/final_population.py CHECKPOINT [--extra 4096]``.
+Run: ``.venv/bin/python benchmarks/final_population.py CHECKPOINT [--extra 4096|all]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,9 @@ CHUNK = 512
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--extra", type=int, default=4096, help="other training faces")
+    parser.add_argument(
+        "--extra", default="4096", help="other training faces: a number, or all of them"
+    )
     args = parser.parse_args()
     net, task, _ = load_checkpoint(args.checkpoint, device="cpu")
     if task is None:
@@ -60,8 +65,11 @@ def main() -> None:
     sel = task.selection_rows[0]
     rest = torch.tensor(sorted(set(range(len(train))) - set(sel.tolist())))
     extra = rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(0))]
-    extra = extra[: args.extra]
+    if args.extra != "all":
+        extra = extra[: int(args.extra)]
+    start = time.perf_counter()
     a_sel, a_extra = accuracy(x_tr[sel], y_tr[sel]), accuracy(x_tr[extra], y_tr[extra])
+    seconds = time.perf_counter() - start
     test = torch.as_tensor(folds.test_index)
     a_test = accuracy(x[test], y[test])
     print(
@@ -74,6 +82,14 @@ def main() -> None:
         "pick_best (ties to the consensus)": int(pick_best(a_sel[None], pop[None])[0]),
         f"arg-max on the {len(extra)} other training faces": int(a_extra.argmax()),
     }
+    if args.extra == "all":
+        right = (a_sel * len(sel)).round() + (a_extra * len(extra)).round()  # exact counts
+        a_all = right / len(train)
+        rules[f"pick_best on all {len(train)} training faces (selection_samples: null)"] = int(
+            pick_best(a_all[None], pop[None])[0]
+        )
+    n_faces = len(sel) + len(extra)
+    print(f"scoring {len(pop)} members on {n_faces} training faces: {seconds:.0f} s")
     for rule, i in rules.items():
         print(f"{rule}: member {i}, test {a_test[i]:.3f}")
 

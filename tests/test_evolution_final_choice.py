@@ -48,3 +48,39 @@ def test_a_task_ends_on_the_consensus_when_the_selection_ties(monkeypatch) -> No
     paths, fitness = task._reevaluate()
     assert paths.tolist() == [consensus]
     assert fitness.tolist() == [tied[0, 1].item()]
+
+
+def test_the_selection_sample_changes_the_final_choice_and_nothing_else() -> None:
+    """``selection_samples`` only sizes the final choice: the same seed evolves the same
+    populations and readouts whatever its value (a final pick on more faces can be adopted
+    without changing the evolution), and ``None`` chooses on every training row."""
+    from sklearn.datasets import load_digits
+
+    from pathnet_fer.evolution import EvolutionConfig, TaskData, evolve
+    from pathnet_fer.evolution.evaluate import path_accuracy
+    from pathnet_fer.pathnet import PathNet, PathNetConfig
+
+    d = load_digits()
+    x, y = (d.data[:400] / 16.0).astype("float32"), d.target[:400]
+    tasks, nets = {}, {}
+    for k in (16, None):
+        nets[k] = PathNet(PathNetConfig(input_dim=64), runs=2, seed=0, device="cpu")
+        cfg = EvolutionConfig(generations=8, selection_samples=k)
+        tasks[k] = evolve(nets[k], TaskData(x, y), n_classes=10, config=cfg, seed=3)
+    small, full = tasks[16], tasks[None]
+    assert torch.equal(small.population, full.population)
+    assert torch.equal(small.readout_weight, full.readout_weight)
+    assert torch.equal(small.history_tensors()["fitness"], full.history_tensors()["fitness"])
+    for run in range(2):
+        assert small.selection_rows[run].numel() == 16
+        assert torch.equal(full.selection_rows[run], torch.arange(len(y)))
+        assert set(small.selection_rows[run].tolist()) < set(range(len(y)))
+    # the path kept on every row is pick_best of the accuracies on every row
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    acc = torch.stack(
+        [path_accuracy(nets[None], full, r, full.population[r], xs, ys) for r in range(2)]
+    )
+    best = pick_best(acc, full.population)
+    for run in range(2):
+        assert torch.equal(full.best_paths[run], full.population[run, best[run]])
+        assert full.best_fitness[run] == acc[run, best[run]]
