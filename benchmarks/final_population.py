@@ -11,7 +11,11 @@ genotype), the arg-max on the larger training sample and, with ``--extra all``, 
 on every training face: the choice ``evolution.selection_samples: null`` makes (the value
 of ``selection_samples`` changes nothing else of a run: tests/test_evolution_final_choice.py).
 
-Run: ``.venv/bin/python benchmarks/final_population.py CHECKPOINT [--extra 4096|all]``.
+``--zero-shot`` adds every face of CK+48 and JAFFE (people in none of FER-2013; network
+alone, training prior, no mirror): what each pick would carry to new people.
+
+Run: ``.venv/bin/python benchmarks/final_population.py CHECKPOINT [--extra 4096|all]
+[--zero-shot]``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument(
         "--extra", default="4096", help="other training faces: a number, or all of them"
+    )
+    parser.add_argument(
+        "--zero-shot", action="store_true", help="also score every face of CK+48 and JAFFE"
     )
     args = parser.parse_args()
     net, task, _ = load_checkpoint(args.checkpoint, device="cpu")
@@ -72,11 +79,15 @@ def main() -> None:
     seconds = time.perf_counter() - start
     test = torch.as_tensor(folds.test_index)
     a_test = accuracy(x[test], y[test])
-    print(
-        f"member | genotype | selection ({len(sel)}) | training ({len(extra)}) | test ({len(test)})"
-    )
+    shown = {f"selection ({len(sel)})": a_sel, f"training ({len(extra)})": a_extra}
+    shown[f"test ({len(test)})"] = a_test
+    for name in ("ckplus48", "jaffe") if args.zero_shot else ():
+        other = load_dataset(config, name)
+        xs = torch.from_numpy(other.faces.images.reshape(len(other.y), -1)).float() / 255
+        shown[f"{name} ({len(other.y)})"] = accuracy(xs, torch.as_tensor(np.array(other.y)))
+    print(" | ".join(["member", "genotype", *shown]))
     for i in range(len(pop)):
-        print(f"{i} | {pop[i].tolist()} | {a_sel[i]:.3f} | {a_extra[i]:.3f} | {a_test[i]:.3f}")
+        print(" | ".join([str(i), str(pop[i].tolist()), *(f"{a[i]:.3f}" for a in shown.values())]))
     rules = {
         "arg-max on the selection faces": int(a_sel.argmax()),
         "pick_best (ties to the consensus)": int(pick_best(a_sel[None], pop[None])[0]),
@@ -91,7 +102,8 @@ def main() -> None:
     n_faces = len(sel) + len(extra)
     print(f"scoring {len(pop)} members on {n_faces} training faces: {seconds:.0f} s")
     for rule, i in rules.items():
-        print(f"{rule}: member {i}, test {a_test[i]:.3f}")
+        scores = ", ".join(f"{k.split(' ')[0]} {a[i]:.3f}" for k, a in list(shown.items())[2:])
+        print(f"{rule}: member {i}, {scores}")
 
 
 if __name__ == "__main__":
