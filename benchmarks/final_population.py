@@ -61,13 +61,16 @@ def main() -> None:
         raise SystemExit("these training faces are not the task's (data fingerprint differs)")
     pop = task.population[0]
 
-    def accuracy(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        right = sum(
-            path_accuracy(net, task, 0, pop, xs[i : i + CHUNK], ys[i : i + CHUNK])
-            * len(ys[i : i + CHUNK])
+    def correct(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """Faces each member gets right ``(P,)``, exact (whole numbers)."""
+        return sum(
+            (path_accuracy(net, task, 0, pop, xs[i : i + CHUNK], ys[i : i + CHUNK])
+             * len(ys[i : i + CHUNK])).round()
             for i in range(0, len(ys), CHUNK)
-        )
-        return right / len(ys)
+        )  # fmt: skip
+
+    def accuracy(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        return correct(xs, ys) / len(ys)
 
     sel = task.selection_rows[0]
     rest = torch.tensor(sorted(set(range(len(train))) - set(sel.tolist())))
@@ -75,7 +78,8 @@ def main() -> None:
     if args.extra != "all":
         extra = extra[: int(args.extra)]
     start = time.perf_counter()
-    a_sel, a_extra = accuracy(x_tr[sel], y_tr[sel]), accuracy(x_tr[extra], y_tr[extra])
+    right_sel, right_extra = correct(x_tr[sel], y_tr[sel]), correct(x_tr[extra], y_tr[extra])
+    a_sel, a_extra = right_sel / len(sel), right_extra / len(extra)
     seconds = time.perf_counter() - start
     test = torch.as_tensor(folds.test_index)
     a_test = accuracy(x[test], y[test])
@@ -94,8 +98,7 @@ def main() -> None:
         f"arg-max on the {len(extra)} other training faces": int(a_extra.argmax()),
     }
     if args.extra == "all":
-        right = (a_sel * len(sel)).round() + (a_extra * len(extra)).round()  # exact counts
-        a_all = right / len(train)
+        a_all = (right_sel + right_extra) / len(train)
         rules[f"pick_best on all {len(train)} training faces (selection_samples: null)"] = int(
             pick_best(a_all[None], pop[None])[0]
         )
