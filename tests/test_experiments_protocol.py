@@ -76,6 +76,8 @@ def test_tiny_experiment_writes_every_output(tiny_run):
     assert meta["seed"] == config.seed and meta["versions"]["torch"]
     assert {"python", "numpy", "cv2", "av", "sklearn", "pathnet_fer"} <= set(meta["versions"])
     assert "git_commit" in meta and "independent repetition" in meta["iteration_reading"]
+    machine = meta["sessions"][-1]["host"]  # where it trained: weights differ by host
+    assert machine["cpu_capability"] and machine["cpus"] >= 1 and "torch_threads" in machine
     assert load_config(out / "config.yaml").to_dict() == config.to_dict()
 
     metrics = read_metrics(out)

@@ -239,6 +239,11 @@ def test_build_is_seeded_and_records_its_recipe(tiny_builds):
     assert t != pytest.approx(run_model.temperature, rel=1e-3)
     assert nll(t) <= min(nll(t * 1.05), nll(t / 1.05), nll(run_model.temperature))
     assert ma["held_out_splits"] == ["test"] and "summary" in ma["pretrained"]
+    # The file names the host its run trained on (the same seed trains other weights on
+    # another host) and the host that built it.
+    assert ma["pretrained"]["trained_on"][0]["cpu_capability"]
+    assert ma["pretrained"]["built_on"]["cpus"] >= 1
+    assert "only on the host that trained it" in ma["pretrained"]["summary"]
 
 
 @pytest.mark.slow

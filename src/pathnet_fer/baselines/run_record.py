@@ -19,7 +19,7 @@ from pathnet_fer.baselines.settings import (
     arm_label,
 )
 from pathnet_fer.experiments.metrics_log import read_metrics
-from pathnet_fer.experiments.provenance import package_versions
+from pathnet_fer.experiments.provenance import host, package_versions
 
 
 def done_runs(metrics_path: Path) -> set[tuple[str, int, int, str]]:
@@ -103,5 +103,6 @@ def write_run_config(
         "device": device,
         "seed": config.seed,
         "versions": package_versions(),
+        "host": host(),
     }
     path.write_text(yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))

@@ -23,7 +23,7 @@ from pathnet_fer.experiments.executor_kinds import make_executor
 from pathnet_fer.experiments.finalise import ExperimentResult, finalise
 from pathnet_fer.experiments.job_plan import job_generations, plan_jobs
 from pathnet_fer.experiments.plan import ITERATION_READINGS, JobSpec
-from pathnet_fer.experiments.provenance import RunLog, git_commit, package_versions
+from pathnet_fer.experiments.provenance import RunLog, git_commit, host, package_versions
 from pathnet_fer.experiments.report import PAIRED_TEST
 from pathnet_fer.experiments.run_compat import RunDirError, check_same_folds, prepare_run_dir
 from pathnet_fer.experiments.run_dir import RunLock
@@ -116,6 +116,7 @@ def _run_experiment(
             "argv": sys.argv,
             "git_commit": git_commit(),
             "versions": package_versions(),
+            "host": host(),
         }
     )
     meta.update(

@@ -24,6 +24,7 @@ CPU instruction set may round differently: its weights then differ.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -43,7 +44,7 @@ from pathnet_fer.experiments.config import find_config
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.plan import RunSlot, source_job
-from pathnet_fer.experiments.provenance import git_commit
+from pathnet_fer.experiments.provenance import git_commit, host
 from pathnet_fer.experiments.runner import run_experiment
 from pathnet_fer.faces.preprocess import preprocess_samples
 from pathnet_fer.formats.class_prior import class_frequencies
@@ -271,12 +272,26 @@ def build_pretrained(
         "overrides": list(overrides),
         "source_model": str(source.relative_to(run_dir)),
         "build_command": command,
+        "trained_on": run_hosts(run_dir),
     }
     result = ship(loaded, cfg, run_dir / "shipped", provenance, dest, figures, sample, log, prior)
     result.source, result.run_dir = source, run_dir
     result.seconds = time.perf_counter() - started
     log(f"wrote {result.path} in {result.seconds:.0f} s (the study: {run.seconds:.0f} s)")
     return result
+
+
+def run_hosts(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The distinct hosts the run's sessions recorded (``run.json``), None before runs
+    recorded them. Why: the same seed trains other weights on another host
+    (docs/model-card.md "Seeded"), so the file names where it was trained."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        return None
+    hosts = [
+        s["host"] for s in json.loads(meta_path.read_text()).get("sessions", []) if "host" in s
+    ]
+    return [h for i, h in enumerate(hosts) if h not in hosts[:i]] or None
 
 
 def remeasure_shipped(
@@ -308,6 +323,7 @@ def remeasure_shipped(
         "remeasured": f"pathnet-fer pretrained remeasure --prior {prior} (the file built at "
         f"commit {old.get('git_commit') or '?'}, its weights unchanged)",
         "git_commit_built": old.get("git_commit"),
+        "trained_on": old.get("trained_on"),
     }
     with tempfile.TemporaryDirectory() as staging:
         result = ship(loaded, cfg, Path(staging), provenance, dest, figures, sample, log, prior)
@@ -346,6 +362,7 @@ def ship(
         "config": cfg.to_dict(),
         **provenance,
         "git_commit": git_commit(),
+        "built_on": host(),
         "figures": scores,
         "sample": {
             "dataset": "fer2013",
@@ -378,6 +395,7 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
     layers = ", ".join(str(len(set(active))) for active in c["genotype"])
     trained = model.metadata.get("trained_on") or [{}]
     first = trained[0]
+    hosts = info.get("trained_on")  # the machines its run trained on (run.json)
     figures = info["figures"]
     lines = [
         f"pathnet-fer shipped model `{info['name']}` (recipe {info['recipe']}, "
@@ -430,6 +448,12 @@ def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
         "recipe, to be retrained when the recipe improves.",
         "Terms: FER-2013's images are for research use only; so is this model.",
         "Card: docs/model-card.md in the pathnet-fer source repository. Rebuild: "
-        f"{info['build_command']}",
+        f"{info['build_command']} (the same weights only on the host that trained it"
+        + (
+            f": {hosts[0].get('cpu', '?')}, {', '.join(hosts[0].get('cpu_flags', []))}"
+            if hosts
+            else ""
+        )
+        + "; elsewhere a draw of the same recipe).",
     ]
     return "\n".join(lines)
