@@ -73,7 +73,12 @@ def main() -> None:
         return correct(xs, ys) / len(ys)
 
     sel = task.selection_rows[0]
-    rest = torch.tensor(sorted(set(range(len(train))) - set(sel.tolist())))
+    rest = torch.tensor(sorted(set(range(len(train))) - set(sel.tolist())), dtype=torch.long)
+    if len(rest) == 0:
+        raise SystemExit(
+            f"the task chose on all {len(train)} training faces (selection_samples: null): "
+            "there are no other training faces to compare its choice on"
+        )
     extra = rest[torch.randperm(len(rest), generator=torch.Generator().manual_seed(0))]
     if args.extra != "all":
         extra = extra[: int(args.extra)]
