@@ -361,6 +361,49 @@ def test_bf16_steps_follow_the_float32_steps_closely_and_reproducibly() -> None:
         SgdRecipe(precision="fp16")  # never read as float32 in silence
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_a_layer_in_nchw_memory_computes_what_the_channels_last_layer_computes(residual):
+    """``block_layer(nchw=True)`` (the first layer of a bfloat16 step, chosen for speed)
+    is the same arithmetic in another memory layout: the same outputs, input gradients,
+    kernel and BN gradients and running statistics as channels-last, up to the kernels'
+    rounding, in float32 and under bfloat16 autocast; its output really is NCHW."""
+    from pathnet_fer.pathnet.block_ops import (
+        BlockLayout,
+        block_layer,
+        first_layer_nchw,
+        training_norm,
+    )
+
+    assert first_layer_nchw("bf16") and not first_layer_nchw("fp32")
+    cfg = _config(block_residual=residual, channels=(4, 4, 5))
+    gen = torch.Generator().manual_seed(3)
+    for layer, cin in ((0, 1), (1, 4)):
+        layout = BlockLayout.for_layer(cfg, layer)
+        flat, stats0 = layout.initial_values((3,), gen, "he-combine")
+        flat = flat + 0.1 * torch.randn(flat.shape, generator=gen)  # BN scale/shift != 1/0
+        x0 = torch.randn(6, cin, 12, 12, generator=gen)
+        for bf16 in (False, True):
+            results = []
+            for nchw in (False, True):
+                parts = {n: t.clone().requires_grad_() for n, t in layout.split(flat).items()}
+                stats = layout.split_stats(stats0.clone())
+                x = x0.clone().requires_grad_()
+                with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    out = block_layer(
+                        x, parts, stats, layout, 3, "mean", True, training_norm(1, 0.1), nchw
+                    )
+                assert out.is_contiguous() == nchw  # NCHW, or channels-last (C > 1)
+                grads = torch.autograd.grad(out.float().square().sum(), [x, *parts.values()])
+                results.append([out.float(), *grads, *stats.values()])
+            tol = 3e-2 if bf16 else 1e-5
+            for a, b in zip(*results, strict=True):
+                a, b = a.detach(), b.detach()
+                assert torch.allclose(a, b, rtol=tol, atol=tol * float(a.abs().max())), (
+                    layer,
+                    bf16,
+                )
+
+
 def test_forward_paths_the_exported_model_and_a_model_file_agree(tmp_path) -> None:
     from pathnet_fer.faces.settings import FaceSettings
     from pathnet_fer.formats.model_file import BLOCK_MODEL_KIND, save_path_model

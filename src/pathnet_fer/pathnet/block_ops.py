@@ -261,10 +261,12 @@ def block_layer(
     combine: str,
     pool: bool,
     norm: Norms = eval_norm,
+    nchw: bool = False,
 ) -> torch.Tensor:
     """One layer of one path: its k distinct modules (stacked ``parts`` and ``stats``)
     on ``a (B, Cin, H, W)``, their outputs combined (``mean`` | ``sum``) and optionally
-    2x2 max-pooled -> ``(B, C, H', W')``, in channels-last memory.
+    2x2 max-pooled -> ``(B, C, H', W')``, in channels-last memory (``nchw``: in NCHW
+    memory, see ``first_layer_nchw``).
 
     The modules of a run of the same batch-norm kind (``norm.groups``) run side by side
     as ONE wider block: their first convolutions read the same input, so they are one
@@ -274,7 +276,7 @@ def block_layer(
     this project's 2-core CPU: 26 % less time per generation than the modules one
     after the other (``benchmarks/bench_pathnet_conv.py --module block``,
     docs/pathnet.md)."""
-    a = channels_last(a)
+    a = a.contiguous() if nchw else channels_last(a)
     total = None
     for first, count, training in norm.groups(k):
         p = module_rows(parts, k, first, count)
@@ -285,6 +287,21 @@ def block_layer(
     if combine == "mean" and k > 1:
         total = total / k
     return F.max_pool2d(total, 2) if pool else total
+
+
+def first_layer_nchw(precision: str) -> bool:
+    """Whether a training step runs its first layer in NCHW memory: in bfloat16, yes.
+
+    The first layer holds the widest maps (``count * C`` channels at the image's size,
+    from a one-channel grey image). In bfloat16 on the CPU its batch norms run about
+    3x faster on NCHW maps than on channels-last ones, more than its convolutions lose;
+    in float32 channels-last is faster throughout, and every layer in NCHW is slower
+    than the first alone. Measured on this project's 2-core CPU (AVX-512 with bf16 and
+    AMX): 19 % less time per bf16 generation of the bench's schedule, 10 % less for the
+    shipped recipe's source (docs/pathnet.md, "The first layer in NCHW under
+    bfloat16"). The arithmetic is the same up to the kernels' rounding
+    (tests/test_pathnet_block.py)."""
+    return precision == "bf16"
 
 
 def _wide_block(

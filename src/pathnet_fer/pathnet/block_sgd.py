@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pathnet_fer.pathnet.block_ops import block_layer, training_norm
+from pathnet_fer.pathnet.block_ops import block_layer, first_layer_nchw, training_norm
 from pathnet_fer.pathnet.conv_ops import as_images, layer_stride_pool, warped_images
 from pathnet_fer.pathnet.sgd_recipe import PLAIN, SgdRecipe
 
@@ -141,6 +141,7 @@ def train_block_paths(
     vel_w = torch.zeros_like(sv_w) if momentum else None
     vel_b = torch.zeros_like(sv_b) if momentum else None
     bf16 = recipe.precision == "bf16"  # layers under autocast; readout and updates float32
+    nchw_first = first_layer_nchw(recipe.precision)
     rows_per_step = batch_index.reshape(steps, g * b).unbind(0)
     h, w_, ch = c.image_shape
     avg = c.readout_features == "avg"
@@ -168,6 +169,7 @@ def train_block_paths(
                             c.combine,
                             plan[layer][1],
                             norms[p][layer],
+                            nchw=nchw_first and layer == 0,
                         )
                 a = a.float()
                 f = a.mean((2, 3)) if avg else a.flatten(1)
