@@ -72,13 +72,16 @@ def faces(model, config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def model_and_config(description: str, prior_option: bool = True) -> tuple[Any, Any]:
+def model_and_config(
+    description: str, prior_option: bool = True, parser: argparse.ArgumentParser | None = None
+) -> tuple[Any, Any]:
     """``--model FILE`` (default: the shipped one) loaded under ``--prior`` (default
     ``train``: the network's own scores, whatever prior the file assumes by default; a
     file without a recorded prior is taken as it is), and the pretrained recipe's config
     (which defines the datasets ``faces`` scores). ``prior_option=False``: always ``train``
-    (for a benchmark that divides the prior out itself)."""
-    parser = argparse.ArgumentParser(description=description)
+    (for a benchmark that divides the prior out itself). ``parser``: one holding a
+    benchmark's own options (read back with ``parser.parse_args()``)."""
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--model", type=Path, help="model file (default: the shipped one)")
     if prior_option:
         parser.add_argument(

@@ -7,7 +7,9 @@ trained on, as ``calibration_shift.py`` loads them (FER-2013 test; every face of
 JAFFE; the CREMA-D sample's frames), each face averaged with its mirror image, and then
 every combination of two or more: the arg-max of the mean of the members' log-probabilities
 (a geometric mean; no weight is fitted, so nothing looks at the faces scored). Prints one
-line per model or combination: accuracy per dataset.
+line per model or combination: accuracy per dataset. ``--prior train|uniform`` scores every
+member under the same class prior (default ``file``: each file's own default, which differs
+between a shipped file, uniform, and a study's source file, train).
 
 Only for models that learnt none of these datasets' people (FER-2013 sources do not).
 Run: ``.venv/bin/python benchmarks/source_ensemble.py --models A.pt B.pt [C.pt ...]``
@@ -25,7 +27,7 @@ import numpy as np
 from calibration_shift import faces
 from pathnet_fer.experiments.config import CONFIG_DIR
 from pathnet_fer.experiments.config_loading import load_config
-from pathnet_fer.formats.model_file import load_model
+from pathnet_fer.formats.model_file import ModelFileError, load_model
 
 
 def label(path: Path) -> str:
@@ -37,6 +39,10 @@ def label(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="model files")
+    parser.add_argument(
+        "--prior", choices=("file", "train", "uniform"), default="file",
+        help="the class prior every member assumes (default: each file's own)",
+    )  # fmt: skip
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("an ensemble needs at least two --models")
@@ -45,7 +51,13 @@ def main() -> None:
     labels: dict[str, np.ndarray] = {}
     for path in args.models:
         name = label(path)
-        sets = faces(load_model(path).mirrored(True), config)
+        model = load_model(path).mirrored(True)
+        if args.prior != "file":
+            try:
+                model = model.with_prior(args.prior)
+            except ModelFileError as err:
+                parser.error(str(err))
+        sets = faces(model, config)
         log_p[name] = {k: np.log(np.clip(p, 1e-9, 1.0)) for k, (p, _) in sets.items()}
         labels = {k: y for k, (_, y) in sets.items()}
     print("models | " + " | ".join(f"{k} ({len(y)})" for k, y in labels.items()))
