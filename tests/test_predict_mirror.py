@@ -14,7 +14,7 @@ from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.loaded_model import ModelFileError
 from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pretrained import pretrained_path
-from pathnet_fer.pretrained.build import heldout_sample
+from pathnet_fer.pretrained.figures import heldout_sample
 from predict_support import saved_with_inference
 
 

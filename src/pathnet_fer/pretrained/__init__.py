@@ -19,6 +19,9 @@ from pathlib import Path
 
 MODEL_FILE = "default.pt"
 RECIPE = "pretrained"  # configs/pretrained.yaml
+SEEDS = (0, 1, 2)
+"""The seeds of ``configs/pretrained.yaml`` the shipped model averages (``pathnet-fer
+pretrained build`` trains each; ``pretrained check`` compares a shipped file's with these)."""
 MODEL_ENV = "PATHNET_FER_PRETRAINED"
 """Another file to use as the shipped model (tests, or a model rebuilt elsewhere)."""
 
