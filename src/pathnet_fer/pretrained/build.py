@@ -15,6 +15,10 @@
    ``metadata.pretrained``: the run's resolved config, the figures, the summary
    ``predict --info`` prints.
 
+Several seeds (``seeds``, ``--seeds``): steps 1-3 once per seed into ``run_dir/seedN``, then
+the seeds' files shipped as one model (``combine_built``, pretrained/seeds.py), measured
+as it ships.
+
 Reproducible: every job is seeded by its identity and runs on one torch thread per worker
 process, so a rebuild on the same machine kind gives the same weights (``weights_sha256``)
 and figures; the file differs only in its creation time and the commit it names
