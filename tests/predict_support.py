@@ -100,6 +100,13 @@ def trained_model(workdir: Path, module: str = "linear") -> TrainedModel:
     return model
 
 
+def first_head(loaded):
+    """A model's first head as a single path (the shipped file averages several seeds,
+    pretrained/seeds.py; a single-path file is its own first head): what the tests of one
+    path's inference settings take from the shipped model."""
+    return loaded.with_head(loaded.head_names[0])
+
+
 def saved_with_inference(loaded, path: Path, inference) -> Path:
     """``loaded`` (a LoadedModel) written again to ``path`` with another
     ``metadata.inference`` (mirror, prior): how the inference-setting tests make files."""

@@ -41,7 +41,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pathnet_fer.scoring", "pathnet_fer.pretrained"),
     ("pathnet_fer.experiments", "pathnet_fer.predict"),
     ("pathnet_fer.baselines",),
-    ("pathnet_fer.pretrained.build", "pathnet_fer.pretrained.recipe"),
+    ("pathnet_fer.pretrained.recipe", "pathnet_fer.pretrained.figures"),
+    ("pathnet_fer.pretrained.build",),
     ("pathnet_fer.pretrained.commands",),
     ("pathnet_fer.cli",),
 )  # fmt: skip

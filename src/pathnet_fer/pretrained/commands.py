@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pathnet_fer.pretrained import NoShippedModelError, pretrained_path
+from pathnet_fer.pretrained import SEEDS, NoShippedModelError, pretrained_path
 
 EPILOG = """\
-build: runs configs/pretrained.yaml into --out (resuming: a finished run is not redone),
-scores the model it deploys (FER-2013 test split, zero-shot CK+48, JAFFE, CREMA-D) and
-writes it into the package (src/pathnet_fer/pretrained/default.pt); then update
-docs/model-card.md with the figures it prints. See docs/model-card.md.
+build: runs configs/pretrained.yaml into --out once per seed (--seeds, default the
+shipped model's; resuming: a finished run is not redone), ships the seeds' models as one
+(the mean of their calibrated probabilities), scores it (FER-2013 test split, zero-shot
+CK+48, JAFFE, CREMA-D) and writes it into the package (src/pathnet_fer/pretrained/
+default.pt); then update docs/model-card.md with the figures it prints. One seed
+(--seeds 1): that seed's model alone. See docs/model-card.md.
+
+combine: ships files that `build --seeds N` wrote (each one seed, trained anywhere) as
+one model, the same as build does with several seeds.
 
 remeasure: writes the shipped file again with another default --prior and every figure
 measured again (its network, temperature and mirror setting unchanged; no training).
@@ -30,7 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", choices=("build", "remeasure", "info", "check"))
+    p.add_argument("action", choices=("build", "combine", "remeasure", "info", "check"))
+    p.add_argument("members", nargs="*", help="combine: the files of one seed each")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=list(SEEDS), metavar="N",
+        help="build: the recipe's seeds to train and ship as one model (default: "
+        f"{' '.join(map(str, SEEDS))}; one seed: that seed's model alone)",
+    )  # fmt: skip
     p.add_argument(
         "--config", default="pretrained", help="the recipe (default: configs/pretrained.yaml)"
     )
@@ -67,7 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathnet_fer.pretrained.info import summary
 
-    if args.action in ("build", "remeasure"):
+    if args.members and args.action != "combine":
+        print(f"error: {args.action} takes no files (only combine does)", file=sys.stderr)
+        return 2
+    if args.action in ("build", "combine", "remeasure"):
         return _build(args)
     try:
         path = pretrained_path()
@@ -95,6 +109,13 @@ def _build(args: argparse.Namespace) -> int:
     try:
         if args.action == "remeasure":
             result = build.remeasure_shipped(args.prior, dest=args.dest)
+        elif args.action == "combine":
+            if len(args.members) < 2:
+                print("error: combine needs the files of two seeds or more", file=sys.stderr)
+                return 2
+            result = build.combine_built(
+                args.members, args.config, args.overrides, dest=args.dest, prior=args.prior
+            )
         else:
             result = build.build_pretrained(
                 args.config,
@@ -106,6 +127,7 @@ def _build(args: argparse.Namespace) -> int:
                 quiet=args.quiet,
                 mirror=args.mirror == "on",
                 prior=args.prior,
+                seeds=args.seeds,
             )
     except NoShippedModelError as err:
         print(f"error: {err}", file=sys.stderr)
