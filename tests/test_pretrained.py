@@ -18,7 +18,7 @@ from pathnet_fer.cli import main
 from pathnet_fer.datasets.loading import load_dataset
 from pathnet_fer.experiments.config_loading import load_config
 from pathnet_fer.experiments.datasets import dataset_folds
-from pathnet_fer.formats.model_file import load_model, save_path_model
+from pathnet_fer.formats.model_file import load_model, save_loaded, save_path_model
 from pathnet_fer.paths import REPO_ROOT
 from pathnet_fer.pretrained import MODEL_ENV, pretrained_path
 from pathnet_fer.pretrained.build import MAX_BYTES
@@ -387,6 +387,10 @@ def test_seeds_ship_as_one_model_that_averages_each_seed_as_it_ships(tiny_builds
     each = [m.predict_proba(faces) for m in members]
     assert np.allclose(combined.predict_proba(faces), np.mean(each, axis=0), atol=1e-9)
     assert np.allclose(combined.with_head("seed1").predict_proba(faces), each[1], atol=1e-12)
+    # ... and a head written out alone is its seed's file again, inference settings included
+    alone = save_loaded(base / "alone.pt", (head := combined.with_head("seed1")), head.metadata)
+    assert load_model(alone).metadata["inference"] == members[1].metadata["inference"]
+    assert np.allclose(load_model(alone).predict_proba(faces), each[1], atol=1e-12)
     assert not np.allclose(each[0], each[1], atol=1e-3)
     # the recipe check knows the seeds; the card in short says what the file is
     assert recipe_differences(result.path, "pretrained", overrides, seeds=(0, 1)) == []
