@@ -402,9 +402,10 @@ def test_seeds_ship_as_one_model_that_averages_each_seed_as_it_ships(tiny_builds
     assert "2 seeds (0, 1) of one recipe" in info["summary"]
     assert info["build_command"].startswith("pathnet-fer pretrained build --seeds 0 1 ")
     # the seeds' files combine again into the same model; a file of another recipe does not
-    again = combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained", overrides,
+    again = combine_built([base / "seed1.pt", base / "seed0.pt"], "pretrained", overrides,
                           dest=base / "again.pt", figures=(), sample=(30, 1),
                           log=lambda m: None)  # fmt: skip
+    assert load_model(again.path).head_names == ["seed0", "seed1"]  # in seed order, always
     assert np.allclose(load_model(again.path).predict_proba(faces), combined.predict_proba(faces))
     with pytest.raises(ValueError, match="seed0.pt is not seed 0 of the recipe"):
         combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained",

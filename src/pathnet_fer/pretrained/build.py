@@ -261,6 +261,8 @@ def combine_built(
         if diff:
             raise ValueError(f"{path} is not seed {seed} of the recipe:\n  " + "\n  ".join(diff))
         seeds.append(seed)
+    order = sorted(range(len(seeds)), key=seeds.__getitem__)  # heads in seed order, always
+    paths, loaded, seeds = ([xs[i] for i in order] for xs in (paths, loaded, seeds))
     heads, metadata = combine_seeds(loaded, seeds, prior)
     first = loaded[0]
     with tempfile.TemporaryDirectory() as tmp:
