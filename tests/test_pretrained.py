@@ -424,3 +424,6 @@ def test_seeds_that_do_not_fit_together_are_refused(shipped, capsys):
     assert "two seeds or more" in capsys.readouterr().err
     assert main(["pretrained", "check", "somefile.pt"]) == 2
     assert "only combine" in capsys.readouterr().err
+    # a seed given twice, two ways, is one clear error (not one silently winning)
+    assert main(["pretrained", "build", "--seeds", "1", "--set", "seed=2"]) == 2
+    assert "not both" in capsys.readouterr().err

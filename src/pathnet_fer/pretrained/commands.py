@@ -38,9 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("build", "combine", "remeasure", "info", "check"))
     p.add_argument("members", nargs="*", help="combine: the files of one seed each")
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=list(SEEDS), metavar="N",
+        "--seeds", type=int, nargs="+", default=None, metavar="N",
         help="build: the recipe's seeds to train and ship as one model (default: "
-        f"{' '.join(map(str, SEEDS))}; one seed: that seed's model alone)",
+        f"{' '.join(map(str, SEEDS))}, or the one --set seed=N gives; one seed: that seed's "
+        "model alone)",
     )  # fmt: skip
     p.add_argument(
         "--config", default="pretrained", help="the recipe (default: configs/pretrained.yaml)"
@@ -117,6 +118,14 @@ def _build(args: argparse.Namespace) -> int:
                 args.members, args.config, args.overrides, dest=args.dest, prior=args.prior
             )
         else:
+            seeds = args.seeds
+            set_seed = any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides)
+            if seeds is not None and set_seed:
+                print("error: give the seeds with --seeds or one with --set seed=N, not both",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            if seeds is None:
+                seeds = [] if set_seed else list(SEEDS)
             result = build.build_pretrained(
                 args.config,
                 args.overrides,
@@ -127,7 +136,7 @@ def _build(args: argparse.Namespace) -> int:
                 quiet=args.quiet,
                 mirror=args.mirror == "on",
                 prior=args.prior,
-                seeds=args.seeds,
+                seeds=seeds,
             )
     except NoShippedModelError as err:
         print(f"error: {err}", file=sys.stderr)

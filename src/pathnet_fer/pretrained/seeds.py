@@ -1,8 +1,9 @@
 """Several seeds of the recipe as one model: a heads model whose heads are the seeds.
 
 Why: single draws of the shipped recipe differ by about 0.01 on FER-2013 test and by
-several points on the posed sets, and their errors differ enough that the mean of their
-probabilities beats each of them (docs/results-fer2013.md, "Three seeds as one model").
+several points on the posed sets, and their errors differ: the mean of three draws'
+probabilities was above each of them on FER-2013 test (docs/results-fer2013.md, "Three
+seeds as one model", where whether it pays as shipped is measured).
 The file is an ordinary ``pathnet-heads`` model (pathnet/heads_model.py): each head is one
 seed's path and readout as that seed's own file ships it (its temperature, its mirror
 averaging, its training faces' class frequencies to divide out), the combination is the
