@@ -190,6 +190,7 @@ def build_pretrained(
         return combine_built(members, config, overrides, dest, figures, sample, log, prior,
                              command, run_dir / "shipped")  # fmt: skip
     started = time.perf_counter()
+    command = _command("build", overrides, mirror, prior, seeds)  # one seed: --seeds N
     overrides = [*overrides, *(f"seed={s}" for s in seeds)]
     cfg = load_config(config, list(overrides))
     run_dir = Path(run_dir)
@@ -206,7 +207,7 @@ def build_pretrained(
         "recipe": config,
         "overrides": list(overrides),
         "source_model": str(source.relative_to(run_dir)),
-        "build_command": _command("build", overrides, mirror, prior, ()),
+        "build_command": command,
         "trained_on": run_hosts(run_dir),
     }
     result = ship(loaded, cfg, run_dir / "shipped", provenance, dest, figures, sample, log, prior)
