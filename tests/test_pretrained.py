@@ -407,6 +407,11 @@ def test_seeds_ship_as_one_model_that_averages_each_seed_as_it_ships(tiny_builds
                           log=lambda m: None)  # fmt: skip
     assert load_model(again.path).head_names == ["seed0", "seed1"]  # in seed order, always
     assert np.allclose(load_model(again.path).predict_proba(faces), combined.predict_proba(faces))
+    # a member's destination budget is its own (the source has its own budget) ...
+    combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained",
+                  [*overrides, "evolution.generations=5"], dest=base / "dest.pt", figures=(),
+                  sample=(30, 1), log=lambda m: None)  # fmt: skip
+    # ... but any setting that trains the source must be the recipe's
     with pytest.raises(ValueError, match="seed0.pt is not seed 0 of the recipe"):
         combine_built([base / "seed0.pt", base / "seed1.pt"], "pretrained",
                       [*overrides, "evolution.lr=0.5"], dest=base / "bad.pt", figures=(),

@@ -256,9 +256,11 @@ def combine_built(
         if "seed" not in recorded:
             raise ValueError(f"{path} is not a file `pathnet-fer pretrained build` wrote")
         seed = int(recorded["seed"])
-        diff = recipe_differences(path, config, [*overrides, f"seed={seed}"], seeds=None)
-        if recorded.get("protocol", {}).get("source_generations") is not None:
-            diff = [d for d in diff if not d.startswith(DESTINATION_ONLY)]
+        own = [f"seed={seed}"]
+        if (recorded.get("protocol") or {}).get("source_generations") is not None:
+            # the member's own destination budget: it trained none of its source
+            own += [f"{key}={json.dumps(_get(recorded, key))}" for key in DESTINATION_ONLY]
+        diff = recipe_differences(path, config, [*overrides, *own], seeds=None)
         if diff:
             raise ValueError(f"{path} is not seed {seed} of the recipe:\n  " + "\n  ".join(diff))
         seeds.append(seed)
@@ -266,11 +268,6 @@ def combine_built(
     paths, loaded, seeds = ([xs[i] for i in order] for xs in (paths, loaded, seeds))
     heads, metadata = combine_seeds(loaded, seeds, prior)
     first = loaded[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        file = save_path_model(Path(tmp) / "seeds.pt", heads, class_names=heads.class_names,
-                               face_settings=first.face_settings, dataset=first.dataset,
-                               metadata=metadata)  # fmt: skip
-        combined = load_model(file)
     hosts = [h for m in loaded for h in (m.metadata["pretrained"].get("trained_on") or [])]
     provenance = {
         "recipe": config,
@@ -290,17 +287,31 @@ def combine_built(
     }
     cfg = load_config(config, list(overrides))
     with tempfile.TemporaryDirectory() as tmp:
-        result = ship(combined, cfg, Path(staging or tmp), provenance, dest, figures, sample,
-                      log, prior)  # fmt: skip
+        # written and read back: load_model is what makes (and checks) a heads LoadedModel
+        file = save_path_model(Path(tmp) / "seeds.pt", heads, class_names=heads.class_names,
+                               face_settings=first.face_settings, dataset=first.dataset,
+                               metadata=metadata)  # fmt: skip
+        result = ship(load_model(file), cfg, Path(staging or tmp), provenance, dest, figures,
+                      sample, log, prior)  # fmt: skip
     result.seconds = time.perf_counter() - started
     log(f"wrote {result.path}: seeds {', '.join(map(str, seeds))} as one model")
     return result
 
 
-DESTINATION_ONLY = ("evolution.generations:", "protocol.destination_generations:")
+DESTINATION_ONLY = ("evolution.generations", "protocol.destination_generations")
 """Settings that train only the destinations of a recipe's study when it sets the source's
 own budget (``protocol.source_generations``): a member built with fewer destination
-generations (``--set evolution.generations=2``, to save time) holds the same source."""
+generations (``--set evolution.generations=2``, to save time) holds the same source, so
+each member is checked with its own values of these."""
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"`` (None where a level is missing)."""
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
 _MEMBER_PROVENANCE = ("build_command", "git_commit", "trained_on", "figures", "sample")
 """What the combined file keeps of each member's build record."""
 
