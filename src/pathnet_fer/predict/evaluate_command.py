@@ -37,7 +37,7 @@ exit status: 0 scored; 1 the model, the dataset or its crops were refused.
 examples:
   pathnet-fer evaluate --dataset crema-d-sample      # the shipped model
   pathnet-fer evaluate --dataset fer2013 --set 'datasets.fer2013.splits=[test]'
-  pathnet-fer evaluate runs/demo/models/ckplus48-to-jaffe/transfer_best.pt --dataset crema-d-sample
+  pathnet-fer evaluate runs/demo/models/fer2013-to-ckplus48/final.pt --dataset crema-d-sample
   pathnet-fer evaluate model.pt --dataset crema-d --keep-neutral --out eval/crema
   pathnet-fer evaluate model.pt --dataset jaffe --config runs/demo/config.yaml
 """
